@@ -1,0 +1,1 @@
+//! Library root (placeholder until the pipeline lands).

@@ -1,2 +1,123 @@
-//! Binary entry point (placeholder).
-fn main() {}
+//! Binary entry point: parses the command line, sets up logging, runs a command.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use defender_responder::adapters::EmbeddedStore;
+use defender_responder::cli::{self, Cli, Command};
+use defender_responder::config::Config;
+use defender_responder::pipeline::Pipeline;
+use defender_responder::services::Registry;
+use defender_responder::state::AppState;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    init_tracing(serving);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Plan { files } => cli::plan(&files, &config),
+        Command::Queues { peek } => cli::queues(&config, peek),
+        Command::Send {
+            files,
+            url,
+            mode,
+            string_form,
+        } => cli::send(&files, &url, mode, string_form).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
+    // Bind first: the host polls the port from the moment it starts the process.
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let store = EmbeddedStore::open(&config.store_path, config.queue_names.clone())?;
+    let store = Arc::new(store);
+    let state = AppState::new(
+        Pipeline::new(Registry::standard(), config.policy.clone()),
+        store.clone(),
+        store.clone(),
+    );
+    tracing::info!(
+        %address,
+        publisher = "embedded",
+        store = %config.store_path.display(),
+        dry_run = config.policy.dry_run,
+        "Custom handler listening."
+    );
+    axum::serve(listener, defender_responder::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("Custom handler stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// Serving: information to stdout and warnings and errors to stderr, which the Functions host
+/// logs as errors. Other commands: everything to stderr, so stdout stays pure JSON.
+fn init_tracing(serving: bool) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if serving {
+        builder
+            .with_writer(
+                std::io::stderr
+                    .with_max_level(tracing::Level::WARN)
+                    .or_else(std::io::stdout),
+            )
+            .with_ansi(false)
+            .init();
+    } else {
+        builder.with_writer(std::io::stderr).init();
+    }
+}

@@ -1,0 +1,42 @@
+//! An in-memory alert ledger, for the offline `plan` command and tests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{AlertLedger, LedgerEntry};
+use crate::domain::AlertStatus;
+use crate::error::Error;
+
+/// Remembers alerts for the life of the process.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    entries: Mutex<HashMap<String, LedgerEntry>>,
+}
+
+impl AlertLedger for MemoryLedger {
+    fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
+        let entries = self
+            .entries
+            .lock()
+            .map_err(|_| Error::Transient("ledger lock poisoned".into()))?;
+        Ok(entries.get(system_alert_id).copied())
+    }
+
+    fn record(
+        &self,
+        system_alert_id: &str,
+        status: AlertStatus,
+        planned: bool,
+    ) -> Result<(), Error> {
+        let mut entries = self
+            .entries
+            .lock()
+            .map_err(|_| Error::Transient("ledger lock poisoned".into()))?;
+        let entry = entries
+            .entry(system_alert_id.to_string())
+            .or_insert(LedgerEntry { status, planned });
+        entry.status = status;
+        entry.planned |= planned;
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! Outbound I/O behind small traits: publishing tasks and remembering alerts already handled.
+
+mod embedded_store;
+mod memory_ledger;
+
+use std::sync::Arc;
+
+use crate::domain::{AlertStatus, Queue, Task};
+use crate::error::Error;
+
+pub use embedded_store::{EmbeddedStore, StoredMessage};
+pub use memory_ledger::MemoryLedger;
+
+/// Publishes tasks to their queues.
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes every task and returns once each is durably accepted. Republishing a task
+    /// with a message id already accepted is a no-op, so redeliveries are safe.
+    async fn publish(&self, tasks: &[Task]) -> Result<(), Error>;
+    /// Short name for logs ("embedded", "service_bus").
+    fn name(&self) -> &'static str;
+}
+
+/// What the responder remembers of an alert it has seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The last status seen.
+    pub status: AlertStatus,
+    /// Whether a response was planned and published for it.
+    pub planned: bool,
+}
+
+/// Remembers which alerts were already handled, so redeliveries publish nothing new.
+pub trait AlertLedger: Send + Sync {
+    /// What is known of an alert.
+    fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error>;
+    /// Records an alert's latest status; `planned` is sticky once true.
+    fn record(
+        &self,
+        system_alert_id: &str,
+        status: AlertStatus,
+        planned: bool,
+    ) -> Result<(), Error>;
+}
+
+/// The queue names tasks are published under (configurable for Service Bus).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueNames {
+    /// Name of the notification queue.
+    pub notification: String,
+    /// Name of the isolation queue.
+    pub isolation: String,
+    /// Name of the rotation queue.
+    pub rotation: String,
+}
+
+impl QueueNames {
+    /// The configured name of a queue.
+    pub fn name(&self, queue: Queue) -> &str {
+        match queue {
+            Queue::Notification => &self.notification,
+            Queue::Isolation => &self.isolation,
+            Queue::Rotation => &self.rotation,
+        }
+    }
+}
+
+impl Default for QueueNames {
+    fn default() -> Self {
+        QueueNames {
+            notification: Queue::Notification.as_str().to_string(),
+            isolation: Queue::Isolation.as_str().to_string(),
+            rotation: Queue::Rotation.as_str().to_string(),
+        }
+    }
+}
+
+/// Shared handles to the adapters.
+pub type SharedPublisher = Arc<dyn Publisher>;
+/// Shared handle to the ledger.
+pub type SharedLedger = Arc<dyn AlertLedger>;

@@ -1,0 +1,259 @@
+//! The command line: `serve` (default), `plan`, `queues` and `send`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::adapters::{EmbeddedStore, MemoryLedger};
+use crate::config::Config;
+use crate::decode::decode_body;
+use crate::domain::Queue;
+use crate::pipeline::{EventReport, Pipeline};
+use crate::services::Registry;
+
+/// Automated incident response for Microsoft Defender for Cloud alerts.
+#[derive(Debug, Parser)]
+#[command(name = "defender-responder", version, about)]
+pub struct Cli {
+    /// What to do (default: serve, as the Functions host starts it).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the custom handler HTTP server (what the Functions host starts).
+    Serve,
+    /// Decode, route and plan alert files offline; print the plans as JSON. Publishes nothing.
+    Plan {
+        /// Alert delivery files (Event Grid arrays, CloudEvents, bare alerts), in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show how many tasks each queue of the embedded store holds, and peek at them.
+    Queues {
+        /// How many messages of each queue to show.
+        #[arg(long, default_value_t = 3)]
+        peek: usize,
+    },
+    /// Post alert files to a running handler.
+    Send {
+        /// Alert delivery files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Base URL of the handler (or of `func start`, e.g. http://localhost:7071).
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// How to deliver.
+        #[arg(long = "as", value_enum, default_value_t = SendMode::Host)]
+        mode: SendMode,
+        /// With `--as host`: send each event as a JSON string holding JSON (the host's other form).
+        #[arg(long)]
+        string_form: bool,
+    },
+}
+
+/// Delivery styles for `send`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SendMode {
+    /// As the Functions host invokes the handler: POST /DefenderAlert, one event per call.
+    Host,
+    /// As Event Grid delivers to a webhook: POST /api/defender-alerts with the file as body.
+    Webhook,
+    /// To `func start`'s local Event Grid endpoint: /runtime/webhooks/EventGrid?functionName=DefenderAlert.
+    Runtime,
+}
+
+#[derive(Serialize)]
+struct PlanOutput {
+    inputs: Vec<PlanInputReport>,
+}
+
+#[derive(Serialize)]
+struct PlanInputReport {
+    file: String,
+    error: Option<String>,
+    events: Vec<EventReport>,
+}
+
+/// `plan`: offline decode + route + plan over files, with one shared duplicate memory.
+pub fn plan(files: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::new(Registry::standard(), config.policy.clone());
+    let ledger = MemoryLedger::default();
+    let mut inputs = Vec::with_capacity(files.len());
+    let mut unreadable = false;
+    for file in files {
+        let name = file.display().to_string();
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                unreadable = true;
+                inputs.push(PlanInputReport {
+                    file: name,
+                    error: Some(format!("cannot read the file: {err}")),
+                    events: vec![],
+                });
+                continue;
+            }
+        };
+        let (error, events) = match decode_body(&bytes) {
+            Ok(events) => {
+                let mut reports = Vec::with_capacity(events.len());
+                for event in &events {
+                    let report = pipeline.assess(event, &ledger)?;
+                    pipeline.remember(&report, &ledger)?;
+                    reports.push(report);
+                }
+                (None, reports)
+            }
+            Err(err) => (Some(err.to_string()), Vec::new()),
+        };
+        inputs.push(PlanInputReport {
+            file: name,
+            error,
+            events,
+        });
+    }
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &PlanOutput { inputs })?;
+    writeln!(stdout)?;
+    Ok(if unreadable {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `queues`: counts and a peek of the embedded store.
+pub fn queues(config: &Config, peek: usize) -> anyhow::Result<ExitCode> {
+    if !config.store_path.exists() {
+        anyhow::bail!(
+            "no embedded store at {} (set RESPONDER_STORE_PATH, or run `serve` and deliver an alert first)",
+            config.store_path.display()
+        );
+    }
+    let store = EmbeddedStore::open(&config.store_path, config.queue_names.clone())?;
+    let mut out = serde_json::Map::new();
+    out.insert("store".into(), json!(store.path().display().to_string()));
+    let mut queues = Vec::new();
+    for (queue, (name, count)) in Queue::ALL.into_iter().zip(store.counts()?) {
+        let messages: Vec<Value> = store
+            .peek(queue, peek)?
+            .into_iter()
+            .map(|message| {
+                let body: Value = serde_json::from_str(&message.body).unwrap_or(Value::String(message.body.clone()));
+                json!({"message_id": message.message_id, "correlation_id": message.correlation_id,
+                       "subject": message.subject, "enqueued_at": message.enqueued_at, "body": body})
+            })
+            .collect();
+        queues.push(json!({"queue": name, "count": count, "peek": messages}));
+    }
+    out.insert("queues".into(), Value::Array(queues));
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `send`: posts files to a running handler and prints each reply.
+pub async fn send(
+    files: &[PathBuf],
+    url: &str,
+    mode: SendMode,
+    string_form: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let base = url.trim_end_matches('/');
+    let mut failures = 0;
+    for file in files {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let requests = build_requests(file, &bytes, base, mode, string_form)?;
+        for (target, headers, body) in requests {
+            let mut request = client.post(&target).body(body);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    if !status.is_success() {
+                        failures += 1;
+                    }
+                    println!("{} -> {target}: {status}\n{text}", file.display());
+                }
+                Err(err) => {
+                    failures += 1;
+                    println!("{} -> {target}: request failed: {err}", file.display());
+                }
+            }
+        }
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+type Request = (String, Vec<(&'static str, String)>, Vec<u8>);
+
+fn build_requests(
+    file: &Path,
+    bytes: &[u8],
+    base: &str,
+    mode: SendMode,
+    string_form: bool,
+) -> anyhow::Result<Vec<Request>> {
+    let value: Value =
+        serde_json::from_slice(bytes).with_context(|| format!("{} is not JSON", file.display()))?;
+    let is_cloud_event = |v: &Value| v.get("specversion").is_some();
+    let is_validation = |v: &Value| {
+        v.get("eventType").and_then(Value::as_str)
+            == Some("Microsoft.EventGrid.SubscriptionValidationEvent")
+    };
+    let events: Vec<Value> = match &value {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    match mode {
+        SendMode::Host => Ok(events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| {
+                let event_value = if string_form { Value::String(event.to_string()) } else { event.clone() };
+                let payload = json!({
+                    "Data": {"event": event_value},
+                    "Metadata": {"sys": {"MethodName": "DefenderAlert", "UtcNow": "2025-05-14T07:13:01Z", "RandGuid": format!("send-{index}")},
+                                 "data": event.get("data").cloned().unwrap_or(Value::Null)}
+                });
+                let headers = vec![
+                    ("content-type", "application/json; charset=utf-8".to_string()),
+                    ("x-azure-functions-invocationid", format!("send-{}-{index}", file.display())),
+                ];
+                (format!("{base}/DefenderAlert"), headers, payload.to_string().into_bytes())
+            })
+            .collect()),
+        SendMode::Webhook | SendMode::Runtime => {
+            let target = match mode {
+                SendMode::Webhook => format!("{base}/api/defender-alerts"),
+                _ => format!("{base}/runtime/webhooks/EventGrid?functionName=DefenderAlert"),
+            };
+            let content_type = match &value {
+                Value::Array(items) if items.iter().any(is_cloud_event) => "application/cloudevents-batch+json",
+                single if is_cloud_event(single) => "application/cloudevents+json",
+                _ => "application/json",
+            };
+            let event_type = if events.iter().any(is_validation) { "SubscriptionValidation" } else { "Notification" };
+            let headers = vec![("content-type", content_type.to_string()), ("aeg-event-type", event_type.to_string())];
+            Ok(vec![(target, headers, bytes.to_vec())])
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! App settings: every name the handler reads, read and validated once at start-up.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use crate::adapters::QueueNames;
+use crate::error::Error;
+use crate::policy::Policy;
+
+/// One app setting the handler reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setting {
+    /// The app-setting (environment variable) name.
+    pub name: &'static str,
+    /// The value used when it is unset ("" when none).
+    pub default: &'static str,
+    /// What it does.
+    pub description: &'static str,
+}
+
+/// Port the host tells the handler to listen on.
+pub const PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+/// Path of the embedded SQLite store (queues when no Service Bus is set, and the alert ledger).
+pub const STORE_PATH: &str = "RESPONDER_STORE_PATH";
+/// Global dry run for containment tasks.
+pub const DRY_RUN: &str = "RESPONDER_DRY_RUN";
+/// The organisation's Entra tenant ids.
+pub const TENANT_IDS: &str = "RESPONDER_TENANT_IDS";
+/// Trusted address ranges.
+pub const TRUSTED_IP_RANGES: &str = "RESPONDER_TRUSTED_IP_RANGES";
+/// Who receives notifications.
+pub const NOTIFY_RECIPIENTS: &str = "RESPONDER_NOTIFY_RECIPIENTS";
+/// Tag naming a resource's owner.
+pub const OWNER_TAG: &str = "RESPONDER_OWNER_TAG";
+/// The responder's own identities (loop protection).
+pub const SELF_OBJECT_IDS: &str = "RESPONDER_SELF_OBJECT_IDS";
+/// Name of the notification queue.
+pub const QUEUE_NOTIFICATION: &str = "RESPONDER_QUEUE_NOTIFICATION";
+/// Name of the isolation queue.
+pub const QUEUE_ISOLATION: &str = "RESPONDER_QUEUE_ISOLATION";
+/// Name of the rotation queue.
+pub const QUEUE_ROTATION: &str = "RESPONDER_QUEUE_ROTATION";
+
+/// The port used when the host sets none (running the handler by hand).
+pub const DEFAULT_PORT: u16 = 3000;
+/// The store path used when none is set.
+pub const DEFAULT_STORE_PATH: &str = ".responder/store.sqlite3";
+
+/// Every setting the handler reads, for documentation and the drift tests.
+pub const SETTINGS: &[Setting] = &[
+    Setting { name: PORT, default: "3000", description: "Port to listen on (127.0.0.1); the Functions host sets it." },
+    Setting { name: STORE_PATH, default: DEFAULT_STORE_PATH, description: "SQLite file of the embedded queues and the alert ledger." },
+    Setting { name: DRY_RUN, default: "false", description: "true: containment tasks are published as dry runs (workers only report)." },
+    Setting { name: TENANT_IDS, default: "", description: "Comma-separated Entra tenant ids of the organisation." },
+    Setting { name: TRUSTED_IP_RANGES, default: "", description: "Comma-separated CIDR ranges the organisation trusts." },
+    Setting { name: NOTIFY_RECIPIENTS, default: "", description: "Comma-separated addresses that receive notifications." },
+    Setting { name: OWNER_TAG, default: "owner", description: "Resource tag that names a resource's owner." },
+    Setting { name: SELF_OBJECT_IDS, default: "", description: "Comma-separated object ids of the responder's own identities; alerts they cause are never acted on automatically." },
+    Setting { name: QUEUE_NOTIFICATION, default: "notification", description: "Name of the notification queue." },
+    Setting { name: QUEUE_ISOLATION, default: "isolation", description: "Name of the isolation queue." },
+    Setting { name: QUEUE_ROTATION, default: "rotation", description: "Name of the rotation queue." },
+];
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Port to listen on.
+    pub port: u16,
+    /// Path of the embedded store.
+    pub store_path: PathBuf,
+    /// Queue names.
+    pub queue_names: QueueNames,
+    /// The response policy.
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|value| value.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let port = match get(PORT) {
+            Some(text) => text
+                .parse::<u16>()
+                .map_err(|_| Error::Config(format!("{PORT}={text:?} is not a port number")))?,
+            None => DEFAULT_PORT,
+        };
+        let queue = |name: &str, default: &str| -> Result<String, Error> {
+            let value = get(name).unwrap_or_else(|| default.to_string());
+            // Service Bus entity names: letters, digits, '.', '-', '_' and '/', up to 260.
+            let valid = value.len() <= 260
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
+            if valid {
+                Ok(value)
+            } else {
+                Err(Error::Config(format!(
+                    "{name}={value:?} is not a valid queue name"
+                )))
+            }
+        };
+        let queue_names = QueueNames {
+            notification: queue(QUEUE_NOTIFICATION, "notification")?,
+            isolation: queue(QUEUE_ISOLATION, "isolation")?,
+            rotation: queue(QUEUE_ROTATION, "rotation")?,
+        };
+        let policy = Policy {
+            dry_run: parse_bool(DRY_RUN, get(DRY_RUN))?.unwrap_or(false),
+            tenant_ids: list(get(TENANT_IDS))
+                .into_iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
+            trusted_ip_ranges: list(get(TRUSTED_IP_RANGES))
+                .into_iter()
+                .map(|range| parse_range(&range))
+                .collect::<Result<_, _>>()?,
+            notify_recipients: list(get(NOTIFY_RECIPIENTS)),
+            owner_tag: get(OWNER_TAG).unwrap_or_else(|| "owner".to_string()),
+            self_object_ids: list(get(SELF_OBJECT_IDS)),
+        };
+        Ok(Config {
+            port,
+            store_path: get(STORE_PATH)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
+            queue_names,
+            policy,
+        })
+    }
+}
+
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .map(|text| {
+            text.split([',', ';'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses a boolean setting; `None` when unset.
+pub fn parse_bool(name: &str, value: Option<String>) -> Result<Option<bool>, Error> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(None),
+        Some("true" | "1" | "yes" | "on") => Ok(Some(true)),
+        Some("false" | "0" | "no" | "off") => Ok(Some(false)),
+        Some(_) => Err(Error::Config(format!(
+            "{name}={:?} is not a boolean (true or false)",
+            value.unwrap_or_default()
+        ))),
+    }
+}
+
+fn parse_range(text: &str) -> Result<IpNet, Error> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            Error::Config(format!(
+                "{TRUSTED_IP_RANGES}: {text:?} is not a CIDR range or an address"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, Error> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.port, DEFAULT_PORT);
+        assert_eq!(config.store_path, PathBuf::from(DEFAULT_STORE_PATH));
+        assert_eq!(config.queue_names, QueueNames::default());
+        assert!(!config.policy.dry_run);
+    }
+
+    #[test]
+    fn bad_values_are_errors_that_name_the_setting() {
+        let err = config(&[(PORT, "http")]).unwrap_err().to_string();
+        assert!(
+            err.contains("FUNCTIONS_CUSTOMHANDLER_PORT=\"http\""),
+            "{err}"
+        );
+        let err = config(&[(TRUSTED_IP_RANGES, "10.0.0.0/8, 300.1.1.1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"300.1.1.1\" is not a CIDR"), "{err}");
+        let err = config(&[(DRY_RUN, "maybe")]).unwrap_err().to_string();
+        assert!(err.contains("RESPONDER_DRY_RUN=\"maybe\""), "{err}");
+        let err = config(&[(QUEUE_ROTATION, "rot ation")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RESPONDER_QUEUE_ROTATION"), "{err}");
+    }
+
+    #[test]
+    fn lists_and_ranges_parse() {
+        let config = config(&[
+            (TRUSTED_IP_RANGES, "10.0.0.0/8; 192.0.2.7"),
+            (TENANT_IDS, "ABC, def"),
+        ])
+        .unwrap();
+        assert_eq!(config.policy.trusted_ip_ranges.len(), 2);
+        assert_eq!(config.policy.tenant_ids, vec!["abc", "def"]);
+    }
+}

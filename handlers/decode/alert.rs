@@ -1,0 +1,579 @@
+//! Decodes the `data` of an alert event, in the REST (`properties`, camelCase) or the flat
+//! PascalCase shape of workflow automation and continuous export, into a [`SecurityAlert`].
+//!
+//! Keys match case-insensitively and unknown fields are ignored. Fields that routing needs
+//! (the alert type) must be right or the event is rejected with the field named; fields
+//! that only enrich the plan degrade with a warning that names them, so a slightly wrong
+//! alert is still acted on rather than lost.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::json::{describe, get, get_any, get_str, to_text};
+use crate::domain::{AlertStatus, AzureResourceId, Entity, SecurityAlert, Severity};
+
+/// A decoded alert and what was wrong but survivable in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedAlert {
+    /// The alert.
+    pub alert: SecurityAlert,
+    /// Fields that had the wrong type or form, each naming the field.
+    pub warnings: Vec<String>,
+}
+
+/// Facts from the envelope that help when the alert itself lacks them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EnvelopeHints<'a> {
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) topic: Option<&'a str>,
+}
+
+/// Decodes an alert object. `Err` names the field that makes it undecodable.
+pub fn decode_alert(data: &Value) -> Result<DecodedAlert, String> {
+    decode_alert_with(data, &EnvelopeHints::default())
+}
+
+pub(crate) fn decode_alert_with(
+    data: &Value,
+    hints: &EnvelopeHints<'_>,
+) -> Result<DecodedAlert, String> {
+    let Value::Object(root) = data else {
+        return Err(format!(
+            "data: expected an alert object, got {}",
+            describe(data)
+        ));
+    };
+    // REST shape: { id, name, type, properties: {...} }; flat shape: the fields at the top.
+    let (props, prefix) = match get(root, "properties") {
+        Some(Value::Object(properties)) if get(properties, "alertType").is_some() => {
+            (properties, "data.properties.")
+        }
+        _ => (root, "data."),
+    };
+    let mut warnings = Vec::new();
+
+    let alert_type = match get(props, "alertType") {
+        Some(Value::String(text)) if !text.trim().is_empty() => text.trim().to_string(),
+        Some(other) => {
+            return Err(format!(
+                "{prefix}alertType: expected the alert type name, got {}",
+                describe(other)
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{prefix}alertType is missing: not a Defender security alert"
+            ))
+        }
+    };
+
+    let system_alert_id = get_str(props, "systemAlertId")
+        .or_else(|| get_str(root, "name"))
+        .map(str::to_string)
+        .or_else(|| {
+            hints
+                .subject
+                .and_then(|subject| subject.strip_prefix("/alerts/"))
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+        })
+        .ok_or_else(|| {
+            format!(
+                "{prefix}systemAlertId is missing: without it redeliveries cannot be recognised"
+            )
+        })?;
+
+    let severity = match get(props, "severity") {
+        None => Severity::Unknown,
+        Some(Value::String(text)) => Severity::parse(text).unwrap_or_else(|| {
+            warnings.push(format!(
+                "{prefix}severity: unknown severity {text:?}; treated as Unknown"
+            ));
+            Severity::Unknown
+        }),
+        Some(other) => {
+            warnings.push(format!(
+                "{prefix}severity: expected Informational, Low, Medium or High, got {}; treated as Unknown",
+                describe(other)
+            ));
+            Severity::Unknown
+        }
+    };
+
+    let status = match get(props, "status") {
+        None => AlertStatus::Active,
+        Some(Value::String(text)) => AlertStatus::parse(text).ok_or_else(|| {
+            format!("{prefix}status: unknown status {text:?} (expected Active, New, InProgress, Resolved or Dismissed)")
+        })?,
+        Some(other) => {
+            return Err(format!(
+                "{prefix}status: expected a status name, got {}",
+                describe(other)
+            ))
+        }
+    };
+
+    let intent = match get(props, "intent") {
+        Some(Value::String(text)) => split_list(text),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(other) => {
+            warnings.push(format!(
+                "{prefix}intent: expected text, got {}; ignored",
+                describe(other)
+            ));
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+
+    let extended_properties = decode_extended_properties(props, prefix, &mut warnings);
+    let entities = decode_entities(props, prefix, &mut warnings);
+    let resource_identifiers = match get(props, "resourceIdentifiers") {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
+        Some(other) => {
+            warnings.push(format!(
+                "{prefix}resourceIdentifiers: expected an array, got {}; ignored",
+                describe(other)
+            ));
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+
+    let resource_id = find_resource_id(
+        props,
+        root,
+        &resource_identifiers,
+        &entities,
+        &extended_properties,
+        hints,
+    );
+    let tenant_ids = find_tenant_ids(&resource_identifiers, &entities);
+
+    let alert = SecurityAlert {
+        alert_type,
+        system_alert_id,
+        display_name: get_str(props, "alertDisplayName").map(str::to_string),
+        description: get_str(props, "description").map(str::to_string),
+        severity,
+        status,
+        intent,
+        resource_id,
+        compromised_entity: get_str(props, "compromisedEntity").map(str::to_string),
+        tenant_ids,
+        entities,
+        extended_properties,
+        remediation_steps: decode_text_list(props, "remediationSteps", prefix, &mut warnings),
+        alert_uri: get_str(props, "alertUri").map(str::to_string),
+        start_time: decode_time(props, "startTimeUtc", prefix, &mut warnings),
+        end_time: decode_time(props, "endTimeUtc", prefix, &mut warnings),
+    };
+    Ok(DecodedAlert { alert, warnings })
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn decode_time(
+    props: &Map<String, Value>,
+    key: &str,
+    prefix: &str,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    match get(props, key) {
+        Some(Value::String(text)) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+        Some(Value::Number(number)) => {
+            warnings.push(format!(
+                "{prefix}{key}: expected an RFC 3339 time, got number {number}; kept as sent"
+            ));
+            Some(number.to_string())
+        }
+        Some(other) => {
+            warnings.push(format!(
+                "{prefix}{key}: expected a time, got {}; ignored",
+                describe(other)
+            ));
+            None
+        }
+        None => None,
+    }
+}
+
+fn decode_text_list(
+    props: &Map<String, Value>,
+    key: &str,
+    prefix: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
+    match get(props, key) {
+        Some(Value::Array(items)) => items.iter().map(to_text).collect(),
+        // The activity-log shape JSON-encodes lists into strings.
+        Some(Value::String(text)) => match serde_json::from_str::<Vec<String>>(text) {
+            Ok(items) => items,
+            Err(_) => vec![text.clone()],
+        },
+        Some(other) => {
+            warnings.push(format!(
+                "{prefix}{key}: expected a list, got {}; ignored",
+                describe(other)
+            ));
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
+}
+
+fn decode_extended_properties(
+    props: &Map<String, Value>,
+    prefix: &str,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    match get(props, "extendedProperties") {
+        Some(Value::Object(map)) => {
+            for (key, value) in map {
+                match value {
+                    Value::Null => {}
+                    Value::String(text) => {
+                        out.insert(key.clone(), text.clone());
+                    }
+                    other => {
+                        warnings.push(format!(
+                            "{prefix}extendedProperties.{key}: expected text, got {}; kept as JSON text",
+                            describe(other)
+                        ));
+                        out.insert(key.clone(), other.to_string());
+                    }
+                }
+            }
+        }
+        Some(other) => warnings.push(format!(
+            "{prefix}extendedProperties: expected an object, got {}; ignored",
+            describe(other)
+        )),
+        None => {}
+    }
+    out
+}
+
+fn decode_entities(
+    props: &Map<String, Value>,
+    prefix: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<Entity> {
+    let raw: Vec<&Map<String, Value>> = match get(props, "entities") {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
+        Some(Value::Object(single)) => {
+            warnings.push(format!(
+                "{prefix}entities: expected an array, got a single object; read as a list of one"
+            ));
+            vec![single]
+        }
+        Some(other) => {
+            warnings.push(format!(
+                "{prefix}entities: expected an array, got {}; ignored",
+                describe(other)
+            ));
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    // Entities reference each other with {"$ref": "n"} pointing at another's "$id".
+    let mut by_id: HashMap<String, &Map<String, Value>> = HashMap::new();
+    collect_ids(&raw, &mut by_id);
+    let mut entities = Vec::new();
+    for object in raw {
+        let resolved = match get_str(object, "$ref") {
+            Some(reference) => match by_id.get(reference) {
+                Some(target) => *target,
+                None => {
+                    warnings.push(format!(
+                        "{prefix}entities: $ref {reference:?} names no entity; ignored"
+                    ));
+                    continue;
+                }
+            },
+            None => object,
+        };
+        if let Some(entity) = decode_entity(resolved) {
+            if !entities.contains(&entity) {
+                entities.push(entity);
+            }
+        }
+    }
+    entities
+}
+
+fn collect_ids<'a>(
+    objects: &[&'a Map<String, Value>],
+    by_id: &mut HashMap<String, &'a Map<String, Value>>,
+) {
+    for object in objects {
+        if let Some(id) = get_str(object, "$id") {
+            by_id.insert(id.to_string(), object);
+        }
+        // Nested entities (an ip inside a host, say) may be referenced from elsewhere.
+        for value in object.values() {
+            match value {
+                Value::Object(inner) if get_str(inner, "$id").is_some() => {
+                    collect_ids(&[inner], by_id)
+                }
+                Value::Array(items) => {
+                    let inner: Vec<&Map<String, Value>> = items
+                        .iter()
+                        .filter_map(Value::as_object)
+                        .filter(|inner| get_str(inner, "$id").is_some())
+                        .collect();
+                    collect_ids(&inner, by_id);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn decode_entity(object: &Map<String, Value>) -> Option<Entity> {
+    let kind = get_str(object, "type")?.to_ascii_lowercase();
+    let text = |key: &str| get_str(object, key).map(str::to_string);
+    let entity = match kind.as_str() {
+        "ip" => Entity::Ip {
+            address: text("address")?,
+            threat_names: match get(object, "threatIntelligence") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .filter_map(|item| {
+                        get_str(item, "threatName").or_else(|| get_str(item, "threatType"))
+                    })
+                    .map(str::to_string)
+                    .collect(),
+                _ => Vec::new(),
+            },
+        },
+        "account" => Entity::Account {
+            name: text("name"),
+            upn_suffix: text("upnSuffix"),
+            aad_user_id: text("aadUserId").or_else(|| text("objectGuid")),
+            aad_tenant_id: text("aadTenantId"),
+        },
+        "azure-resource" => Entity::AzureResource {
+            resource_id: AzureResourceId::parse(get_str(object, "resourceId")?)?,
+        },
+        "host" => Entity::Host {
+            host_name: text("hostName"),
+            azure_id: get_str(object, "azureID").and_then(AzureResourceId::parse),
+        },
+        "dns" => Entity::Dns {
+            domain_name: text("domainName")?,
+            // Defender's schema misspells it `ipAdresses`; accept the correct spelling too.
+            ip_addresses: match get_any(object, &["ipAdresses", "ipAddresses"]) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|item| match item {
+                        Value::String(address) => Some(address.clone()),
+                        Value::Object(ip) => get_str(ip, "address").map(str::to_string),
+                        _ => None,
+                    })
+                    .collect(),
+                Some(Value::String(list)) => split_list(list),
+                _ => Vec::new(),
+            },
+            host_ip_address: match get(object, "hostIpAddress") {
+                Some(Value::String(address)) => Some(address.clone()),
+                Some(Value::Object(ip)) => get_str(ip, "address").map(str::to_string),
+                _ => None,
+            },
+        },
+        _ => Entity::Other { kind },
+    };
+    Some(entity)
+}
+
+fn find_resource_id(
+    props: &Map<String, Value>,
+    root: &Map<String, Value>,
+    resource_identifiers: &[&Map<String, Value>],
+    entities: &[Entity],
+    extended: &BTreeMap<String, String>,
+    hints: &EnvelopeHints<'_>,
+) -> Option<AzureResourceId> {
+    let from_identifiers = resource_identifiers.iter().find_map(|identifier| {
+        get_str(identifier, "azureResourceId").and_then(AzureResourceId::parse)
+    });
+    let from_flat = get_str(props, "azureResourceId").and_then(AzureResourceId::parse);
+    let from_extended = extended
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("EffectiveAzureResourceId"))
+        .and_then(|(_, value)| AzureResourceId::parse(value));
+    let from_entities = entities.iter().find_map(|entity| match entity {
+        Entity::AzureResource { resource_id } => Some(resource_id.clone()),
+        Entity::Host {
+            azure_id: Some(id), ..
+        } => Some(id.clone()),
+        _ => None,
+    });
+    // The REST id names the alert itself under Microsoft.Security; its scope is the subscription
+    // or resource group the alert belongs to, a last resort before the envelope.
+    let from_alert_scope = get_str(root, "id").and_then(|id| {
+        let lower = id.to_ascii_lowercase();
+        let cut = lower.find("/providers/microsoft.security/")?;
+        AzureResourceId::parse(&id[..cut])
+    });
+    // Event Grid subjects name the resource for system topics; the topic of our own custom
+    // topic names the topic, which is never the affected resource.
+    let from_envelope = hints.subject.and_then(AzureResourceId::parse).or_else(|| {
+        hints.topic.and_then(AzureResourceId::parse).filter(|id| {
+            !id.as_str()
+                .to_ascii_lowercase()
+                .contains("/microsoft.eventgrid/")
+        })
+    });
+    from_identifiers
+        .or(from_flat)
+        .or(from_extended)
+        .or(from_entities)
+        .or(from_alert_scope)
+        .or(from_envelope)
+}
+
+fn find_tenant_ids(
+    resource_identifiers: &[&Map<String, Value>],
+    entities: &[Entity],
+) -> Vec<String> {
+    let mut tenants: Vec<String> = Vec::new();
+    let mut add = |tenant: &str| {
+        let tenant = tenant.trim().to_ascii_lowercase();
+        if !tenant.is_empty() && !tenants.contains(&tenant) {
+            tenants.push(tenant);
+        }
+    };
+    for identifier in resource_identifiers {
+        for key in ["aadTenantId", "azureResourceTenantId"] {
+            if let Some(tenant) = get_str(identifier, key) {
+                add(tenant);
+            }
+        }
+    }
+    for entity in entities {
+        if let Entity::Account {
+            aad_tenant_id: Some(tenant),
+            ..
+        } = entity
+        {
+            add(tenant);
+        }
+    }
+    tenants
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rest_and_flat_shapes_decode_to_the_same_fields() {
+        let rest = json!({"id": "/subscriptions/s/providers/Microsoft.Security/locations/w/alerts/a1",
+            "name": "a1", "properties": {"alertType": "KV_UserAnomaly", "systemAlertId": "a1",
+            "severity": "Medium", "status": "Active",
+            "resourceIdentifiers": [{"type": "AzureResource", "azureResourceId": "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/kv"},
+                                    {"type": "AAD", "aadTenantId": "T1"}]}});
+        let flat = json!({"AlertType": "KV_UserAnomaly", "SystemAlertId": "a1", "Severity": "Medium",
+            "Status": "New", "AzureResourceId": "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/kv",
+            "ResourceIdentifiers": [{"Type": "AAD", "AadTenantId": "t1"}]});
+        let rest = decode_alert(&rest).unwrap().alert;
+        let flat = decode_alert(&flat).unwrap().alert;
+        assert_eq!(rest.alert_type, flat.alert_type);
+        assert_eq!(rest.system_alert_id, flat.system_alert_id);
+        assert_eq!(rest.status, AlertStatus::Active);
+        assert_eq!(flat.status, AlertStatus::Active);
+        assert_eq!(rest.resource_id, flat.resource_id);
+        assert_eq!(rest.tenant_ids, vec!["t1"]);
+        assert_eq!(flat.tenant_ids, vec!["t1"]);
+    }
+
+    #[test]
+    fn a_missing_alert_type_is_an_error_naming_the_field() {
+        let err = decode_alert(&json!({"properties": {"systemAlertId": "x"}})).unwrap_err();
+        assert!(err.contains("alertType is missing"), "{err}");
+        let err = decode_alert(&json!({"AlertType": 7, "SystemAlertId": "x"})).unwrap_err();
+        assert!(
+            err.contains("data.alertType: expected the alert type name, got number 7"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_in_enrichment_fields_degrade_with_warnings() {
+        let decoded = decode_alert(&json!({"properties": {"alertType": "KV_AppAnomaly",
+            "systemAlertId": "x", "severity": 2, "startTimeUtc": 1747206720,
+            "entities": {"$id": "2", "type": "ip", "address": "203.0.113.7"},
+            "extendedProperties": {"Suspicious Operations": {"SecretGet": 3}}}}))
+        .unwrap();
+        assert_eq!(decoded.alert.severity, Severity::Unknown);
+        assert_eq!(decoded.alert.entities.len(), 1);
+        assert_eq!(
+            decoded.alert.extended("Suspicious Operations"),
+            Some("{\"SecretGet\":3}")
+        );
+        let joined = decoded.warnings.join("\n");
+        assert!(
+            joined.contains("data.properties.severity: expected"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("data.properties.entities: expected an array"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("extendedProperties.Suspicious Operations"),
+            "{joined}"
+        );
+        assert!(joined.contains("startTimeUtc"), "{joined}");
+    }
+
+    #[test]
+    fn entity_references_resolve_and_dns_answers_read_the_misspelled_field() {
+        let decoded = decode_alert(&json!({"AlertType": "AzureDNS_DarkWeb", "SystemAlertId": "d",
+            "Entities": [{"$id": "1", "Type": "dns", "DomainName": "x.onion.test", "IpAdresses": ["192.0.2.1"]},
+                         {"$ref": "1"}, {"$id": "3", "Type": "process"}]}))
+        .unwrap();
+        assert_eq!(decoded.alert.entities.len(), 2);
+        assert_eq!(
+            decoded.alert.entities[0],
+            Entity::Dns {
+                domain_name: "x.onion.test".into(),
+                ip_addresses: vec!["192.0.2.1".into()],
+                host_ip_address: None
+            }
+        );
+        assert_eq!(
+            decoded.alert.entities[1],
+            Entity::Other {
+                kind: "process".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_status_is_rejected_with_its_value() {
+        let err = decode_alert(
+            &json!({"AlertType": "KV_UserAnomaly", "SystemAlertId": "x", "Status": "Closed"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("data.status: unknown status \"Closed\""),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! Event Grid schema events, CloudEvents 1.0 (single and batch) and bare alerts, decoded into
+//! [`InboundEvent`]s; one bad event becomes an `Invalid` event and never sinks its batch.
+
+use serde_json::{Map, Value};
+
+use super::alert::{decode_alert_with, DecodedAlert, EnvelopeHints};
+use super::json::{describe, get, get_str};
+
+/// Event Grid's subscription-validation event type.
+pub const SUBSCRIPTION_VALIDATION: &str = "Microsoft.EventGrid.SubscriptionValidationEvent";
+
+/// What one event in a delivery turned out to be.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventKind {
+    /// A Defender alert to handle.
+    Alert(Box<DecodedAlert>),
+    /// Event Grid's subscription-validation handshake.
+    SubscriptionValidation {
+        /// The code to echo back as `validationResponse`.
+        code: String,
+        /// The URL to GET instead (newer API versions), when present.
+        url: Option<String>,
+    },
+    /// A well-formed event that is not a Defender alert (acknowledged, logged, not acted on).
+    NotAnAlert(String),
+    /// A malformed event: the reason names what is wrong.
+    Invalid(String),
+}
+
+/// One event of a delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InboundEvent {
+    /// The envelope's event id (`#n` for position n when the event has none).
+    pub event_id: String,
+    /// The envelope's event type, when it has one.
+    pub event_type: Option<String>,
+    /// What the event is.
+    pub kind: EventKind,
+}
+
+/// Why a whole body could not be read as events.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Nothing was sent.
+    #[error("the body is empty")]
+    Empty,
+    /// A UTF-8 byte order mark precedes the JSON; Event Grid never sends one.
+    #[error("the body starts with a UTF-8 byte order mark (EF BB BF); JSON must not")]
+    ByteOrderMark,
+    /// Larger than a delivery can be.
+    #[error("the body is {0} bytes, over the limit of {limit} bytes", limit = super::MAX_BODY_BYTES)]
+    TooLarge(usize),
+    /// Not JSON.
+    #[error("invalid JSON at line {line} column {column}: {message}")]
+    InvalidJson {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser found.
+        message: String,
+    },
+    /// JSON, but neither an event, an array of events nor an alert.
+    #[error("expected an Event Grid event array, a CloudEvent or a CloudEvents batch, got {0}")]
+    NotEvents(String),
+}
+
+/// Decodes a request body or file: an array of events (Event Grid schema or a CloudEvents
+/// batch), one CloudEvent, one Event Grid event, or one bare alert object.
+pub fn decode_body(body: &[u8]) -> Result<Vec<InboundEvent>, BodyError> {
+    if body.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(BodyError::ByteOrderMark);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError::Empty);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|err| BodyError::InvalidJson {
+        line: err.line(),
+        column: err.column(),
+        message: strip_position(&err.to_string()),
+    })?;
+    match value {
+        Value::Array(items) => Ok(items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| decode_event(item, index))
+            .collect()),
+        Value::Object(_) => Ok(vec![decode_event(&value, 0)]),
+        other => Err(BodyError::NotEvents(describe(&other))),
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(cut) => message[..cut].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Decodes one event value: an Event Grid event, a CloudEvent, or a bare alert. The value may
+/// also be a JSON string holding the event, as the Functions host sometimes delivers it.
+pub fn decode_event(value: &Value, index: usize) -> InboundEvent {
+    let fallback_id = format!("#{index}");
+    let object = match value {
+        Value::Object(object) => object,
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(inner @ Value::Object(_)) => return decode_event(&inner, index),
+            Ok(other) => {
+                return invalid(
+                    fallback_id,
+                    format!(
+                        "event is a string holding {}, not an event object",
+                        describe(&other)
+                    ),
+                )
+            }
+            Err(err) => {
+                return invalid(
+                    fallback_id,
+                    format!("event is a string that is not JSON: {err}"),
+                )
+            }
+        },
+        other => {
+            return invalid(
+                fallback_id,
+                format!("event is {}, not an object", describe(other)),
+            )
+        }
+    };
+    let event_id = get(object, "id")
+        .map(super::json::to_text)
+        .filter(|id| !id.trim().is_empty())
+        .unwrap_or(fallback_id);
+
+    if get(object, "specversion").is_some() {
+        decode_cloud_event(object, event_id)
+    } else if get(object, "eventType").is_some() {
+        decode_event_grid_event(object, event_id)
+    } else if looks_like_alert(object) {
+        // A bare alert (continuous export to Event Hubs writes these): no envelope to read.
+        let event_id = alert_id(object).unwrap_or(event_id);
+        alert_event(
+            event_id,
+            None,
+            Value::Object(object.clone()),
+            &EnvelopeHints::default(),
+        )
+    } else {
+        invalid(
+            event_id,
+            "event has neither eventType (Event Grid schema) nor specversion (CloudEvents), and is not an alert".to_string(),
+        )
+    }
+}
+
+fn decode_event_grid_event(object: &Map<String, Value>, event_id: String) -> InboundEvent {
+    let event_type = get_str(object, "eventType").map(str::to_string);
+    let hints = EnvelopeHints {
+        subject: get_str(object, "subject"),
+        topic: get_str(object, "topic"),
+    };
+    let data = get(object, "data").cloned().unwrap_or(Value::Null);
+    classify(event_id, event_type, data, &hints)
+}
+
+fn decode_cloud_event(object: &Map<String, Value>, event_id: String) -> InboundEvent {
+    let event_type = get_str(object, "type").map(str::to_string);
+    match get_str(object, "specversion") {
+        Some("1.0") => {}
+        Some(other) => {
+            return invalid_typed(
+                event_id,
+                event_type,
+                format!("specversion {other:?} is not supported (expected \"1.0\")"),
+            )
+        }
+        None => {
+            return invalid_typed(
+                event_id,
+                event_type,
+                "specversion must be the string \"1.0\"".to_string(),
+            )
+        }
+    }
+    let hints = EnvelopeHints {
+        subject: get_str(object, "subject"),
+        topic: get_str(object, "source"),
+    };
+    let data = match (get(object, "data"), get_str(object, "data_base64")) {
+        (Some(data), _) => data.clone(),
+        (None, Some(_)) => return invalid_typed(
+            event_id,
+            event_type,
+            "data_base64 (binary CloudEvent data) is not supported: send the alert as JSON data"
+                .to_string(),
+        ),
+        (None, None) => Value::Null,
+    };
+    classify(event_id, event_type, data, &hints)
+}
+
+fn classify(
+    event_id: String,
+    event_type: Option<String>,
+    data: Value,
+    hints: &EnvelopeHints<'_>,
+) -> InboundEvent {
+    let kind_of = |name: &str| {
+        event_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(name))
+    };
+    if kind_of(SUBSCRIPTION_VALIDATION) {
+        let code = match &data {
+            Value::Object(fields) => get_str(fields, "validationCode").map(str::to_string),
+            _ => None,
+        };
+        let url = match &data {
+            Value::Object(fields) => get_str(fields, "validationUrl").map(str::to_string),
+            _ => None,
+        };
+        return match code {
+            Some(code) => InboundEvent {
+                event_id,
+                event_type,
+                kind: EventKind::SubscriptionValidation { code, url },
+            },
+            None => invalid_typed(
+                event_id,
+                event_type,
+                "data.validationCode is missing from the subscription validation event".to_string(),
+            ),
+        };
+    }
+    if let Some(kind) = event_type.as_deref().filter(|t| {
+        let lower = t.to_ascii_lowercase();
+        lower.starts_with("microsoft.graph.") || lower.starts_with("microsoft.eventgrid.")
+    }) {
+        let reason = if kind.to_ascii_lowercase().starts_with("microsoft.graph.") {
+            format!("{kind} is a Microsoft Graph change notification that carries only the alert id; this responder takes full Defender alerts (workflow automation or export), so nothing is planned")
+        } else {
+            format!("{kind} is an Event Grid system event, not a Defender alert")
+        };
+        return InboundEvent {
+            event_id,
+            event_type,
+            kind: EventKind::NotAnAlert(reason),
+        };
+    }
+    alert_event(event_id, event_type, data, hints)
+}
+
+fn alert_event(
+    event_id: String,
+    event_type: Option<String>,
+    data: Value,
+    hints: &EnvelopeHints<'_>,
+) -> InboundEvent {
+    let data = match data {
+        Value::Null => {
+            return invalid_typed(
+                event_id,
+                event_type,
+                "data is missing or null: the event carries no alert".to_string(),
+            )
+        }
+        // Some publishers (and the Functions host) JSON-encode data into a string.
+        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(inner) => inner,
+            Err(err) => {
+                return invalid_typed(
+                    event_id,
+                    event_type,
+                    format!("data is a string that is not JSON: {err}"),
+                )
+            }
+        },
+        other => other,
+    };
+    if let Value::Object(fields) = &data {
+        if is_activity_log_record(fields) {
+            return InboundEvent {
+                event_id,
+                event_type,
+                kind: EventKind::NotAnAlert(
+                    "data is an activity-log record (operationName), not a Defender alert: it has no alertType".to_string(),
+                ),
+            };
+        }
+    }
+    match decode_alert_with(&data, hints) {
+        Ok(decoded) => InboundEvent {
+            event_id,
+            event_type,
+            kind: EventKind::Alert(Box::new(decoded)),
+        },
+        Err(reason) => invalid_typed(event_id, event_type, reason),
+    }
+}
+
+fn looks_like_alert(object: &Map<String, Value>) -> bool {
+    get(object, "alertType").is_some()
+        || matches!(get(object, "properties"), Some(Value::Object(props)) if get(props, "alertType").is_some())
+}
+
+fn alert_id(object: &Map<String, Value>) -> Option<String> {
+    let props = match get(object, "properties") {
+        Some(Value::Object(props)) => props,
+        _ => object,
+    };
+    get_str(props, "systemAlertId").map(str::to_string)
+}
+
+fn is_activity_log_record(fields: &Map<String, Value>) -> bool {
+    get(fields, "operationName").is_some() && !looks_like_alert(fields)
+}
+
+fn invalid(event_id: String, reason: String) -> InboundEvent {
+    invalid_typed(event_id, None, reason)
+}
+
+fn invalid_typed(event_id: String, event_type: Option<String>, reason: String) -> InboundEvent {
+    InboundEvent {
+        event_id,
+        event_type,
+        kind: EventKind::Invalid(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(body: &str) -> Vec<EventKind> {
+        decode_body(body.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|event| event.kind)
+            .collect()
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_that_say_what_is_wrong() {
+        assert_eq!(decode_body(b""), Err(BodyError::Empty));
+        assert_eq!(
+            decode_body(b"\xEF\xBB\xBF[]"),
+            Err(BodyError::ByteOrderMark)
+        );
+        let err = decode_body(b"[{'id': 1}]").unwrap_err().to_string();
+        assert!(err.starts_with("invalid JSON at line 1 column 3"), "{err}");
+        let err = decode_body(b"{\"a\":1}\n{\"b\":2}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trailing characters"), "{err}");
+        assert_eq!(
+            decode_body(b"7").unwrap_err(),
+            BodyError::NotEvents("number 7".into())
+        );
+        assert_eq!(decode_body(b"[]").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn one_bad_event_does_not_sink_the_batch() {
+        let got = kinds(
+            r#"[{"id":"a","eventType":"X","data":null},
+            {"id":"b","eventType":"X","data":{"AlertType":"KV_UserAnomaly","SystemAlertId":"s"}}, 5]"#,
+        );
+        assert!(
+            matches!(&got[0], EventKind::Invalid(reason) if reason.contains("data is missing or null"))
+        );
+        assert!(matches!(&got[1], EventKind::Alert(_)));
+        assert!(matches!(&got[2], EventKind::Invalid(reason) if reason.contains("number 5")));
+    }
+
+    #[test]
+    fn handshakes_graph_events_and_string_data_are_recognised() {
+        let got = kinds(
+            r#"[{"id":"v","eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","data":{"validationCode":"C"}},
+            {"id":"g","specversion":"1.0","type":"Microsoft.Graph.AlertCreated","source":"s","data":{}},
+            {"id":"s","eventType":"X","data":"{\"AlertType\":\"KV_UserAnomaly\",\"SystemAlertId\":\"s\"}"}]"#,
+        );
+        assert_eq!(
+            got[0],
+            EventKind::SubscriptionValidation {
+                code: "C".into(),
+                url: None
+            }
+        );
+        assert!(
+            matches!(&got[1], EventKind::NotAnAlert(reason) if reason.contains("Microsoft Graph"))
+        );
+        assert!(matches!(&got[2], EventKind::Alert(_)));
+    }
+
+    #[test]
+    fn an_event_delivered_as_a_json_string_is_decoded() {
+        let inner = r#"{"id":"e1","eventType":"X","data":{"AlertType":"KV_UserAnomaly","SystemAlertId":"s"}}"#;
+        let event = decode_event(&Value::String(inner.to_string()), 0);
+        assert_eq!(event.event_id, "e1");
+        assert!(matches!(event.kind, EventKind::Alert(_)));
+    }
+}

@@ -1,0 +1,266 @@
+//! One event's journey: classify, recognise duplicates and status updates, route, plan,
+//! publish, remember. Shared by the HTTP functions and the offline `plan` command.
+
+use serde::Serialize;
+
+use crate::adapters::{AlertLedger, Publisher};
+use crate::decode::{EventKind, InboundEvent};
+use crate::domain::{Action, AlertRef, AlertStatus, ResponsePlan, SecurityAlert, Service, Task};
+use crate::error::Error;
+use crate::policy::Policy;
+use crate::services::Registry;
+
+/// What happened to one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A response was planned (and, when serving, published).
+    Planned,
+    /// The alert was handled before; nothing new is published.
+    Duplicate,
+    /// A status change of an alert; no containment starts.
+    StatusUpdate,
+    /// Well-formed but not something to act on (handshakes, non-alert events).
+    Ignored,
+    /// Malformed; the reason says what is wrong.
+    Rejected,
+}
+
+/// The summary of an alert in a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertSummary {
+    /// Alert type as sent.
+    pub alert_type: String,
+    /// Defender's systemAlertId.
+    pub system_alert_id: String,
+    /// The service it routed to.
+    pub service: Service,
+    /// Severity.
+    pub severity: String,
+    /// Status.
+    pub status: String,
+    /// Whether the alert simulator produced it.
+    pub simulated: bool,
+}
+
+/// The handling of one event, as reported by `plan` and by the webhook.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventReport {
+    /// The envelope's event id.
+    pub event_id: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why, in words.
+    pub reason: String,
+    /// The alert, when the event carried one.
+    pub alert: Option<AlertSummary>,
+    /// The tasks planned (empty unless planned or a status notification).
+    pub tasks: Vec<Task>,
+    /// Survivable problems in the alert, each naming its field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The subscription-validation code, for a handshake event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_code: Option<String>,
+}
+
+impl EventReport {
+    fn without_alert(event_id: &str, outcome: Outcome, reason: String) -> Self {
+        EventReport {
+            event_id: event_id.to_string(),
+            outcome,
+            reason,
+            alert: None,
+            tasks: Vec::new(),
+            warnings: Vec::new(),
+            validation_code: None,
+        }
+    }
+}
+
+/// Routes and plans alerts under a policy.
+pub struct Pipeline {
+    registry: Registry,
+    policy: Policy,
+}
+
+impl Pipeline {
+    /// A pipeline with the given handlers and policy.
+    pub fn new(registry: Registry, policy: Policy) -> Self {
+        Pipeline { registry, policy }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Decides what an event calls for, reading (never writing) the ledger.
+    pub fn assess(
+        &self,
+        event: &InboundEvent,
+        ledger: &dyn AlertLedger,
+    ) -> Result<EventReport, Error> {
+        let decoded = match &event.kind {
+            EventKind::Alert(decoded) => decoded,
+            EventKind::SubscriptionValidation { code, .. } => {
+                let mut report = EventReport::without_alert(
+                    &event.event_id,
+                    Outcome::Ignored,
+                    "Event Grid subscription validation handshake: answered, no alert in it"
+                        .to_string(),
+                );
+                report.validation_code = Some(code.clone());
+                return Ok(report);
+            }
+            EventKind::NotAnAlert(reason) => {
+                return Ok(EventReport::without_alert(
+                    &event.event_id,
+                    Outcome::Ignored,
+                    reason.clone(),
+                ))
+            }
+            EventKind::Invalid(reason) => {
+                return Ok(EventReport::without_alert(
+                    &event.event_id,
+                    Outcome::Rejected,
+                    reason.clone(),
+                ))
+            }
+        };
+        let alert = &decoded.alert;
+        let (service, entry) = self.registry.route(alert);
+        let summary = AlertSummary {
+            alert_type: alert.alert_type.clone(),
+            system_alert_id: alert.system_alert_id.clone(),
+            service,
+            severity: alert.severity.as_str().to_string(),
+            status: alert.status.as_str().to_string(),
+            simulated: alert.is_simulated(),
+        };
+        let known = ledger.lookup(&alert.system_alert_id)?;
+        let (outcome, reason, tasks) = if alert.status.is_update() {
+            let (reason, tasks) =
+                self.status_update(alert, service, known.is_some_and(|k| k.planned));
+            (Outcome::StatusUpdate, reason, tasks)
+        } else if known.is_some_and(|k| k.planned) {
+            (
+                Outcome::Duplicate,
+                format!(
+                    "alert {} was already planned and published; this redelivery publishes nothing new",
+                    alert.system_alert_id
+                ),
+                Vec::new(),
+            )
+        } else {
+            let (_, plan) = self.registry.plan(alert, &self.policy);
+            let reason = match entry {
+                Some(entry) => format!(
+                    "{} ({}) routed to the {} handler: {} task(s) planned",
+                    alert.alert_type,
+                    entry.display_name,
+                    service,
+                    plan.tasks().len()
+                ),
+                None => format!(
+                    "{} is not a documented alert type: notification-only fallback plan",
+                    alert.alert_type
+                ),
+            };
+            (Outcome::Planned, reason, plan.into_tasks())
+        };
+        Ok(EventReport {
+            event_id: event.event_id.clone(),
+            outcome,
+            reason,
+            alert: Some(summary),
+            tasks,
+            warnings: decoded.warnings.clone(),
+            validation_code: None,
+        })
+    }
+
+    fn status_update(
+        &self,
+        alert: &SecurityAlert,
+        service: Service,
+        seen: bool,
+    ) -> (String, Vec<Task>) {
+        let closed = matches!(alert.status, AlertStatus::Resolved | AlertStatus::Dismissed);
+        if !seen {
+            return (
+                format!(
+                    "status update ({}) for an alert this responder has not planned; recorded, nothing to cancel",
+                    alert.status
+                ),
+                Vec::new(),
+            );
+        }
+        if !closed {
+            return (
+                format!("status update ({}); no containment starts", alert.status),
+                Vec::new(),
+            );
+        }
+        let step = match service {
+            Service::KeyVault => "KV-1",
+            Service::Dns => "DNS-1",
+            _ => "ARM-1",
+        };
+        let alert_ref = AlertRef::new(alert, service);
+        let mut plan = ResponsePlan::new();
+        plan.push(
+            Task::new(
+                &alert_ref,
+                Action::NotifyStatusChange,
+                &[step],
+                alert.resource_label(),
+                format!(
+                    "{step}: the alert was {} in Defender; its pending decisions are cancelled and no further containment follows.",
+                    alert.status.as_str().to_ascii_lowercase()
+                ),
+            )
+            .fact("new_status", alert.status.as_str())
+            .recipients(self.policy.notify_recipients.iter().cloned()),
+        );
+        (
+            format!(
+                "status update ({}): the people involved are told it closed",
+                alert.status
+            ),
+            plan.into_tasks(),
+        )
+    }
+
+    /// Records the outcome of a handled event, so a redelivery is recognised.
+    pub fn remember(&self, report: &EventReport, ledger: &dyn AlertLedger) -> Result<(), Error> {
+        let Some(alert) = &report.alert else {
+            return Ok(());
+        };
+        if report.outcome == Outcome::Duplicate {
+            return Ok(());
+        }
+        let status = AlertStatus::parse(&alert.status).unwrap_or(AlertStatus::Active);
+        ledger.record(
+            &alert.system_alert_id,
+            status,
+            report.outcome == Outcome::Planned,
+        )
+    }
+
+    /// Assesses, publishes and remembers one event. A publishing failure returns the error
+    /// (and records nothing), so the platform's redelivery plans and publishes again.
+    pub async fn handle(
+        &self,
+        event: &InboundEvent,
+        ledger: &dyn AlertLedger,
+        publisher: &dyn Publisher,
+    ) -> Result<EventReport, Error> {
+        let report = self.assess(event, ledger)?;
+        if !report.tasks.is_empty() {
+            publisher.publish(&report.tasks).await?;
+        }
+        self.remember(&report, ledger)?;
+        Ok(report)
+    }
+}

@@ -86,3 +86,15 @@ fn local_settings_json_is_ignored_by_git() {
         .lines()
         .any(|line| line.trim() == "local.settings.json"));
 }
+
+#[test]
+fn the_readme_documents_every_setting() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for setting in SETTINGS {
+        assert!(
+            readme.contains(&format!("| `{}` |", setting.name)),
+            "README lacks {}",
+            setting.name
+        );
+    }
+}

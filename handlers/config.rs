@@ -6,6 +6,7 @@ use ipnet::IpNet;
 
 use crate::adapters::QueueNames;
 use crate::error::Error;
+use crate::policy::file::parse_policy;
 use crate::policy::Policy;
 
 /// One app setting the handler reads.
@@ -35,6 +36,8 @@ pub const NOTIFY_RECIPIENTS: &str = "RESPONDER_NOTIFY_RECIPIENTS";
 pub const OWNER_TAG: &str = "RESPONDER_OWNER_TAG";
 /// The responder's own identities (loop protection).
 pub const SELF_OBJECT_IDS: &str = "RESPONDER_SELF_OBJECT_IDS";
+/// Path of the optional policy file (JSON; see docs/policy.md).
+pub const POLICY_FILE: &str = "RESPONDER_POLICY_FILE";
 /// Name of the notification queue.
 pub const QUEUE_NOTIFICATION: &str = "RESPONDER_QUEUE_NOTIFICATION";
 /// Name of the isolation queue.
@@ -57,6 +60,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: NOTIFY_RECIPIENTS, default: "", description: "Comma-separated addresses that receive notifications." },
     Setting { name: OWNER_TAG, default: "owner", description: "Resource tag that names a resource's owner." },
     Setting { name: SELF_OBJECT_IDS, default: "", description: "Comma-separated object ids of the responder's own identities; alerts they cause are never acted on automatically." },
+    Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); app settings above are applied on top of it." },
     Setting { name: QUEUE_NOTIFICATION, default: "notification", description: "Name of the notification queue." },
     Setting { name: QUEUE_ISOLATION, default: "isolation", description: "Name of the isolation queue." },
     Setting { name: QUEUE_ROTATION, default: "rotation", description: "Name of the rotation queue." },
@@ -114,20 +118,7 @@ impl Config {
             isolation: queue(QUEUE_ISOLATION, "isolation")?,
             rotation: queue(QUEUE_ROTATION, "rotation")?,
         };
-        let policy = Policy {
-            dry_run: parse_bool(DRY_RUN, get(DRY_RUN))?.unwrap_or(false),
-            tenant_ids: list(get(TENANT_IDS))
-                .into_iter()
-                .map(|t| t.to_ascii_lowercase())
-                .collect(),
-            trusted_ip_ranges: list(get(TRUSTED_IP_RANGES))
-                .into_iter()
-                .map(|range| parse_range(&range))
-                .collect::<Result<_, _>>()?,
-            notify_recipients: list(get(NOTIFY_RECIPIENTS)),
-            owner_tag: get(OWNER_TAG).unwrap_or_else(|| "owner".to_string()),
-            self_object_ids: list(get(SELF_OBJECT_IDS)),
-        };
+        let policy = policy_from(&get, |path| std::fs::read_to_string(path))?;
         Ok(Config {
             port,
             store_path: get(STORE_PATH)
@@ -137,6 +128,54 @@ impl Config {
             policy,
         })
     }
+}
+
+/// Builds the policy: the policy file (when `RESPONDER_POLICY_FILE` names one), then the
+/// `RESPONDER_*` app settings on top. Lists from settings are added to the file's; a set
+/// `RESPONDER_DRY_RUN` or `RESPONDER_OWNER_TAG` replaces the file's value.
+fn policy_from(
+    get: &dyn Fn(&str) -> Option<String>,
+    read: impl Fn(&str) -> std::io::Result<String>,
+) -> Result<Policy, Error> {
+    let mut policy = match get(POLICY_FILE) {
+        Some(path) => {
+            let text = read(&path).map_err(|err| {
+                Error::Config(format!("{POLICY_FILE}={path:?}: cannot read: {err}"))
+            })?;
+            parse_policy(&text)
+                .map_err(|problems| Error::Config(format!("{POLICY_FILE}={path:?}: {problems}")))?
+        }
+        None => Policy::default(),
+    };
+    if let Some(dry_run) = parse_bool(DRY_RUN, get(DRY_RUN))? {
+        policy.dry_run = dry_run;
+    }
+    let extend = |into: &mut Vec<String>, items: Vec<String>| {
+        for item in items {
+            if !into.iter().any(|have| have.eq_ignore_ascii_case(&item)) {
+                into.push(item);
+            }
+        }
+    };
+    extend(
+        &mut policy.tenant_ids,
+        list(get(TENANT_IDS))
+            .into_iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect(),
+    );
+    for range in list(get(TRUSTED_IP_RANGES)) {
+        let range = parse_range(&range)?;
+        if !policy.trusted_ip_ranges.contains(&range) {
+            policy.trusted_ip_ranges.push(range);
+        }
+    }
+    extend(&mut policy.notify_recipients, list(get(NOTIFY_RECIPIENTS)));
+    if let Some(tag) = get(OWNER_TAG) {
+        policy.owner_tag = tag;
+    }
+    extend(&mut policy.self_object_ids, list(get(SELF_OBJECT_IDS)));
+    Ok(policy)
 }
 
 fn list(value: Option<String>) -> Vec<String> {
@@ -165,13 +204,11 @@ pub fn parse_bool(name: &str, value: Option<String>) -> Result<Option<bool>, Err
 }
 
 fn parse_range(text: &str) -> Result<IpNet, Error> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            Error::Config(format!(
-                "{TRUSTED_IP_RANGES}: {text:?} is not a CIDR range or an address"
-            ))
-        })
+    crate::policy::file::parse_range(text).ok_or_else(|| {
+        Error::Config(format!(
+            "{TRUSTED_IP_RANGES}: {text:?} is not a CIDR range or an address"
+        ))
+    })
 }
 
 #[cfg(test)]

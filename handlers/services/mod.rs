@@ -1,12 +1,13 @@
 //! Per-service handlers (alert in, plan out) and the registry that routes alerts to them.
 
 mod dns;
+mod facts;
 mod fallback;
 mod key_vault;
 mod resource_manager;
 
 use crate::domain::catalog::{self, CatalogEntry};
-use crate::domain::{AlertRef, ResponsePlan, SecurityAlert, Service};
+use crate::domain::{AlertRef, AzureResourceId, ResponsePlan, SecurityAlert, Service, Task};
 use crate::policy::Policy;
 
 pub use dns::Dns;
@@ -111,6 +112,21 @@ impl Default for Registry {
 
 /// The people to notify about a resource: its owner (when the policy can name one) and the
 /// security team.
-pub(crate) fn notify_targets(policy: &Policy) -> Vec<String> {
-    policy.notify_recipients.clone()
+pub(crate) fn notify_targets(policy: &Policy, resource: Option<&AzureResourceId>) -> Vec<String> {
+    policy.recipients_for(resource)
+}
+
+/// Adds what the notification worker needs to find the resource's owner by tag (an ARM read
+/// the pure handlers cannot do): the tag name and the resource to read it from.
+pub(crate) fn with_owner_lookup(
+    task: Task,
+    policy: &Policy,
+    resource: Option<&AzureResourceId>,
+) -> Task {
+    match resource {
+        Some(resource) => task
+            .fact("owner_tag", policy.owner_tag.clone())
+            .fact("owner_lookup_resource", resource.as_str()),
+        None => task,
+    }
 }

@@ -262,4 +262,59 @@ mod tests {
         assert_eq!(config.policy.trusted_ip_ranges.len(), 2);
         assert_eq!(config.policy.tenant_ids, vec!["abc", "def"]);
     }
+
+    #[test]
+    fn the_policy_file_is_read_and_app_settings_apply_on_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.json");
+        std::fs::write(
+            &path,
+            r#"{"tenant_ids": ["c0506a98-9c27-4b6a-9a14-0cc99837071d"],
+                "notify_recipients": ["secops@contoso.com"],
+                "owner_tag": "team",
+                "automation": [{"action": "reimage_vm", "mode": "notify_only"}]}"#,
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        let config = config(&[
+            (POLICY_FILE, &path),
+            (NOTIFY_RECIPIENTS, "soc@contoso.com"),
+            (DRY_RUN, "true"),
+        ])
+        .unwrap();
+        let policy = config.policy;
+        assert_eq!(
+            policy.tenant_ids,
+            vec!["c0506a98-9c27-4b6a-9a14-0cc99837071d"]
+        );
+        assert_eq!(
+            policy.notify_recipients,
+            vec!["secops@contoso.com", "soc@contoso.com"]
+        );
+        assert_eq!(policy.owner_tag, "team");
+        assert_eq!(policy.automation.len(), 1);
+        assert!(policy.dry_run);
+    }
+
+    #[test]
+    fn a_bad_policy_file_fails_start_up_naming_the_setting_and_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.json");
+        std::fs::write(
+            &path,
+            r#"{"automation": [{"action": "nuke", "mode": "auto"}]}"#,
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        let err = config(&[(POLICY_FILE, &path)]).unwrap_err().to_string();
+        assert!(err.contains("RESPONDER_POLICY_FILE"), "{err}");
+        assert!(
+            err.contains("automation[0].action: \"nuke\" is not an action"),
+            "{err}"
+        );
+        let err = config(&[(POLICY_FILE, "/nonexistent/policy.json")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot read"), "{err}");
+    }
 }

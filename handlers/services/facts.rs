@@ -46,9 +46,15 @@ impl Principal {
         self.object_id.is_some() || self.upn.is_some()
     }
 
-    /// Every id a policy entry may use for it.
+    /// Every id a policy entry may use for it. The application id counts only when no user
+    /// is named: a known application used by an unknown user does not make the user known.
     pub(crate) fn ids(&self) -> Vec<&str> {
-        [&self.object_id, &self.upn, &self.app_id]
+        let app = if self.upn.is_none() {
+            &self.app_id
+        } else {
+            &None
+        };
+        [&self.object_id, &self.upn, app]
             .into_iter()
             .flatten()
             .map(String::as_str)

@@ -130,3 +130,6 @@ pub(crate) fn with_owner_lookup(
         None => task,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -398,25 +398,22 @@ impl Policy {
                 }
             }
         }
-        let mut reason = String::new();
+        let mut sentences: Vec<String> = Vec::new();
         if !pending.is_empty() {
-            reason.push_str(&format!(
-                "{}: {} containment task(s) wait for a decision under the policy (severity {}); \
+            sentences.push(format!(
+                "{} containment task(s) wait for a decision under the policy (severity {}); \
                  approve or reject each by its message id once the owner says whether the activity was expected.",
-                steps.join(", "),
                 pending.len(),
                 alert.severity
             ));
         }
         if !left_to_people.is_empty() {
-            if !reason.is_empty() {
-                reason.push(' ');
-            }
-            reason.push_str(&format!(
+            sentences.push(format!(
                 "{} step(s) are notify-only under the policy and must be done by hand if needed (see the checklist).",
                 left_to_people.len()
             ));
         }
+        let reason = format!("{}: {}", steps.join(", "), sentences.join(" "));
         let mut checklist = Vec::new();
         for task in pending {
             checklist.push(format!(

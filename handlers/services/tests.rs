@@ -306,8 +306,10 @@ fn kv4a_without_named_objects_rotates_what_the_caller_read_in_the_vault() {
 #[test]
 fn kv4c_contacts_the_callers_application_unless_it_is_a_microsoft_tool() {
     let alert = fixture("keyvault-KV_UserAppAnomaly-egwfa.json");
-    let mut policy = Policy::default();
-    policy.known_principals = vec![known("345b52d1-3dc1-45bf-8987-80e8bf872c77")];
+    let policy = Policy {
+        known_principals: vec![known("345b52d1-3dc1-45bf-8987-80e8bf872c77")],
+        ..Policy::default()
+    };
     let tasks = plan(&alert, &policy);
     let app = one(&tasks, Action::ContactAppOwner);
     assert_eq!(app.target, "345b52d1-3dc1-45bf-8987-80e8bf872c77");
@@ -332,12 +334,15 @@ fn kv4c_contacts_the_callers_application_unless_it_is_a_microsoft_tool() {
 #[test]
 fn dns_contacts_the_owner_with_the_queries_and_plans_isolation_and_a_scan() {
     let alert = fixture("dns-AzureDNS_CurrencyMining-egrest.json");
-    let mut policy = Policy::default();
-    policy.owners = BTreeMap::from([(
-        "/subscriptions/0f0fc553-4fc4-49b5-a8d7-146d155a577a/resourceGroups/rg-build-dev".into(),
-        vec!["build-team@contoso.com".into()],
-    )]);
-    policy.notify_recipients = vec!["secops@contoso.com".into()];
+    let policy = Policy {
+        owners: BTreeMap::from([(
+            "/subscriptions/0f0fc553-4fc4-49b5-a8d7-146d155a577a/resourceGroups/rg-build-dev"
+                .into(),
+            vec!["build-team@contoso.com".into()],
+        )]),
+        notify_recipients: vec!["secops@contoso.com".into()],
+        ..Policy::default()
+    };
     let tasks = plan(&alert, &policy);
     let contact = one(&tasks, Action::ContactOwner);
     assert_eq!(contact.steps, vec!["DNS-1", "DNS-2b", "DNS-2c", "DNS-2d"]);

@@ -475,3 +475,24 @@ fn every_policy_example_parses() {
         parse_policy(text).expect("example policy is valid");
     }
 }
+
+#[test]
+fn containment_without_a_target_becomes_a_checklist_item_not_a_task() {
+    let mut alert = fixture("dns-AzureDNS_CurrencyMining-egrest.json");
+    alert.entities.clear();
+    alert.resource_id = None;
+    alert.compromised_entity = None;
+    alert.extended_properties.clear();
+    let tasks = plan(&alert, &Policy::default());
+    assert!(
+        tasks.iter().all(|t| !t.queue.is_containment()),
+        "{tasks:#?}"
+    );
+    let contact = one(&tasks, Action::ContactOwner);
+    assert!(contact.steps.contains(&"DNS-2".to_string()));
+    assert!(contact
+        .checklist
+        .iter()
+        .any(|item| item
+            .starts_with("DNS-2: the alert names no target for isolate_resource_network")));
+}

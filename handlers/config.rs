@@ -60,10 +60,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: NOTIFY_RECIPIENTS, default: "", description: "Comma-separated addresses that receive notifications." },
     Setting { name: OWNER_TAG, default: "owner", description: "Resource tag that names a resource's owner." },
     Setting { name: SELF_OBJECT_IDS, default: "", description: "Comma-separated object ids of the responder's own identities; alerts they cause are never acted on automatically." },
-    Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); app settings above are applied on top of it." },
     Setting { name: QUEUE_NOTIFICATION, default: "notification", description: "Name of the notification queue." },
     Setting { name: QUEUE_ISOLATION, default: "isolation", description: "Name of the isolation queue." },
     Setting { name: QUEUE_ROTATION, default: "rotation", description: "Name of the rotation queue." },
+    Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); app settings above are applied on top of it." },
 ];
 
 /// The validated configuration.

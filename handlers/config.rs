@@ -63,7 +63,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: QUEUE_NOTIFICATION, default: "notification", description: "Name of the notification queue." },
     Setting { name: QUEUE_ISOLATION, default: "isolation", description: "Name of the isolation queue." },
     Setting { name: QUEUE_ROTATION, default: "rotation", description: "Name of the rotation queue." },
-    Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); app settings above are applied on top of it." },
+    Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); the other RESPONDER_* policy settings are applied on top of it." },
 ];
 
 /// The validated configuration.

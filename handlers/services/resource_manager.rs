@@ -17,6 +17,9 @@ struct ArmFacts {
     /// The scope the alert is about (its resource, else the subscription).
     scope: Option<AzureResourceId>,
     scope_label: String,
+    /// The subscription as a scope (`/subscriptions/<id>`), else the alert's scope: where
+    /// IAM, Automation accounts and the other ARM-2b reviews happen.
+    subscription_label: String,
     operations: Vec<String>,
     vms: Vec<AzureResourceId>,
     automation: Vec<AzureResourceId>,
@@ -47,6 +50,10 @@ impl ArmFacts {
             .as_ref()
             .map(|id| id.as_str().to_string())
             .unwrap_or_else(|| alert.resource_label());
+        let subscription_label = subscription
+            .as_deref()
+            .map(|sub| format!("/subscriptions/{sub}"))
+            .unwrap_or_else(|| scope_label.clone());
         ArmFacts {
             principal: facts::principal(
                 alert,
@@ -58,6 +65,7 @@ impl ArmFacts {
             subscription,
             scope,
             scope_label,
+            subscription_label,
             operations: alert
                 .extended("Operations")
                 .map(facts::split_list)
@@ -144,6 +152,7 @@ fn contact(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
         .clone()
         .unwrap_or_else(|| alert.alert_type.clone());
     let scope = &f.scope_label;
+    let subscription = &f.subscription_label;
     let who = f.who();
     let from = if f.ips.is_empty() {
         String::new()
@@ -154,10 +163,10 @@ fn contact(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
         "ARM-1: if the activity was expected or intentional, dismiss the alert in Defender for Cloud and reject the pending containment tasks.".to_string(),
         "ARM-1: if not, treat the related user accounts, subscriptions and virtual machines as compromised: containment (ARM-2) follows.".to_string(),
         format!("ARM-2a: review every activity {who} performed in the Azure activity log and identify anything suspicious."),
-        format!("ARM-2b: review the IAM permissions of {scope} and remove the permissions of every unfamiliar user account."),
-        format!("ARM-2b: review all resources in {scope} and remove the unfamiliar ones."),
-        format!("ARM-2b: review and investigate the Defender for Cloud security alerts for {scope}."),
-        format!("ARM-2b: review every activity in {scope} in the Azure activity log and identify anything suspicious."),
+        format!("ARM-2b: review the IAM permissions of {subscription} and remove the permissions of every unfamiliar user account."),
+        format!("ARM-2b: review all resources in {subscription} and remove the unfamiliar ones."),
+        format!("ARM-2b: review and investigate the Defender for Cloud security alerts for {subscription}."),
+        format!("ARM-2b: review every activity in {subscription} in the Azure activity log and identify anything suspicious."),
     ];
     let task = Task::new(
         input.alert_ref,
@@ -212,7 +221,7 @@ fn accounts(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
 /// ARM-2b: runbooks, role assignments, and the credentials the alert says were taken.
 fn subscription(input: &PlanInput<'_>, f: &ArmFacts, traits: Traits, plan: &mut ResponsePlan) {
     let who = f.who();
-    let scope = &f.scope_label;
+    let scope = &f.subscription_label;
     let targets = |found: &[AzureResourceId]| -> Vec<(String, bool)> {
         if found.is_empty() {
             vec![(scope.clone(), false)]

@@ -124,3 +124,39 @@ fn pending_tasks_are_always_named_by_a_decision_request() {
         }
     }
 }
+
+#[test]
+fn closing_a_planned_alert_cancels_its_pending_decisions_and_starts_nothing() {
+    let (_, policy) = support::policies().remove(0);
+    let corpus = support::plan_corpus(&policy);
+    let reports = |name: &str| {
+        corpus
+            .iter()
+            .find(|(fixture, _)| fixture == name)
+            .and_then(|(_, result)| result.clone().ok())
+            .expect("fixture planned")
+    };
+    let original = reports("keyvault-KV_ListGetAnomaly-egwfa");
+    let request = original[0]
+        .tasks
+        .iter()
+        .find(|t| t.action.as_str() == "request_decision")
+        .expect("the original plan asks for decisions");
+    let closing = reports("keyvault-KV_ListGetAnomaly-statusresolved");
+    let tasks = &closing[0].tasks;
+    assert_eq!(tasks.len(), 1, "{tasks:#?}");
+    let notice = &tasks[0];
+    assert_eq!(notice.action.as_str(), "notify_status_change");
+    assert_eq!(notice.queue, Queue::Notification);
+    assert_eq!(
+        notice.facts["cancel_pending_for_alert"],
+        original[0].tasks[0].alert.system_alert_id
+    );
+    assert!(notice.facts["cancelled_message_ids"].contains(request.message_id.as_str()));
+    // An InProgress update publishes nothing.
+    assert!(
+        reports("arm-ARM_AnomalousRBACRoleAssignment-statusinprogress")[0]
+            .tasks
+            .is_empty()
+    );
+}

@@ -156,6 +156,7 @@ impl PolicyFile {
             }
         }
         let mut known_principals = Vec::new();
+        let mut seen_ids: Vec<(usize, String)> = Vec::new();
         for (index, entry) in self.known_principals.into_iter().enumerate() {
             if entry.id.trim().is_empty() {
                 errors.push(format!(
@@ -163,6 +164,17 @@ impl PolicyFile {
                 ));
                 continue;
             }
+            if let Some((first, _)) = seen_ids
+                .iter()
+                .find(|(_, id): &&(usize, String)| id.eq_ignore_ascii_case(entry.id.trim()))
+            {
+                errors.push(format!(
+                    "known_principals[{index}].id: {:?} is already known_principals[{first}]",
+                    entry.id
+                ));
+                continue;
+            }
+            seen_ids.push((index, entry.id.trim().to_string()));
             known_principals.push(KnownPrincipal {
                 id: entry.id.trim().to_string(),
                 name: entry.name,

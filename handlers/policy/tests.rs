@@ -323,7 +323,7 @@ fn policy_file_errors_name_every_bad_entry() {
         "trusted_ip_ranges": ["10.0.0.0/8", "300.1.1.1/8"],
         "trusted_virtual_networks": ["vnet-hub"],
         "owners": {"rg-payments": ["a@contoso.com"]},
-        "known_principals": [{"name": "no id"}],
+        "known_principals": [{"name": "no id"}, {"id": "A@contoso.com"}, {"id": "a@contoso.com"}],
         "automation": [
             {"action": "enable_key_vault_firewall", "mode": "auto", "min_severity": "High"},
             {"action": "rotate_everything", "mode": "auto"},
@@ -343,6 +343,7 @@ fn policy_file_errors_name_every_bad_entry() {
         "trusted_virtual_networks[0]",
         "owners[\"rg-payments\"]",
         "known_principals[0].id: missing",
+        "known_principals[2].id: \"a@contoso.com\" is already known_principals[1]",
         "automation[1].action: \"rotate_everything\" is not an action",
         "automation[2].step: \"KV-9\" is not a playbook step id",
         "automation[3].action: contact_owner is a notification",

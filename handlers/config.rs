@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
-use crate::adapters::QueueNames;
+use crate::adapters::service_bus::keys as sb;
+use crate::adapters::{QueueNames, ServiceBusSettings};
 use crate::error::Error;
 use crate::policy::file::parse_policy;
 use crate::policy::Policy;
@@ -63,6 +64,16 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: QUEUE_NOTIFICATION, default: "notification", description: "Name of the notification queue." },
     Setting { name: QUEUE_ISOLATION, default: "isolation", description: "Name of the isolation queue." },
     Setting { name: QUEUE_ROTATION, default: "rotation", description: "Name of the rotation queue." },
+    Setting { name: sb::CONNECTION, default: "", description: "Service Bus connection string (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...; UseDevelopmentEmulator=true for the emulator) or amqp://user:pass@host:port of a development broker. Any ServiceBusConnection* setting makes Service Bus the publisher instead of the embedded store." },
+    Setting { name: sb::NAMESPACE, default: "", description: "Service Bus namespace host (ns.servicebus.windows.net) for Entra ID: managed identity on Azure, the Azure CLI or azd sign-in locally. Used when ServiceBusConnection is unset." },
+    Setting { name: sb::CLIENT_ID, default: "", description: "Client id of the user-assigned managed identity to use with the namespace (empty: system-assigned)." },
+    Setting { name: sb::BROKER, default: "", description: "servicebus or rabbitmq: how queues are addressed and authorised. Empty: rabbitmq for an amqp:// URL, servicebus otherwise." },
+    Setting { name: sb::SESSIONS, default: "false", description: "true: each message's session id (group-id) is its task's target, for session-enabled queues." },
+    Setting { name: sb::TTL_SECONDS, default: "", description: "Message time-to-live in seconds. Empty: the queue's default." },
+    Setting { name: sb::CONNECT_TIMEOUT_SECONDS, default: "10", description: "Bound on opening the AMQP connection, in seconds." },
+    Setting { name: sb::SEND_TIMEOUT_SECONDS, default: "10", description: "Bound on sending one message until the broker accepts it, in seconds." },
+    Setting { name: sb::MAX_MESSAGE_BYTES, default: "262144", description: "Largest task body sent; a larger one is a permanent failure (Standard tier: 256 KiB)." },
+    Setting { name: sb::LINKS_PER_QUEUE, default: "4", description: "Sender links per queue (1 to 64): how many messages to one queue are in flight at once." },
     Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); the other RESPONDER_* policy settings are applied on top of it." },
 ];
 
@@ -77,6 +88,9 @@ pub struct Config {
     pub queue_names: QueueNames,
     /// The response policy.
     pub policy: Policy,
+    /// Service Bus, when any `ServiceBusConnection*` setting is present; `None`: the embedded
+    /// store is the publisher.
+    pub service_bus: Option<ServiceBusSettings>,
 }
 
 impl Config {
@@ -119,6 +133,7 @@ impl Config {
             rotation: queue(QUEUE_ROTATION, "rotation")?,
         };
         let policy = policy_from(&get, |path| std::fs::read_to_string(path))?;
+        let service_bus = ServiceBusSettings::from_lookup(&get, queue_names.clone())?;
         Ok(Config {
             port,
             store_path: get(STORE_PATH)
@@ -126,6 +141,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
             queue_names,
             policy,
+            service_bus,
         })
     }
 }

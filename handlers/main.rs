@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use defender_responder::adapters::EmbeddedStore;
+use defender_responder::adapters::{EmbeddedStore, ServiceBusPublisher, SharedPublisher};
 use defender_responder::cli::{self, Cli, Command};
 use defender_responder::config::Config;
 use defender_responder::pipeline::Pipeline;
@@ -58,16 +58,40 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
+    // The embedded store is always the ledger: each instance's duplicate memory. With Service
+    // Bus, the deterministic message ids and the queues' duplicate detection are what keep
+    // instances from publishing a task twice.
     let store = EmbeddedStore::open(&config.store_path, config.queue_names.clone())?;
     let store = Arc::new(store);
+    let (publisher, broker): (SharedPublisher, Option<String>) = match &config.service_bus {
+        Some(settings) => {
+            let broker = settings.describe();
+            let publisher = Arc::new(ServiceBusPublisher::new(settings.clone()));
+            // Connect in the background so the first invocation finds the links attached;
+            // readiness never waits for the broker, and a failure here is only logged (the
+            // next publish connects again).
+            let warm = publisher.clone();
+            tokio::spawn(async move {
+                match warm.connect_now().await {
+                    Ok(()) => tracing::info!("Service Bus connected; sender links attached."),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Service Bus is not reachable yet; publishes will retry.")
+                    }
+                }
+            });
+            (publisher, Some(broker))
+        }
+        None => (store.clone(), None),
+    };
     let state = AppState::new(
         Pipeline::new(Registry::standard(), config.policy.clone()),
-        store.clone(),
+        publisher.clone(),
         store.clone(),
     );
     tracing::info!(
         %address,
-        publisher = "embedded",
+        publisher = publisher.name(),
+        broker = broker.as_deref().unwrap_or("none"),
         store = %config.store_path.display(),
         dry_run = config.policy.dry_run,
         "Custom handler listening."

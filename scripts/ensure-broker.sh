@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Makes a real AMQP 1.0 broker available on 127.0.0.1:5672 for the publishing tests:
 # RabbitMQ (guest/guest) with its rabbitmq_amqp1_0 plugin, installed from Debian's packages
-# and started when missing. Idempotent; needs root when it has to install or start anything.
+# and started when missing, and the responder's three durable queues declared (the handler
+# addresses them as /amq/queue/<name>, and RabbitMQ silently drops messages sent there when the
+# queue does not exist). Queue names: RESPONDER_QUEUE_* or the defaults, plus any names given as
+# arguments. Idempotent; needs root when it has to install or start anything.
 set -euo pipefail
 
 amqp_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
@@ -24,4 +27,17 @@ fi
 rabbitmqctl await_startup > /dev/null 2>&1 || true
 for _ in $(seq 1 60); do amqp_up && break; sleep 0.5; done
 amqp_up || { echo "ensure-broker: nothing listens on 127.0.0.1:5672" >&2; exit 1; }
+
+# Declare durable queues (an existing queue is left as it is).
+declare_queue() {
+  local name="$1"
+  case "$name" in
+    *[!A-Za-z0-9._/-]*|"") echo "ensure-broker: bad queue name: $name" >&2; exit 1 ;;
+  esac
+  rabbitmqctl eval "element(1, rabbit_amqqueue:declare(rabbit_misc:r(<<\"/\">>, queue, <<\"$name\">>), true, false, [], none, <<\"ensure-broker\">>))." > /dev/null \
+    || { echo "ensure-broker: cannot declare queue $name" >&2; exit 1; }
+}
+queues=("${RESPONDER_QUEUE_NOTIFICATION:-notification}" "${RESPONDER_QUEUE_ISOLATION:-isolation}" "${RESPONDER_QUEUE_ROTATION:-rotation}" "$@")
+for queue in "${queues[@]}"; do declare_queue "$queue"; done
+echo "ensure-broker: durable queues: ${queues[*]}"
 echo "ensure-broker: RabbitMQ $(rabbitmqctl version 2>/dev/null) with AMQP 1.0 on 127.0.0.1:5672"

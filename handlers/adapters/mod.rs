@@ -2,6 +2,7 @@
 
 mod embedded_store;
 mod memory_ledger;
+pub mod service_bus;
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use crate::error::Error;
 
 pub use embedded_store::{EmbeddedStore, StoredMessage};
 pub use memory_ledger::MemoryLedger;
+pub use service_bus::{ServiceBusPublisher, ServiceBusSettings};
 
 /// Publishes tasks to their queues.
 #[async_trait::async_trait]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent AMQP 1.0 client (python-qpid-proton) for the scratch-amqp tests.
+"""Independent AMQP 1.0 client (python-qpid-proton) for tests/service_bus and benches/publish.rs.
 
 Subcommands (all print JSON on stdout):
   declare URL QUEUE...          attach a sender to /queue/<name> (RabbitMQ 3.x declares a durable queue)

@@ -4,6 +4,9 @@
 //! Every test takes one lock (`support::serial`): the outage tests stop the broker, so no two
 //! tests of this binary overlap, and cargo runs test binaries one after another.
 
+// Test helpers outside #[test] functions panic on purpose when the broker misbehaves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod end_to_end;
 mod fault;
 mod identity;

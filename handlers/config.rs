@@ -73,7 +73,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: sb::CONNECT_TIMEOUT_SECONDS, default: "10", description: "Bound on opening the AMQP connection, in seconds." },
     Setting { name: sb::SEND_TIMEOUT_SECONDS, default: "10", description: "Bound on sending one message until the broker accepts it, in seconds." },
     Setting { name: sb::MAX_MESSAGE_BYTES, default: "262144", description: "Largest task body sent; a larger one is a permanent failure (Standard tier: 256 KiB)." },
-    Setting { name: sb::LINKS_PER_QUEUE, default: "4", description: "Sender links per queue (1 to 64): how many messages to one queue are in flight at once." },
+    Setting { name: sb::LINKS_PER_QUEUE, default: "8", description: "Sender links per queue (1 to 64): how many messages to one queue are in flight at once." },
     Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); the other RESPONDER_* policy settings are applied on top of it." },
 ];
 
@@ -247,6 +247,27 @@ mod tests {
         assert_eq!(config.store_path, PathBuf::from(DEFAULT_STORE_PATH));
         assert_eq!(config.queue_names, QueueNames::default());
         assert!(!config.policy.dry_run);
+        assert!(config.service_bus.is_none(), "the embedded store publishes");
+    }
+
+    #[test]
+    fn a_service_bus_connection_selects_service_bus_with_the_configured_queue_names() {
+        let config = config(&[
+            ("ServiceBusConnection", "amqp://guest:guest@127.0.0.1:5672"),
+            (QUEUE_ROTATION, "rot-2"),
+            ("RESPONDER_SB_SESSIONS", "yes"),
+        ])
+        .unwrap();
+        let sb = config.service_bus.expect("Service Bus settings");
+        assert_eq!(sb.queues.rotation, "rot-2");
+        assert!(sb.use_sessions);
+        let err = self::config(&[
+            ("ServiceBusConnection", "amqp://127.0.0.1:5672"),
+            ("RESPONDER_SB_SESSIONS", "maybe"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("RESPONDER_SB_SESSIONS"), "{err}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ use tokio::sync::{Mutex, RwLock};
 /// Default size limit of a message body: the Standard tier's 256 KiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Default number of sender links per queue.
-pub const DEFAULT_LINKS_PER_QUEUE: usize = 4;
+pub const DEFAULT_LINKS_PER_QUEUE: usize = 8;
 /// Default connect and send timeouts, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 /// Longest Service Bus session id.

@@ -278,7 +278,7 @@ fn describe_names_the_broker_but_never_the_password() {
     let text = s.describe();
     assert_eq!(
         text,
-        "amqp://127.0.0.1:5672 (RabbitMq, sasl-plain, 4 links per queue)"
+        "amqp://127.0.0.1:5672 (RabbitMq, sasl-plain, 8 links per queue)"
     );
     assert!(!text.contains("hunter2") && !text.contains("guest"));
 }

@@ -188,13 +188,12 @@ async fn main() {
         64
     };
     println!(
-        "publish benchmark ({}): {n} alerts per row, broker {}",
+        "publish benchmark ({}): {n} alerts per row, broker 127.0.0.1:5672",
         if full {
             "full"
         } else {
             "smoke run under cargo test"
         },
-        "127.0.0.1:5672"
     );
     run("sequential", n, 1, 1).await;
     run("concurrent, 1 link per queue", n, CONCURRENCY, 1).await;

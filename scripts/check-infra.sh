@@ -4,6 +4,7 @@
 # The Bicep CLI is not available in CI, so this is what stands between a typo and a failed
 # deployment. Fails when:
 #   * any .bicep file under infra/ does not parse (checked per file, so no file is silently ignored),
+#   * a module call passes an undeclared parameter, misses a required one, or reads a missing output,
 #   * checkov reports a parsing error, finds no resources, or any check FAILS,
 #   * a checkov skip has no written justification (//checkov:skip=CKV_ID:reason, inside the resource),
 #   * infra/main.bicepparam sets a parameter main.bicep does not declare,
@@ -58,7 +59,33 @@ for path in bicep_files:
 if not bicep_files:
     problems.append("no .bicep files under infra/")
 
-# 2. checkov verdict.
+# 2. Module interfaces, which the Bicep compiler would check: every module call passes only
+#    declared parameters and all required ones, and every <module>.outputs.X it reads exists.
+def module_config(mod):
+    cfg = mod.get("config", {})
+    while isinstance(cfg, dict) and "condition" in cfg:  # `= if (cond) { ... }`
+        cfg = cfg.get("config", {})
+    return cfg if isinstance(cfg, dict) else {}
+for path, tree in parsed.items():
+    text = path.read_text()
+    rel = path.relative_to(infra_dir.parent)
+    for symbol, mod in (tree.get("modules") or {}).items():
+        target = (path.parent / mod["detail"]["path"]).resolve()
+        if target not in parsed:
+            problems.append(f"{rel}: module {symbol} -> {mod['detail']['path']} not found or not parsed")
+            continue
+        declared_params = parsed[target].get("parameters") or {}
+        passed = set((module_config(mod).get("params") or {}).keys())
+        for name in sorted(passed - set(declared_params)):
+            problems.append(f"{rel}: module {symbol} passes undeclared parameter {name}")
+        for name, spec in declared_params.items():
+            if spec.get("default") is None and name not in passed:
+                problems.append(f"{rel}: module {symbol} misses required parameter {name}")
+        outputs = set((parsed[target].get("outputs") or {}).keys())
+        for name in sorted(set(re.findall(rf"\b{re.escape(symbol)}\.outputs\.(\w+)", text)) - outputs):
+            problems.append(f"{rel}: {symbol}.outputs.{name} is not an output of {mod['detail']['path']}")
+
+# 3. checkov verdict.
 data = json.loads(Path(report_path).read_text())
 runs = data if isinstance(data, list) else [data]
 runs = [r for r in runs if r.get("check_type") == "bicep"]
@@ -85,7 +112,7 @@ for check in skipped:
     if not reason or reason == "No comment provided" or len(reason.strip()) < 15:
         problems.append(f"skip of {check['check_id']} on {check['resource']} has no justification")
 
-# 3. Parameters file only sets declared parameters (checkov does not read .bicepparam).
+# 4. Parameters file only sets declared parameters (checkov does not read .bicepparam).
 main = (infra_dir / "main.bicep").read_text()
 declared = set(re.findall(r"^param\s+(\w+)\s", main, re.M))
 param_file = infra_dir / "main.bicepparam"
@@ -99,7 +126,7 @@ if param_file.exists():
 else:
     problems.append("infra/main.bicepparam is missing")
 
-# 4. docs/deploy.md documents every parameter of main.bicep (its parameter table).
+# 5. docs/deploy.md documents every parameter of main.bicep (its parameter table).
 doc = infra_dir.parent / "docs" / "deploy.md"
 if doc.exists():
     documented = set(re.findall(r"^\|\s*`(\w+)`\s*\|", doc.read_text(), re.M))
@@ -109,7 +136,7 @@ if doc.exists():
 else:
     problems.append("docs/deploy.md is missing")
 
-# 5. The blocks the Rust drift test reads are present and well-formed.
+# 6. The blocks the Rust drift test reads are present and well-formed.
 def block(text, marker):
     m = re.search(rf"// BEGIN {re.escape(marker)}\b.*?\n(.*?)// END {re.escape(marker)}\b", text, re.S)
     return m.group(1) if m else None

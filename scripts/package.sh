@@ -31,9 +31,13 @@ if [[ ! -f host.json ]]; then
 fi
 
 if [[ "${PACKAGE_SKIP_BUILD:-0}" != "1" ]]; then
-  if ! rustup target list --installed 2>/dev/null | grep -qx "${target}"; then
+  if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "${target}"; then
     echo "package: installing Rust target ${target}" >&2
     rustup target add "${target}"
+  fi
+  if [[ ! -f Cargo.lock ]]; then
+    echo "package: Cargo.lock is missing; it must be committed for a --locked build" >&2
+    exit 1
   fi
   # --locked: build exactly the committed Cargo.lock (fails if it is missing or stale).
   cargo build --release --locked --target "${target}" --bin "${bin_name}"

@@ -283,7 +283,7 @@ var watchedScopes = empty(automationScopePaths) ? [
 var bridgeEnabled = deployEventSubscription && deployDefenderBridge
 
 module monitoring 'modules/monitoring.bicep' = {
-  name: 'monitoring'
+  name: take('${deployment().name}-monitoring', 64)
   params: {
     location: location
     tags: tags
@@ -295,7 +295,7 @@ module monitoring 'modules/monitoring.bicep' = {
 }
 
 module storage 'modules/storage.bicep' = {
-  name: 'storage'
+  name: take('${deployment().name}-storage', 64)
   params: {
     location: location
     tags: tags
@@ -310,7 +310,7 @@ module storage 'modules/storage.bicep' = {
 }
 
 module serviceBus 'modules/service_bus.bicep' = {
-  name: 'serviceBus'
+  name: take('${deployment().name}-serviceBus', 64)
   params: {
     location: location
     tags: tags
@@ -329,7 +329,7 @@ module serviceBus 'modules/service_bus.bicep' = {
 }
 
 module eventGrid 'modules/event_grid.bicep' = {
-  name: 'eventGrid'
+  name: take('${deployment().name}-eventGrid', 64)
   params: {
     location: location
     tags: tags
@@ -339,7 +339,7 @@ module eventGrid 'modules/event_grid.bicep' = {
 }
 
 module functionApp 'modules/function_app.bicep' = {
-  name: 'functionApp'
+  name: take('${deployment().name}-functionApp', 64)
   params: {
     location: location
     tags: tags
@@ -375,7 +375,7 @@ module functionApp 'modules/function_app.bicep' = {
 }
 
 module roles 'modules/role_assignments.bicep' = {
-  name: 'roleAssignments'
+  name: take('${deployment().name}-roleAssignments', 64)
   params: {
     functionAppPrincipalId: functionApp.outputs.principalId
     topicPrincipalId: eventGrid.outputs.principalId
@@ -391,7 +391,7 @@ module roles 'modules/role_assignments.bicep' = {
 // App settings are applied after the roles exist, so the host's first start can already reach
 // its storage and telemetry with its identity.
 module appSettings 'modules/app_settings.bicep' = {
-  name: 'appSettings'
+  name: take('${deployment().name}-appSettings', 64)
   params: {
     functionAppName: functionApp.outputs.functionAppName
     appSettings: functionApp.outputs.appSettings
@@ -402,7 +402,7 @@ module appSettings 'modules/app_settings.bicep' = {
 }
 
 module eventSubscription 'modules/event_subscription.bicep' = if (deployEventSubscription) {
-  name: 'eventSubscription'
+  name: take('${deployment().name}-eventSubscription', 64)
   params: {
     topicName: eventGrid.outputs.topicName
     functionAppId: functionApp.outputs.functionAppId
@@ -423,7 +423,7 @@ module eventSubscription 'modules/event_subscription.bicep' = if (deployEventSub
 }
 
 module defenderBridge 'modules/defender_bridge.bicep' = if (bridgeEnabled) {
-  name: 'defenderBridge'
+  name: take('${deployment().name}-defenderBridge', 64)
   params: {
     location: location
     tags: tags

@@ -326,11 +326,10 @@ impl AlertLedger for EmbeddedStore {
     fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
         let connection = self.connection()?;
         let row: Option<(String, bool)> = connection
-            .query_row(
-                "SELECT status, planned FROM alerts WHERE system_alert_id = ?1",
-                params![system_alert_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            .prepare_cached("SELECT status, planned FROM alerts WHERE system_alert_id = ?1")?
+            .query_row(params![system_alert_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?;
         Ok(row.map(|(status, planned)| LedgerEntry {
             status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Active),
@@ -372,14 +371,15 @@ fn apply(connection: &Connection, write: &Write) -> Result<usize, Error> {
             system_alert_id,
             status,
             planned,
-        } => Ok(connection.execute(
-            "INSERT INTO alerts (system_alert_id, status, planned) VALUES (?1, ?2, ?3)
-             ON CONFLICT (system_alert_id) DO UPDATE SET
-                status = excluded.status,
-                planned = MAX(alerts.planned, excluded.planned),
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-            params![system_alert_id, status, planned],
-        )?),
+        } => Ok(connection
+            .prepare_cached(
+                "INSERT INTO alerts (system_alert_id, status, planned) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (system_alert_id) DO UPDATE SET
+                    status = excluded.status,
+                    planned = MAX(alerts.planned, excluded.planned),
+                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )?
+            .execute(params![system_alert_id, status, planned])?),
     }
 }
 

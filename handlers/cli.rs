@@ -13,7 +13,9 @@ use crate::adapters::{EmbeddedStore, MemoryLedger};
 use crate::config::Config;
 use crate::decode::decode_body;
 use crate::domain::Queue;
+use crate::error::Error;
 use crate::pipeline::{EventReport, Pipeline};
+use crate::policy::Policy;
 use crate::services::Registry;
 
 /// Automated incident response for Microsoft Defender for Cloud alerts.
@@ -70,21 +72,28 @@ pub enum SendMode {
     Runtime,
 }
 
-#[derive(Serialize)]
-struct PlanOutput {
-    inputs: Vec<PlanInputReport>,
+/// What `plan` prints: one entry per input file.
+#[derive(Debug, Serialize)]
+pub struct PlanOutput {
+    /// The files, in the order given.
+    pub inputs: Vec<PlanInputReport>,
 }
 
-#[derive(Serialize)]
-struct PlanInputReport {
-    file: String,
-    error: Option<String>,
-    events: Vec<EventReport>,
+/// The handling of one input file.
+#[derive(Debug, Serialize)]
+pub struct PlanInputReport {
+    /// The path as given.
+    pub file: String,
+    /// Why the file as a whole could not be read or decoded (then `events` is empty).
+    pub error: Option<String>,
+    /// Each event's handling.
+    pub events: Vec<EventReport>,
 }
 
-/// `plan`: offline decode + route + plan over files, with one shared duplicate memory.
-pub fn plan(files: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::new(Registry::standard(), config.policy.clone());
+/// Plans files in order with one shared duplicate memory, like redeliveries to one handler.
+/// The flag is true when some file could not be read at all.
+pub fn plan_files(files: &[PathBuf], policy: &Policy) -> Result<(PlanOutput, bool), Error> {
+    let pipeline = Pipeline::new(Registry::standard(), policy.clone());
     let ledger = MemoryLedger::default();
     let mut inputs = Vec::with_capacity(files.len());
     let mut unreadable = false;
@@ -120,8 +129,14 @@ pub fn plan(files: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
             events,
         });
     }
+    Ok((PlanOutput { inputs }, unreadable))
+}
+
+/// `plan`: prints [`plan_files`] as JSON; exits 2 when a file could not be read.
+pub fn plan(files: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
+    let (output, unreadable) = plan_files(files, &config.policy)?;
     let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &PlanOutput { inputs })?;
+    serde_json::to_writer_pretty(&mut stdout, &output)?;
     writeln!(stdout)?;
     Ok(if unreadable {
         ExitCode::from(2)

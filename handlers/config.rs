@@ -6,6 +6,7 @@ use ipnet::IpNet;
 
 use crate::adapters::QueueNames;
 use crate::error::Error;
+use crate::policy::file::parse_policy;
 use crate::policy::Policy;
 
 /// One app setting the handler reads.
@@ -35,6 +36,8 @@ pub const NOTIFY_RECIPIENTS: &str = "RESPONDER_NOTIFY_RECIPIENTS";
 pub const OWNER_TAG: &str = "RESPONDER_OWNER_TAG";
 /// The responder's own identities (loop protection).
 pub const SELF_OBJECT_IDS: &str = "RESPONDER_SELF_OBJECT_IDS";
+/// Path of the optional policy file (JSON; see docs/policy.md).
+pub const POLICY_FILE: &str = "RESPONDER_POLICY_FILE";
 /// Name of the notification queue.
 pub const QUEUE_NOTIFICATION: &str = "RESPONDER_QUEUE_NOTIFICATION";
 /// Name of the isolation queue.
@@ -60,6 +63,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: QUEUE_NOTIFICATION, default: "notification", description: "Name of the notification queue." },
     Setting { name: QUEUE_ISOLATION, default: "isolation", description: "Name of the isolation queue." },
     Setting { name: QUEUE_ROTATION, default: "rotation", description: "Name of the rotation queue." },
+    Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); the other RESPONDER_* policy settings are applied on top of it." },
 ];
 
 /// The validated configuration.
@@ -114,20 +118,7 @@ impl Config {
             isolation: queue(QUEUE_ISOLATION, "isolation")?,
             rotation: queue(QUEUE_ROTATION, "rotation")?,
         };
-        let policy = Policy {
-            dry_run: parse_bool(DRY_RUN, get(DRY_RUN))?.unwrap_or(false),
-            tenant_ids: list(get(TENANT_IDS))
-                .into_iter()
-                .map(|t| t.to_ascii_lowercase())
-                .collect(),
-            trusted_ip_ranges: list(get(TRUSTED_IP_RANGES))
-                .into_iter()
-                .map(|range| parse_range(&range))
-                .collect::<Result<_, _>>()?,
-            notify_recipients: list(get(NOTIFY_RECIPIENTS)),
-            owner_tag: get(OWNER_TAG).unwrap_or_else(|| "owner".to_string()),
-            self_object_ids: list(get(SELF_OBJECT_IDS)),
-        };
+        let policy = policy_from(&get, |path| std::fs::read_to_string(path))?;
         Ok(Config {
             port,
             store_path: get(STORE_PATH)
@@ -137,6 +128,54 @@ impl Config {
             policy,
         })
     }
+}
+
+/// Builds the policy: the policy file (when `RESPONDER_POLICY_FILE` names one), then the
+/// `RESPONDER_*` app settings on top. Lists from settings are added to the file's; a set
+/// `RESPONDER_DRY_RUN` or `RESPONDER_OWNER_TAG` replaces the file's value.
+fn policy_from(
+    get: &dyn Fn(&str) -> Option<String>,
+    read: impl Fn(&str) -> std::io::Result<String>,
+) -> Result<Policy, Error> {
+    let mut policy = match get(POLICY_FILE) {
+        Some(path) => {
+            let text = read(&path).map_err(|err| {
+                Error::Config(format!("{POLICY_FILE}={path:?}: cannot read: {err}"))
+            })?;
+            parse_policy(&text)
+                .map_err(|problems| Error::Config(format!("{POLICY_FILE}={path:?}: {problems}")))?
+        }
+        None => Policy::default(),
+    };
+    if let Some(dry_run) = parse_bool(DRY_RUN, get(DRY_RUN))? {
+        policy.dry_run = dry_run;
+    }
+    let extend = |into: &mut Vec<String>, items: Vec<String>| {
+        for item in items {
+            if !into.iter().any(|have| have.eq_ignore_ascii_case(&item)) {
+                into.push(item);
+            }
+        }
+    };
+    extend(
+        &mut policy.tenant_ids,
+        list(get(TENANT_IDS))
+            .into_iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect(),
+    );
+    for range in list(get(TRUSTED_IP_RANGES)) {
+        let range = parse_range(&range)?;
+        if !policy.trusted_ip_ranges.contains(&range) {
+            policy.trusted_ip_ranges.push(range);
+        }
+    }
+    extend(&mut policy.notify_recipients, list(get(NOTIFY_RECIPIENTS)));
+    if let Some(tag) = get(OWNER_TAG) {
+        policy.owner_tag = tag;
+    }
+    extend(&mut policy.self_object_ids, list(get(SELF_OBJECT_IDS)));
+    Ok(policy)
 }
 
 fn list(value: Option<String>) -> Vec<String> {
@@ -165,13 +204,11 @@ pub fn parse_bool(name: &str, value: Option<String>) -> Result<Option<bool>, Err
 }
 
 fn parse_range(text: &str) -> Result<IpNet, Error> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            Error::Config(format!(
-                "{TRUSTED_IP_RANGES}: {text:?} is not a CIDR range or an address"
-            ))
-        })
+    crate::policy::file::parse_range(text).ok_or_else(|| {
+        Error::Config(format!(
+            "{TRUSTED_IP_RANGES}: {text:?} is not a CIDR range or an address"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -224,5 +261,60 @@ mod tests {
         .unwrap();
         assert_eq!(config.policy.trusted_ip_ranges.len(), 2);
         assert_eq!(config.policy.tenant_ids, vec!["abc", "def"]);
+    }
+
+    #[test]
+    fn the_policy_file_is_read_and_app_settings_apply_on_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.json");
+        std::fs::write(
+            &path,
+            r#"{"tenant_ids": ["c0506a98-9c27-4b6a-9a14-0cc99837071d"],
+                "notify_recipients": ["secops@contoso.com"],
+                "owner_tag": "team",
+                "automation": [{"action": "reimage_vm", "mode": "notify_only"}]}"#,
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        let config = config(&[
+            (POLICY_FILE, &path),
+            (NOTIFY_RECIPIENTS, "soc@contoso.com"),
+            (DRY_RUN, "true"),
+        ])
+        .unwrap();
+        let policy = config.policy;
+        assert_eq!(
+            policy.tenant_ids,
+            vec!["c0506a98-9c27-4b6a-9a14-0cc99837071d"]
+        );
+        assert_eq!(
+            policy.notify_recipients,
+            vec!["secops@contoso.com", "soc@contoso.com"]
+        );
+        assert_eq!(policy.owner_tag, "team");
+        assert_eq!(policy.automation.len(), 1);
+        assert!(policy.dry_run);
+    }
+
+    #[test]
+    fn a_bad_policy_file_fails_start_up_naming_the_setting_and_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.json");
+        std::fs::write(
+            &path,
+            r#"{"automation": [{"action": "nuke", "mode": "auto"}]}"#,
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        let err = config(&[(POLICY_FILE, &path)]).unwrap_err().to_string();
+        assert!(err.contains("RESPONDER_POLICY_FILE"), "{err}");
+        assert!(
+            err.contains("automation[0].action: \"nuke\" is not an action"),
+            "{err}"
+        );
+        let err = config(&[(POLICY_FILE, "/nonexistent/policy.json")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot read"), "{err}");
     }
 }

@@ -5,7 +5,9 @@ use serde::Serialize;
 
 use crate::adapters::{AlertLedger, Publisher};
 use crate::decode::{EventKind, InboundEvent};
-use crate::domain::{Action, AlertRef, AlertStatus, ResponsePlan, SecurityAlert, Service, Task};
+use crate::domain::{
+    Action, AlertRef, AlertStatus, ResponsePlan, SecurityAlert, Service, Task, TaskStatus,
+};
 use crate::error::Error;
 use crate::policy::Policy;
 use crate::services::Registry;
@@ -208,6 +210,33 @@ impl Pipeline {
             _ => "ARM-1",
         };
         let alert_ref = AlertRef::new(alert, service);
+        // Plans are deterministic, so planning the alert again names the message ids of the
+        // decisions that are still pending. Workers also cancel by correlation id
+        // (`cancel_pending_for_alert`), which covers a closing update whose details differ.
+        let (_, replanned) = self.registry.plan(alert, &self.policy);
+        let pending: Vec<&Task> = replanned
+            .tasks()
+            .iter()
+            .filter(|task| {
+                task.status == TaskStatus::PendingApproval || task.action == Action::RequestDecision
+            })
+            .collect();
+        let cancelled: Vec<&str> = pending
+            .iter()
+            .map(|task| task.message_id.as_str())
+            .collect();
+        let mut recipients: Vec<String> = Vec::new();
+        for task in replanned
+            .tasks()
+            .iter()
+            .filter(|task| !task.queue.is_containment())
+        {
+            for person in &task.recipients {
+                if !recipients.contains(person) {
+                    recipients.push(person.clone());
+                }
+            }
+        }
         let mut plan = ResponsePlan::new();
         plan.push(
             Task::new(
@@ -216,12 +245,21 @@ impl Pipeline {
                 &[step],
                 alert.resource_label(),
                 format!(
-                    "{step}: the alert was {} in Defender; its pending decisions are cancelled and no further containment follows.",
-                    alert.status.as_str().to_ascii_lowercase()
+                    "{step}: the alert was {} in Defender; its {} pending decision(s) are cancelled and no further containment follows.",
+                    alert.status.as_str().to_ascii_lowercase(),
+                    pending.len()
                 ),
             )
             .fact("new_status", alert.status.as_str())
-            .recipients(self.policy.notify_recipients.iter().cloned()),
+            .fact("cancel_pending_for_alert", alert.system_alert_id.clone())
+            .fact("cancelled_message_ids", cancelled.join(","))
+            .checklist(pending.iter().map(|task| {
+                format!(
+                    "Cancelled: {} on {} (message id {}).",
+                    task.action, task.target, task.message_id
+                )
+            }))
+            .recipients(recipients),
         );
         (
             format!(

@@ -236,14 +236,16 @@ fn classify(
             ),
         };
     }
+    // Azure's own event types are never Defender alerts, except Microsoft.Security ones;
+    // custom topics carry publisher-defined types, so those are judged by their data.
     if let Some(kind) = event_type.as_deref().filter(|t| {
         let lower = t.to_ascii_lowercase();
-        lower.starts_with("microsoft.graph.") || lower.starts_with("microsoft.eventgrid.")
+        lower.starts_with("microsoft.") && !lower.starts_with("microsoft.security.")
     }) {
         let reason = if kind.to_ascii_lowercase().starts_with("microsoft.graph.") {
             format!("{kind} is a Microsoft Graph change notification that carries only the alert id; this responder takes full Defender alerts (workflow automation or export), so nothing is planned")
         } else {
-            format!("{kind} is an Event Grid system event, not a Defender alert")
+            format!("{kind} is an Azure event, not a Defender alert: the subscription should not route it here")
         };
         return InboundEvent {
             event_id,

@@ -15,7 +15,11 @@ pub use envelope::{
 /// Largest Event Grid event we accept (Event Grid's own limit is 1 MiB per event).
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
-/// Largest request body we accept: Event Grid batches are limited to 1 MiB in total for
-/// the Event Grid schema; CloudEvents batches likewise. A little headroom covers the host's
-/// invocation envelope around a 1 MiB event.
+/// Largest webhook body we accept: Event Grid limits a delivery (one event or a batch) to
+/// 1 MiB; a little headroom covers envelope fields.
 pub const MAX_BODY_BYTES: usize = MAX_EVENT_BYTES + 64 * 1024;
+
+/// Largest Functions host invocation we accept. The host repeats the event's `data` in
+/// `Metadata.data` and may send the event as an escaped JSON string, so a 1 MiB event can
+/// arrive as well over 2 MiB.
+pub const MAX_INVOCATION_BYTES: usize = 4 * MAX_EVENT_BYTES;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::read_body;
-use crate::decode::decode_event;
+use crate::decode::{decode_event, MAX_INVOCATION_BYTES};
 use crate::invoke::{InvokeRequest, InvokeResponse};
 use crate::pipeline::EventReport;
 use crate::state::AppState;
@@ -32,9 +32,10 @@ pub async fn invoke(State(state): State<AppState>, headers: HeaderMap, body: Bod
     let span =
         tracing::info_span!("invocation", function = FUNCTION_NAME, invocation_id = %invocation_id);
     async move {
-        let body = match read_body(body).await {
+        let body = match read_body(body, MAX_INVOCATION_BYTES).await {
             Ok(body) => body,
-            Err(response) => return response,
+            // The host would redeliver the same oversize payload: acknowledge, never loop.
+            Err(reason) => return acknowledge_bad_input(reason),
         };
         let request: InvokeRequest = match serde_json::from_slice(&body) {
             Ok(request) => request,

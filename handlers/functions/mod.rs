@@ -9,18 +9,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::decode::MAX_BODY_BYTES;
-
-/// Reads a request body up to the delivery limit; over it, a 413 that says the limit.
-pub(crate) async fn read_body(body: Body) -> Result<Bytes, Response> {
-    to_bytes(body, MAX_BODY_BYTES).await.map_err(|err| {
-        tracing::warn!(limit = MAX_BODY_BYTES, error = %err, "Request body refused.");
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Json(json!({
-                "error": format!("request body is over the limit of {MAX_BODY_BYTES} bytes (Event Grid allows 1 MiB per event), or could not be read: {err}")
-            })),
-        )
-            .into_response()
+/// Reads a request body up to `limit` bytes; the error says the limit.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, String> {
+    to_bytes(body, limit).await.map_err(|err| {
+        format!("request body is over the limit of {limit} bytes (Event Grid allows 1 MiB per event), or could not be read: {err}")
     })
+}
+
+/// The webhook's answer to an oversize body: 413, which Event Grid does not retry.
+pub(crate) fn too_large(reason: String) -> Response {
+    tracing::warn!(reason = %reason, "Request body refused.");
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(json!({ "error": reason })),
+    )
+        .into_response()
 }

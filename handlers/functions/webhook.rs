@@ -9,8 +9,8 @@ use axum::Json;
 use serde_json::json;
 
 use super::defender_alert::log_report;
-use super::read_body;
-use crate::decode::{decode_body, EventKind};
+use super::{read_body, too_large};
+use crate::decode::{decode_body, EventKind, MAX_BODY_BYTES};
 use crate::pipeline::{EventReport, Outcome};
 use crate::state::AppState;
 
@@ -47,9 +47,9 @@ pub async fn deliver(State(state): State<AppState>, headers: HeaderMap, body: Bo
     if event_type_header == "unsubscribe" {
         return (StatusCode::OK, Json(json!({"events": []}))).into_response();
     }
-    let body = match read_body(body).await {
+    let body = match read_body(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(reason) => return too_large(reason),
     };
     let events = match decode_body(&body) {
         Ok(events) => events,

@@ -36,7 +36,7 @@ impl ServiceHandler for Fallback {
             alert.display_name.clone().unwrap_or_default(),
         )
         .checklist(alert.remediation_steps.iter().cloned())
-        .recipients(notify_targets(input.policy));
+        .recipients(notify_targets(input.policy, alert.resource_id.as_ref()));
         let mut plan = ResponsePlan::new();
         plan.push(task);
         plan

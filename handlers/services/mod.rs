@@ -1,12 +1,13 @@
 //! Per-service handlers (alert in, plan out) and the registry that routes alerts to them.
 
 mod dns;
+mod facts;
 mod fallback;
 mod key_vault;
 mod resource_manager;
 
 use crate::domain::catalog::{self, CatalogEntry};
-use crate::domain::{AlertRef, ResponsePlan, SecurityAlert, Service};
+use crate::domain::{AlertRef, AzureResourceId, ResponsePlan, SecurityAlert, Service, Task};
 use crate::policy::Policy;
 
 pub use dns::Dns;
@@ -92,7 +93,7 @@ impl Registry {
             .find(|handler| handler.service() == service)
             .map(|handler| handler.as_ref())
             .unwrap_or(&self.fallback);
-        let mut plan = handler.plan(&input);
+        let mut plan = without_unnamed_targets(handler.plan(&input));
         if plan.is_empty() {
             // Nothing is ever dropped silently: a handler that found nothing to do still tells
             // the security team.
@@ -111,6 +112,60 @@ impl Default for Registry {
 
 /// The people to notify about a resource: its owner (when the policy can name one) and the
 /// security team.
-pub(crate) fn notify_targets(policy: &Policy) -> Vec<String> {
-    policy.notify_recipients.clone()
+pub(crate) fn notify_targets(policy: &Policy, resource: Option<&AzureResourceId>) -> Vec<String> {
+    policy.recipients_for(resource)
 }
+
+/// Whether a task target names something a worker can act on (a resource id, a vault object
+/// URI, an object id, a UPN or a resource name) rather than a placeholder sentence.
+fn is_actionable_target(target: &str) -> bool {
+    let target = target.trim();
+    !target.is_empty() && !target.contains(char::is_whitespace) && !target.contains('(')
+}
+
+/// Containment the alert gives no target for cannot be carried out: each such task becomes a
+/// checklist item (and its steps) on the plan's first notification, so nothing is dropped.
+fn without_unnamed_targets(plan: ResponsePlan) -> ResponsePlan {
+    let (mut kept, unnamed): (Vec<Task>, Vec<Task>) = plan
+        .into_tasks()
+        .into_iter()
+        .partition(|task| !task.queue.is_containment() || is_actionable_target(&task.target));
+    if let Some(note) = kept.iter_mut().find(|task| !task.queue.is_containment()) {
+        for task in unnamed {
+            for step in &task.steps {
+                if !note.steps.contains(step) {
+                    note.steps.push(step.clone());
+                }
+            }
+            note.checklist.push(format!(
+                "{}: the alert names no target for {}, so it is not planned as a task; do it by hand if needed: {}",
+                task.steps.join(", "),
+                task.action,
+                task.reason
+            ));
+        }
+    }
+    let mut plan = ResponsePlan::new();
+    for task in kept {
+        plan.push(task);
+    }
+    plan
+}
+
+/// Adds what the notification worker needs to find the resource's owner by tag (an ARM read
+/// the pure handlers cannot do): the tag name and the resource to read it from.
+pub(crate) fn with_owner_lookup(
+    task: Task,
+    policy: &Policy,
+    resource: Option<&AzureResourceId>,
+) -> Task {
+    match resource {
+        Some(resource) => task
+            .fact("owner_tag", policy.owner_tag.clone())
+            .fact("owner_lookup_resource", resource.as_str()),
+        None => task,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! Test harness: the real app on a temporary embedded store, driven without a network.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use defender_responder::adapters::{EmbeddedStore, Publisher, QueueNames};
+use defender_responder::domain::Task;
+use defender_responder::error::Error;
+use defender_responder::pipeline::Pipeline;
+use defender_responder::policy::Policy;
+use defender_responder::services::Registry;
+use defender_responder::state::AppState;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// The repository root.
+pub(crate) fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture file's bytes.
+pub(crate) fn fixture(relative: &str) -> Vec<u8> {
+    std::fs::read(root().join("tests/fixtures").join(relative)).expect("fixture exists")
+}
+
+/// A fixture parsed as JSON.
+pub(crate) fn fixture_json(relative: &str) -> Value {
+    serde_json::from_slice(&fixture(relative)).expect("fixture is JSON")
+}
+
+/// A publisher that fails while `failures_left` is above zero, then delegates.
+pub(crate) struct FlakyPublisher {
+    pub(crate) inner: EmbeddedStore,
+    pub(crate) failures_left: AtomicUsize,
+    pub(crate) calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Publisher for FlakyPublisher {
+    async fn publish(&self, tasks: &[Task]) -> Result<(), Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::Transient("broker unreachable (test)".into()));
+        }
+        self.inner.publish(tasks).await
+    }
+
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+}
+
+/// The app over a fresh store.
+pub(crate) struct TestApp {
+    pub(crate) store: EmbeddedStore,
+    pub(crate) publisher: Arc<FlakyPublisher>,
+    pub(crate) state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub(crate) fn new() -> Self {
+        Self::with_policy(Policy::default(), 0)
+    }
+
+    pub(crate) fn with_failures(failures: usize) -> Self {
+        Self::with_policy(Policy::default(), failures)
+    }
+
+    pub(crate) fn with_policy(policy: Policy, failures: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("store.sqlite3"), QueueNames::default()).unwrap();
+        let publisher = Arc::new(FlakyPublisher {
+            inner: store.clone(),
+            failures_left: AtomicUsize::new(failures),
+            calls: AtomicUsize::new(0),
+        });
+        let state = AppState::new(
+            Pipeline::new(Registry::standard(), policy),
+            publisher.clone(),
+            Arc::new(store.clone()),
+        );
+        TestApp {
+            store,
+            publisher,
+            state,
+            _dir: dir,
+        }
+    }
+
+    /// Sends one request through the router.
+    pub(crate) async fn request(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let response = defender_responder::app(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, body, headers)
+    }
+
+    /// Invokes `DefenderAlert` as the Functions host does, with the event as given.
+    pub(crate) async fn invoke(&self, event: Value) -> (StatusCode, Value) {
+        let payload = json!({
+            "Data": {"event": event},
+            "Metadata": {"sys": {"MethodName": "DefenderAlert", "UtcNow": "2025-05-14T07:13:01.0000000Z", "RandGuid": "5b5f3d3c-0000-4000-8000-000000000001"}}
+        });
+        let request = Request::post("/DefenderAlert")
+            .header("content-type", "application/json; charset=utf-8")
+            .header(
+                "x-azure-functions-invocationid",
+                "11111111-2222-3333-4444-555555555555",
+            )
+            .body(Body::from(payload.to_string()))
+            .unwrap();
+        let (status, body, _) = self.request(request).await;
+        (status, body)
+    }
+
+    /// Posts a body to the webhook.
+    pub(crate) async fn webhook(
+        &self,
+        body: Vec<u8>,
+        content_type: &str,
+        event_type: &str,
+    ) -> (StatusCode, Value) {
+        let request = Request::post("/api/defender-alerts")
+            .header("content-type", content_type)
+            .header("aeg-event-type", event_type)
+            .body(Body::from(body))
+            .unwrap();
+        let (status, body, _) = self.request(request).await;
+        (status, body)
+    }
+
+    /// Message counts per queue: (notification, isolation, rotation).
+    pub(crate) fn counts(&self) -> (u64, u64, u64) {
+        let counts = self.store.counts().unwrap();
+        (counts[0].1, counts[1].1, counts[2].1)
+    }
+}
+
+/// The events of an Event Grid array fixture.
+pub(crate) fn events_of(relative: &str) -> Vec<Value> {
+    match fixture_json(relative) {
+        Value::Array(events) => events,
+        single => vec![single],
+    }
+}

@@ -145,7 +145,14 @@ impl Server {
             .unwrap_or(0)
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Server {
+    /// Servers never outlive the benchmark, even when a run panics.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -396,7 +403,7 @@ async fn run() {
     // Floor and parse-only, same axum, same runtime settings, same core.
     let (floor_port, parse_port) = (free_port(), free_port());
     let me = std::env::current_exe().expect("bench executable");
-    let reference = Server::spawn(
+    let mut floor_server = Server::spawn(
         &me.display().to_string(),
         &[
             "--reference-servers",
@@ -406,12 +413,6 @@ async fn run() {
         floor_port,
         &[],
     );
-    let mut floor_server = Server {
-        child: reference.child,
-        addr: SocketAddr::from(([127, 0, 0, 1], floor_port)),
-        publisher: reference.publisher,
-        ready_after: reference.ready_after,
-    };
     let (floor, floor_cpu, floor_share) =
         saturate(&floor_server, &object_feed, seconds, concurrency).await;
     floor_server.addr = SocketAddr::from(([127, 0, 0, 1], parse_port));

@@ -4,7 +4,7 @@
 Usage: amqp_send_rate.py URL COUNT SIZE   e.g. amqp://guest:guest@127.0.0.1:5672 20000 2048
 Sends COUNT durable messages of SIZE bytes to a scratch queue on a loopback broker, waits
 for every settlement (the broker's acceptance), prints "<rate> msg/s (<count> accepted in <s> s)"
-and purges the scratch queue. Bounded: stops after COUNT messages or 60 s, whichever comes first.
+and deletes the scratch queue. Bounded: stops after COUNT messages or 60 s, whichever comes first.
 """
 import sys
 import time
@@ -56,9 +56,9 @@ def main():
     elapsed = (sender.finished or time.monotonic()) - (sender.started or time.monotonic())
     rate = sender.accepted / elapsed if elapsed > 0 else 0
     print(f"{rate:.0f} msg/s ({sender.accepted} accepted in {elapsed:.2f} s)")
-    # Leave the broker as it was: the scratch queue holds only these messages.
+    # Leave the broker as it was: delete the scratch queue and its messages.
     import subprocess
-    subprocess.run(["rabbitmqctl", "-q", "purge_queue", "defender-bench-raw"], capture_output=True, timeout=30)
+    subprocess.run(["rabbitmqctl", "-q", "delete_queue", "defender-bench-raw"], capture_output=True, timeout=30)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 //! The Functions host's custom-handler contract: the invocation payload in, the result out.
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -9,9 +10,10 @@ pub struct InvokeRequest {
     /// One entry per input binding, keyed by binding name.
     #[serde(rename = "Data", alias = "data", default)]
     pub data: Map<String, Value>,
-    /// Trigger metadata (for Event Grid: `data` and `sys`).
+    /// Trigger metadata. Not read: for Event Grid it holds only `sys` and a second copy of
+    /// the event's `data`, so it is skipped without building it (half the parsing work).
     #[serde(rename = "Metadata", alias = "metadata", default)]
-    pub metadata: Map<String, Value>,
+    pub metadata: IgnoredAny,
 }
 
 impl InvokeRequest {

@@ -1,8 +1,15 @@
 //! The embedded default: a durable SQLite queue store (one logical queue per task queue,
 //! idempotent on message id) that also keeps the alert ledger. Used when no Service Bus is set.
+//!
+//! Writes are group-committed: concurrent `enqueue` and `record` calls that arrive while a
+//! commit is under way are applied together in the next transaction (each in its own
+//! savepoint, so one failing write fails alone) and share its fsync. Every call still
+//! returns only once its own write is committed with `synchronous=FULL`. Reads use a second
+//! connection, which WAL lets run while a commit is syncing.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -56,7 +63,34 @@ pub struct EmbeddedStore {
 struct Inner {
     path: PathBuf,
     names: QueueNames,
+    /// Reads: ledger lookups, counts, peeks.
     connection: Mutex<Connection>,
+    /// Writes: only the current group leader holds it.
+    writer: Mutex<Connection>,
+    /// Writes waiting for the next group commit, and the results of finished ones.
+    group: Mutex<Group>,
+    /// Signalled when a group commit finishes.
+    committed: Condvar,
+}
+
+/// One write to apply in a group commit.
+enum Write {
+    /// Rows for `messages`: (queue, message id, correlation id, subject, body).
+    Enqueue(Vec<(String, String, String, &'static str, String)>),
+    /// A ledger update.
+    Record {
+        system_alert_id: String,
+        status: &'static str,
+        planned: bool,
+    },
+}
+
+#[derive(Default)]
+struct Group {
+    next_ticket: u64,
+    pending: Vec<(u64, Write)>,
+    results: HashMap<u64, Result<usize, Error>>,
+    leader: bool,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -78,29 +112,41 @@ impl EmbeddedStore {
                 ))
             })?;
         }
-        let connection = Connection::open(path).map_err(|err| {
-            Error::Config(format!(
-                "cannot open the embedded store {}: {err}",
-                path.display()
-            ))
-        })?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .and_then(|_| connection.pragma_update(None, "journal_mode", "WAL"))
-            // FULL: an acknowledged task survives power loss, not just a crash.
-            .and_then(|_| connection.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|_| connection.execute_batch(SCHEMA))
-            .map_err(|err| {
+        let open = || {
+            Connection::open(path).map_err(|err| {
                 Error::Config(format!(
-                    "cannot prepare the embedded store {}: {err}",
+                    "cannot open the embedded store {}: {err}",
                     path.display()
                 ))
-            })?;
+            })
+        };
+        let prepare_error = |err: rusqlite::Error| {
+            Error::Config(format!(
+                "cannot prepare the embedded store {}: {err}",
+                path.display()
+            ))
+        };
+        let writer = open()?;
+        writer
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .and_then(|_| writer.pragma_update(None, "journal_mode", "WAL"))
+            // FULL: an acknowledged task survives power loss, not just a crash.
+            .and_then(|_| writer.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|_| writer.execute_batch(SCHEMA))
+            .map_err(prepare_error)?;
+        let reader = open()?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .and_then(|_| reader.pragma_update(None, "synchronous", "FULL"))
+            .map_err(prepare_error)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 names,
-                connection: Mutex::new(connection),
+                connection: Mutex::new(reader),
+                writer: Mutex::new(writer),
+                group: Mutex::new(Group::default()),
+                committed: Condvar::new(),
             }),
         })
     }
@@ -120,32 +166,102 @@ impl EmbeddedStore {
     /// Enqueues tasks in one transaction; tasks whose message id is already on their queue are
     /// skipped. Returns how many were new.
     pub fn enqueue(&self, tasks: &[Task]) -> Result<usize, Error> {
-        let mut connection = self.connection()?;
-        let transaction = connection.transaction()?;
-        let mut added = 0;
-        {
-            let mut insert = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO messages (queue, message_id, correlation_id, subject, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for task in tasks {
-                let body = serde_json::to_string(task).map_err(|err| {
-                    Error::Permanent(format!(
-                        "task {} cannot be serialised: {err}",
-                        task.message_id
-                    ))
-                })?;
-                added += insert.execute(params![
-                    self.inner.names.name(task.queue),
-                    task.message_id.as_str(),
-                    task.alert.system_alert_id,
-                    task.action.as_str(),
-                    body,
-                ])?;
-            }
+        let mut rows = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let body = serde_json::to_string(task).map_err(|err| {
+                Error::Permanent(format!(
+                    "task {} cannot be serialised: {err}",
+                    task.message_id
+                ))
+            })?;
+            rows.push((
+                self.inner.names.name(task.queue).to_string(),
+                task.message_id.as_str().to_string(),
+                task.alert.system_alert_id.clone(),
+                task.action.as_str(),
+                body,
+            ));
         }
-        transaction.commit()?;
-        Ok(added)
+        self.write(Write::Enqueue(rows))
+    }
+
+    /// Applies one write in the next group commit and waits until that commit is durable.
+    /// The first caller to find no commit under way leads: it takes every pending write,
+    /// commits them together and hands each its result; the others wait for theirs.
+    fn write(&self, write: Write) -> Result<usize, Error> {
+        let poisoned = || Error::Transient("embedded store lock poisoned".to_string());
+        let mut group = self.inner.group.lock().map_err(|_| poisoned())?;
+        let ticket = group.next_ticket;
+        group.next_ticket += 1;
+        group.pending.push((ticket, write));
+        loop {
+            if let Some(result) = group.results.remove(&ticket) {
+                return result;
+            }
+            if !group.leader {
+                group.leader = true;
+                let batch = std::mem::take(&mut group.pending);
+                drop(group);
+                let results = self.commit_group(batch);
+                group = self.inner.group.lock().map_err(|_| poisoned())?;
+                group.leader = false;
+                group.results.extend(results);
+                self.inner.committed.notify_all();
+                continue;
+            }
+            group = self.inner.committed.wait(group).map_err(|_| poisoned())?;
+        }
+    }
+
+    /// One transaction for a batch of writes, each in a savepoint so that one failing write
+    /// is rolled back alone; if the commit itself fails, every write in it fails.
+    fn commit_group(&self, batch: Vec<(u64, Write)>) -> Vec<(u64, Result<usize, Error>)> {
+        let fail_all = |batch: Vec<(u64, Write)>, err: &dyn std::fmt::Display| {
+            batch
+                .into_iter()
+                .map(|(ticket, _)| {
+                    (
+                        ticket,
+                        Err(Error::Transient(format!("embedded store: {err}"))),
+                    )
+                })
+                .collect()
+        };
+        let mut connection = match self.inner.writer.lock() {
+            Ok(connection) => connection,
+            Err(_) => return fail_all(batch, &"writer lock poisoned"),
+        };
+        let mut transaction = match connection.transaction() {
+            Ok(transaction) => transaction,
+            Err(err) => return fail_all(batch, &err),
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        for (ticket, write) in batch {
+            let result = match transaction.savepoint() {
+                Ok(mut savepoint) => match apply(&savepoint, &write) {
+                    Ok(changed) => savepoint.commit().map(|_| changed).map_err(Error::from),
+                    Err(err) => {
+                        let _ = savepoint.rollback();
+                        Err(err)
+                    }
+                },
+                Err(err) => Err(Error::from(err)),
+            };
+            results.push((ticket, result));
+        }
+        match transaction.commit() {
+            Ok(()) => results,
+            Err(err) => results
+                .into_iter()
+                .map(|(ticket, result)| {
+                    let failed = match result {
+                        Ok(_) => Error::Transient(format!("embedded store: {err}")),
+                        Err(own) => own,
+                    };
+                    (ticket, Err(failed))
+                })
+                .collect(),
+        }
     }
 
     /// How many messages each queue holds.
@@ -210,11 +326,10 @@ impl AlertLedger for EmbeddedStore {
     fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
         let connection = self.connection()?;
         let row: Option<(String, bool)> = connection
-            .query_row(
-                "SELECT status, planned FROM alerts WHERE system_alert_id = ?1",
-                params![system_alert_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            .prepare_cached("SELECT status, planned FROM alerts WHERE system_alert_id = ?1")?
+            .query_row(params![system_alert_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?;
         Ok(row.map(|(status, planned)| LedgerEntry {
             status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Active),
@@ -228,16 +343,43 @@ impl AlertLedger for EmbeddedStore {
         status: AlertStatus,
         planned: bool,
     ) -> Result<(), Error> {
-        let connection = self.connection()?;
-        connection.execute(
-            "INSERT INTO alerts (system_alert_id, status, planned) VALUES (?1, ?2, ?3)
-             ON CONFLICT (system_alert_id) DO UPDATE SET
-                status = excluded.status,
-                planned = MAX(alerts.planned, excluded.planned),
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-            params![system_alert_id, status.as_str(), planned],
-        )?;
-        Ok(())
+        self.write(Write::Record {
+            system_alert_id: system_alert_id.to_string(),
+            status: status.as_str(),
+            planned,
+        })
+        .map(|_| ())
+    }
+}
+
+/// Applies one write inside the group's transaction; returns the rows it changed.
+fn apply(connection: &Connection, write: &Write) -> Result<usize, Error> {
+    match write {
+        Write::Enqueue(rows) => {
+            let mut insert = connection.prepare_cached(
+                "INSERT OR IGNORE INTO messages (queue, message_id, correlation_id, subject, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut added = 0;
+            for (queue, message_id, correlation_id, subject, body) in rows {
+                added +=
+                    insert.execute(params![queue, message_id, correlation_id, subject, body])?;
+            }
+            Ok(added)
+        }
+        Write::Record {
+            system_alert_id,
+            status,
+            planned,
+        } => Ok(connection
+            .prepare_cached(
+                "INSERT INTO alerts (system_alert_id, status, planned) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (system_alert_id) DO UPDATE SET
+                    status = excluded.status,
+                    planned = MAX(alerts.planned, excluded.planned),
+                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )?
+            .execute(params![system_alert_id, status, planned])?),
     }
 }
 
@@ -281,6 +423,33 @@ mod tests {
         assert_eq!(peeked[0].correlation_id, "sys-1");
         let body: Task = serde_json::from_str(&peeked[0].body).unwrap();
         assert_eq!(body, task("a"));
+    }
+
+    #[test]
+    fn concurrent_writes_are_group_committed_each_with_its_own_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("g.sqlite3"), QueueNames::default()).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|n| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let fresh = store.enqueue(&[task(&format!("t{n}"))]).unwrap();
+                    let again = store.enqueue(&[task(&format!("t{n}"))]).unwrap();
+                    store
+                        .record(&format!("a{n}"), AlertStatus::Active, true)
+                        .unwrap();
+                    (fresh, again)
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert_eq!(thread.join().unwrap(), (1, 0));
+        }
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 16));
+        for n in 0..16 {
+            assert!(store.lookup(&format!("a{n}")).unwrap().unwrap().planned);
+        }
     }
 
     #[test]

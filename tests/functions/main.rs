@@ -7,5 +7,6 @@ mod corpus;
 mod defender_alert;
 mod end_to_end;
 mod helpers;
+mod infra;
 mod manifest;
 mod webhook;

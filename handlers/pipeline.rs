@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::adapters::{AlertLedger, Publisher};
+use crate::adapters::{AlertLedger, Publisher, SharedLedger};
 use crate::decode::{EventKind, InboundEvent};
 use crate::domain::{
     Action, AlertRef, AlertStatus, ResponsePlan, SecurityAlert, Service, Task, TaskStatus,
@@ -272,18 +272,10 @@ impl Pipeline {
 
     /// Records the outcome of a handled event, so a redelivery is recognised.
     pub fn remember(&self, report: &EventReport, ledger: &dyn AlertLedger) -> Result<(), Error> {
-        let Some(alert) = &report.alert else {
-            return Ok(());
-        };
-        if report.outcome == Outcome::Duplicate {
-            return Ok(());
+        match ledger_entry(report) {
+            Some((id, status, planned)) => ledger.record(&id, status, planned),
+            None => Ok(()),
         }
-        let status = AlertStatus::parse(&alert.status).unwrap_or(AlertStatus::Active);
-        ledger.record(
-            &alert.system_alert_id,
-            status,
-            report.outcome == Outcome::Planned,
-        )
     }
 
     /// Assesses, publishes and remembers one event. A publishing failure returns the error
@@ -291,14 +283,36 @@ impl Pipeline {
     pub async fn handle(
         &self,
         event: &InboundEvent,
-        ledger: &dyn AlertLedger,
+        ledger: &SharedLedger,
         publisher: &dyn Publisher,
     ) -> Result<EventReport, Error> {
-        let report = self.assess(event, ledger)?;
+        let report = self.assess(event, ledger.as_ref())?;
         if !report.tasks.is_empty() {
             publisher.publish(&report.tasks).await?;
         }
-        self.remember(&report, ledger)?;
+        if let Some((id, status, planned)) = ledger_entry(&report) {
+            // A durable ledger write waits for its commit (an fsync): keep it off the async
+            // workers, or one slow disk stalls every other invocation on that worker.
+            let ledger = ledger.clone();
+            tokio::task::spawn_blocking(move || ledger.record(&id, status, planned))
+                .await
+                .map_err(|err| Error::Transient(format!("ledger write did not finish: {err}")))??;
+        }
         Ok(report)
     }
+}
+
+/// What the ledger records for a handled event: nothing for events without an alert and for
+/// duplicates (already recorded), else the alert's id, status and whether it was planned.
+fn ledger_entry(report: &EventReport) -> Option<(String, AlertStatus, bool)> {
+    let alert = report.alert.as_ref()?;
+    if report.outcome == Outcome::Duplicate {
+        return None;
+    }
+    let status = AlertStatus::parse(&alert.status).unwrap_or(AlertStatus::Active);
+    Some((
+        alert.system_alert_id.clone(),
+        status,
+        report.outcome == Outcome::Planned,
+    ))
 }

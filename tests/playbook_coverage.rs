@@ -6,15 +6,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use defender_responder::domain::Queue;
-
-/// The step ids of `../shared/spec/playbook.md` that a task can carry out (copied: tests do
-/// not read outside the repository). `KV-2`, `KV-4` and `ARM-2` are headings whose work is
-/// their lettered sub-steps; `DNS-2` is a step of its own (isolate) as well as a heading.
-const PLAYBOOK_STEPS: &[&str] = &[
-    "KV-1", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4a", "KV-4b", "KV-4c", "DNS-1", "DNS-2",
-    "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2a", "ARM-2b", "ARM-2c",
-];
+use defender_responder::domain::{Queue, PLAYBOOK_STEPS};
 
 #[test]
 fn every_playbook_step_is_produced_by_some_fixture_under_the_default_policy() {

@@ -9,4 +9,4 @@ pub use alert::{
     AlertStatus, AzureResourceId, Entity, SecurityAlert, Service, Severity, SIMULATED_PREFIX,
 };
 pub use plan::ResponsePlan;
-pub use task::{Action, AlertRef, MessageId, Queue, Task, TaskStatus};
+pub use task::{Action, AlertRef, MessageId, Queue, Task, TaskStatus, PLAYBOOK_STEPS};

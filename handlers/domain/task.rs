@@ -8,6 +8,14 @@ use sha2::{Digest, Sha256};
 
 use super::alert::{SecurityAlert, Service};
 
+/// Every step id of the playbook (`shared/spec/playbook.md`) that a task can carry out.
+/// `KV-2`, `KV-4` and `ARM-2` are headings whose work is their lettered sub-steps; `DNS-2`
+/// is a step of its own (isolate) as well as a heading.
+pub const PLAYBOOK_STEPS: &[&str] = &[
+    "KV-1", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4a", "KV-4b", "KV-4c", "DNS-1", "DNS-2",
+    "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2a", "ARM-2b", "ARM-2c",
+];
+
 /// The three task queues of the playbook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

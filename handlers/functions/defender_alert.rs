@@ -46,7 +46,7 @@ pub async fn invoke(State(state): State<AppState>, headers: HeaderMap, body: Bod
             return acknowledge_bad_input(format!("invocation payload has no Data.{TRIGGER} binding"));
         };
         let event = decode_event(event, 0);
-        match state.pipeline.handle(&event, state.ledger.as_ref(), state.publisher.as_ref()).await {
+        match state.pipeline.handle(&event, &state.ledger, state.publisher.as_ref()).await {
             Ok(report) => {
                 log_report(&report);
                 let logs = vec![summary_line(&report)];

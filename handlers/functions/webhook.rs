@@ -80,7 +80,7 @@ pub async fn deliver(State(state): State<AppState>, headers: HeaderMap, body: Bo
     for event in &events {
         match state
             .pipeline
-            .handle(event, state.ledger.as_ref(), state.publisher.as_ref())
+            .handle(event, &state.ledger, state.publisher.as_ref())
             .await
         {
             Ok(report) => {

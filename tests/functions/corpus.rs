@@ -4,18 +4,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use defender_responder::cli::{plan_files, PlanInputReport};
-use defender_responder::domain::Queue;
+use defender_responder::domain::{Queue, PLAYBOOK_STEPS};
 use defender_responder::pipeline::{EventReport, Outcome};
 use defender_responder::policy::Policy;
 use serde_json::Value;
 
 use crate::helpers::{fixture_json, root};
-
-/// Every step id of playbook.md.
-const PLAYBOOK_STEPS: &[&str] = &[
-    "KV-1", "KV-2", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4", "KV-4a", "KV-4b", "KV-4c", "DNS-1",
-    "DNS-2", "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2a", "ARM-2b", "ARM-2c",
-];
 
 fn plan(folder: &str, files: &[&str]) -> Vec<PlanInputReport> {
     let paths: Vec<PathBuf> = files

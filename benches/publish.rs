@@ -43,12 +43,8 @@ fn tool(args: &[&str]) -> String {
 /// Fresh durable queues of this run (`dr-bench-<pid>-<tag>-...`), so parallel runs and other
 /// people's benchmarks on the same broker never share a queue.
 fn queues(tag: &str) -> QueueNames {
-    let name = |q: &str| format!("dr-bench-{}-{tag}-{q}", std::process::id());
-    let names = QueueNames {
-        notification: name("notification"),
-        isolation: name("isolation"),
-        rotation: name("rotation"),
-    };
+    let names =
+        QueueNames::from_fn(|queue| format!("dr-bench-{}-{tag}-{queue}", std::process::id()));
     tool(&[
         "declare",
         BROKER,

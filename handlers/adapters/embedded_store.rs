@@ -389,15 +389,7 @@ mod tests {
     use crate::domain::{Action, AlertRef};
 
     fn task(target: &str) -> Task {
-        let alert = AlertRef {
-            system_alert_id: "sys-1".into(),
-            alert_type: "KV_UserAnomaly".into(),
-            service: "key_vault".into(),
-            severity: "Medium".into(),
-            status: "Active".into(),
-            resource: "kv".into(),
-            alert_uri: None,
-        };
+        let alert = AlertRef::sample("sys-1");
         Task::new(&alert, Action::RotateSecret, &["KV-4a"], target, "read")
     }
 

@@ -57,6 +57,15 @@ pub struct QueueNames {
 }
 
 impl QueueNames {
+    /// Names every queue with `name` (e.g. a prefix per test run).
+    pub fn from_fn(name: impl Fn(Queue) -> String) -> Self {
+        QueueNames {
+            notification: name(Queue::Notification),
+            isolation: name(Queue::Isolation),
+            rotation: name(Queue::Rotation),
+        }
+    }
+
     /// The configured name of a queue.
     pub fn name(&self, queue: Queue) -> &str {
         match queue {
@@ -69,11 +78,7 @@ impl QueueNames {
 
 impl Default for QueueNames {
     fn default() -> Self {
-        QueueNames {
-            notification: Queue::Notification.as_str().to_string(),
-            isolation: Queue::Isolation.as_str().to_string(),
-            rotation: Queue::Rotation.as_str().to_string(),
-        }
+        QueueNames::from_fn(|queue| queue.as_str().to_string())
     }
 }
 

@@ -79,15 +79,7 @@ mod tests {
     use crate::domain::task::{Action, AlertRef};
 
     fn alert_ref() -> AlertRef {
-        AlertRef {
-            system_alert_id: "sys".into(),
-            alert_type: "KV_UserAnomaly".into(),
-            service: "key_vault".into(),
-            severity: "Medium".into(),
-            status: "Active".into(),
-            resource: "kv".into(),
-            alert_uri: None,
-        }
+        AlertRef::sample("sys")
     }
 
     #[test]

@@ -200,6 +200,20 @@ pub struct AlertRef {
 }
 
 impl AlertRef {
+    /// A Key Vault alert summary for unit tests.
+    #[cfg(test)]
+    pub(crate) fn sample(system_alert_id: &str) -> Self {
+        AlertRef {
+            system_alert_id: system_alert_id.to_string(),
+            alert_type: "KV_UserAnomaly".into(),
+            service: "key_vault".into(),
+            severity: "Medium".into(),
+            status: "Active".into(),
+            resource: "kv".into(),
+            alert_uri: None,
+        }
+    }
+
     /// Summarises an alert for the tasks planned from it.
     pub fn new(alert: &SecurityAlert, service: Service) -> Self {
         AlertRef {

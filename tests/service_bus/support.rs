@@ -52,12 +52,9 @@ impl TestQueues {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let name = |queue: &str| format!("dr-test-{tag}-{}-{nonce}-{queue}", std::process::id());
-        let names = QueueNames {
-            notification: name("notification"),
-            isolation: name("isolation"),
-            rotation: name("rotation"),
-        };
+        let names = QueueNames::from_fn(|queue| {
+            format!("dr-test-{tag}-{}-{nonce}-{queue}", std::process::id())
+        });
         tool(&[
             "declare",
             BROKER,

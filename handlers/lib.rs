@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod functions;
 pub mod invoke;
+pub mod journal;
 pub mod pipeline;
 pub mod policy;
 pub mod services;

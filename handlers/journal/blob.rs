@@ -50,6 +50,7 @@ impl BlobJournalSettings {
 pub struct BlobJournal {
     container: BlobContainerClient,
     url: Url,
+    settings: BlobJournalSettings,
 }
 
 impl std::fmt::Debug for BlobJournal {
@@ -85,7 +86,16 @@ impl BlobJournal {
         };
         let container = BlobContainerClient::new(url.clone(), Some(credential), Some(options))
             .map_err(|err| JournalError::Storage(format!("blob client for {url}: {err}")))?;
-        Ok(BlobJournal { container, url })
+        Ok(BlobJournal {
+            container,
+            url,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Where it lives.
+    pub fn settings(&self) -> &BlobJournalSettings {
+        &self.settings
     }
 
     /// Creates the container when it does not exist yet (deployments create it in Bicep;

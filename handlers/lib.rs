@@ -12,6 +12,7 @@ pub mod error;
 pub mod functions;
 pub mod invoke;
 pub mod journal;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod services;

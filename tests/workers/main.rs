@@ -7,3 +7,4 @@
 
 mod journal_blob;
 mod support;
+mod webhook_channel;

@@ -4,6 +4,7 @@
 //! Functions host calls; [`cli`] holds the offline commands.
 
 pub mod adapters;
+pub mod approval;
 pub mod cli;
 pub mod config;
 pub mod decode;
@@ -36,6 +37,12 @@ pub fn app(state: AppState) -> Router {
         .route(
             functions::webhook::ROUTE,
             post(functions::webhook::deliver).options(functions::webhook::options),
+        )
+        .route(
+            approval::endpoint::ROUTE,
+            get(approval::endpoint::show)
+                .post(approval::endpoint::decide)
+                .layer(DefaultBodyLimit::max(approval::endpoint::MAX_FORM_BYTES)),
         )
         // The functions enforce the delivery limit themselves with a clear error.
         .layer(DefaultBodyLimit::disable())

@@ -10,6 +10,8 @@ use crate::error::Error;
 use crate::policy::file::parse_policy;
 use crate::policy::Policy;
 
+pub mod workers;
+
 /// One app setting the handler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Setting {
@@ -91,6 +93,8 @@ pub struct Config {
     /// Service Bus, when any `ServiceBusConnection*` setting is present; `None`: the embedded
     /// store is the publisher.
     pub service_bus: Option<ServiceBusSettings>,
+    /// The workers: journal, channels, decision links.
+    pub workers: workers::WorkerSettings,
 }
 
 impl Config {
@@ -134,14 +138,17 @@ impl Config {
         };
         let policy = policy_from(&get, |path| std::fs::read_to_string(path))?;
         let service_bus = ServiceBusSettings::from_lookup(&get, queue_names.clone())?;
+        let store_path = get(STORE_PATH)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
+        let workers = workers::WorkerSettings::from_lookup(&get, &store_path)?;
         Ok(Config {
             port,
-            store_path: get(STORE_PATH)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
+            store_path,
             queue_names,
             policy,
             service_bus,
+            workers,
         })
     }
 }

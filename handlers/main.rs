@@ -6,8 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use defender_responder::adapters::{EmbeddedStore, ServiceBusPublisher, SharedPublisher};
+use defender_responder::approval::DecisionDesk;
 use defender_responder::cli::{self, Cli, Command};
 use defender_responder::config::Config;
+use defender_responder::journal::command;
 use defender_responder::pipeline::Pipeline;
 use defender_responder::services::Registry;
 use defender_responder::state::AppState;
@@ -49,6 +51,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode,
             string_form,
         } => cli::send(&files, &url, mode, string_form).await,
+        Command::Journal {
+            alert,
+            task,
+            format,
+            limit,
+        } => {
+            let journal = config.workers.journal.open()?;
+            command::show(&journal, alert.as_deref(), task.as_deref(), format, limit).await
+        }
+        Command::Decide {
+            task,
+            decision,
+            by,
+            preview_hash,
+        } => {
+            let journal = config.workers.journal.open()?;
+            command::decide(&journal, &task, decision, &by, preview_hash.as_deref()).await
+        }
     }
 }
 
@@ -83,17 +103,24 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
         None => (store.clone(), None),
     };
-    let state = AppState::new(
+    let mut state = AppState::new(
         Pipeline::new(Registry::standard(), config.policy.clone()),
         publisher.clone(),
         store.clone(),
     );
+    if let Some(approvals) = &config.workers.approvals {
+        let journal = config.workers.journal.open()?;
+        state = state.with_decisions(DecisionDesk::new(journal, approvals.clone()));
+    }
     tracing::info!(
         %address,
         publisher = publisher.name(),
         broker = broker.as_deref().unwrap_or("none"),
         store = %config.store_path.display(),
         dry_run = config.policy.dry_run,
+        journal = %config.workers.journal.describe(),
+        decision_links = config.workers.approvals.is_some(),
+        webhook = config.workers.webhook.is_some(),
         "Custom handler listening."
     );
     axum::serve(listener, defender_responder::app(state))

@@ -7,6 +7,7 @@
 //! transition emits.
 
 mod blob;
+pub mod command;
 mod entry;
 mod render;
 mod sqlite;
@@ -23,6 +24,7 @@ use time::OffsetDateTime;
 use crate::domain::{MessageId, Task};
 use crate::error::Error;
 
+pub(crate) use blob::storage_credential;
 pub use blob::{BlobJournal, BlobJournalSettings};
 pub use entry::{
     preview_hash, Decision, HistoryEvent, JournalEntry, Lease, TaskState, Verdict, Version,

@@ -5,6 +5,7 @@
 // Test helpers outside #[test] functions panic on purpose when the environment is broken.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod approvals;
 mod journal_blob;
 mod support;
 mod webhook_channel;

@@ -331,7 +331,7 @@ impl JournalStore for BlobJournal {
                 entries.push(decode::<JournalEntry>(&bytes, &name)?);
             }
         }
-        entries.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.updated_at));
         entries.truncate(limit);
         Ok(entries)
     }

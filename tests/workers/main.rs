@@ -7,5 +7,6 @@
 
 mod approvals;
 mod journal_blob;
+mod journal_events;
 mod support;
 mod webhook_channel;

@@ -20,7 +20,7 @@ pub mod services;
 pub mod state;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -40,8 +40,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             approval::endpoint::ROUTE,
-            get(approval::endpoint::show)
-                .post(approval::endpoint::decide)
+            any(approval::endpoint::route)
                 .layer(DefaultBodyLimit::max(approval::endpoint::MAX_FORM_BYTES)),
         )
         // The functions enforce the delivery limit themselves with a clear error.

@@ -225,3 +225,29 @@ async fn operators_decide_and_read_the_journal_on_the_command_line() {
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn other_methods_and_oversized_forms_are_refused() {
+    let server = server(ApproverIdentity::Link).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/decide", server.base);
+    let response = client.put(&url).body("m=x").send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, POST");
+    let response = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("m={}", "a".repeat(64 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        400,
+        "a GET without a link names what is missing"
+    );
+    assert!(response.text().await.unwrap().contains("`m` is missing"));
+    assert_eq!(server.state().await, TaskState::PendingApproval);
+}

@@ -313,7 +313,8 @@ impl Journal {
     /// Claims a task for running. Exactly one caller wins: every other concurrent or later
     /// caller gets [`JournalError::IllegalTransition`] naming the state it found (`running`,
     /// `done`, …). A run left `running` longer than the run timeout (a crashed instance) may
-    /// be claimed again; a failed run may be retried.
+    /// be claimed again; a run that failed retryably may be retried, one that failed for good
+    /// may not.
     pub async fn begin_run(
         &self,
         id: &MessageId,
@@ -322,6 +323,14 @@ impl Journal {
         let run_timeout = self.run_timeout;
         let actor_owned = actor.to_string();
         self.transition(id, TaskState::Running, actor, move |entry, now| {
+            if entry.state == TaskState::Failed && entry.retryable != Some(true) {
+                // A permanent failure was acknowledged; a stray duplicate must not run it again.
+                return Err(JournalError::IllegalTransition {
+                    message_id: entry.message_id.clone(),
+                    from: TaskState::Failed,
+                    to: TaskState::Running,
+                });
+            }
             if entry.state == TaskState::Running {
                 let started = entry.run_started_at.unwrap_or(entry.updated_at);
                 if now - started < run_timeout {

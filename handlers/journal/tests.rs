@@ -190,6 +190,28 @@ async fn a_stale_run_may_be_taken_over_and_a_failed_run_retried() {
     let entry = journal.begin_run(&task.message_id, "w3").await.unwrap();
     assert_eq!(entry.attempts, 3);
     assert_eq!(entry.error, None);
+    journal
+        .finish(
+            &task.message_id,
+            RunOutcome::Failed {
+                error: "ARM answered 403".into(),
+                retryable: false,
+            },
+            "w3",
+        )
+        .await
+        .unwrap();
+    let err = journal.begin_run(&task.message_id, "w4").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JournalError::IllegalTransition {
+                from: TaskState::Failed,
+                ..
+            }
+        ),
+        "a permanent failure is not run again: {err}"
+    );
 }
 
 #[tokio::test]

@@ -237,6 +237,10 @@ pub struct JournalEntry {
     /// Every transition, oldest first.
     #[serde(default)]
     pub history: Vec<HistoryEvent>,
+    /// A random id of the write that produced this version, so a writer can recognise its
+    /// own write when the storage's answer to it was lost.
+    #[serde(default)]
+    pub write_id: String,
 }
 
 impl JournalEntry {
@@ -273,6 +277,7 @@ impl JournalEntry {
                 to: TaskState::Received,
                 actor: actor.to_string(),
             }],
+            write_id: uuid::Uuid::new_v4().to_string(),
         }
     }
 }

@@ -33,9 +33,9 @@ pub use render::{render_json, render_table};
 pub use sqlite::SqliteJournal;
 
 /// How long a run may hold a task before another delivery may take it over (a crashed
-/// instance never finishes its run). Executors finish far sooner; the message lock of the
-/// queue is shorter still, so a live run is never taken over by a redelivery of its message.
-pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// instance never finishes its run). A live run cannot last longer: the Functions host ends
+/// every invocation after `functionTimeout` (5 minutes in host.json).
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 
 /// How often a transition re-reads and retries after losing a compare-and-set race to a
 /// writer whose change still leaves the transition legal.
@@ -198,6 +198,11 @@ impl Journal {
     pub fn with_run_timeout(mut self, run_timeout: Duration) -> Self {
         self.run_timeout = run_timeout;
         self
+    }
+
+    /// How long a run may hold a task before another delivery may take it over.
+    pub fn run_timeout(&self) -> Duration {
+        self.run_timeout
     }
 
     /// The storage underneath (leases are taken there directly).
@@ -448,11 +453,24 @@ impl Journal {
             }
             mutate(&mut entry);
             entry.updated_at = OffsetDateTime::now_utc();
-            if self.store.replace(&entry, &version).await?.is_some() {
+            entry.write_id = uuid::Uuid::new_v4().to_string();
+            if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {
                 return Ok(entry);
             }
         }
         Err(JournalError::Contended(id.clone()))
+    }
+
+    /// After a refused conditional write: whether the stored entry is exactly the one this
+    /// caller wrote. The storage client retries a request whose answer was lost; the retry of a
+    /// write that did land is refused (the version moved on, by this very write), and without
+    /// this check the winner of a race would believe it lost and nobody would run the task.
+    async fn landed(&self, written: &JournalEntry) -> Result<bool, JournalError> {
+        Ok(self
+            .store
+            .load(&written.message_id)
+            .await?
+            .is_some_and(|(stored, _)| stored.write_id == written.write_id))
     }
 
     /// Moves a task to `to` if its current state allows it, applying `mutate` in the same
@@ -489,7 +507,8 @@ impl Journal {
                 to,
                 actor: actor.to_string(),
             });
-            if self.store.replace(&entry, &version).await?.is_some() {
+            entry.write_id = uuid::Uuid::new_v4().to_string();
+            if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {
                 log_transition(&entry, Some(from), to, actor);
                 return Ok(entry);
             }

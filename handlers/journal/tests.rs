@@ -320,3 +320,72 @@ fn journal_errors_map_onto_retryable_and_permanent() {
     })
     .is_retryable());
 }
+
+/// A store whose first conditional replace lands but answers "refused", as when the answer to
+/// a write is lost and the client's retry of it finds the version already moved on.
+struct LostAnswer {
+    inner: SqliteJournal,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl JournalStore for LostAnswer {
+    fn name(&self) -> &'static str {
+        "lost-answer"
+    }
+    async fn create(&self, entry: &JournalEntry) -> Result<Option<Version>, JournalError> {
+        self.inner.create(entry).await
+    }
+    async fn load(&self, id: &MessageId) -> Result<Option<(JournalEntry, Version)>, JournalError> {
+        self.inner.load(id).await
+    }
+    async fn replace(
+        &self,
+        entry: &JournalEntry,
+        expected: &Version,
+    ) -> Result<Option<Version>, JournalError> {
+        let written = self.inner.replace(entry, expected).await?;
+        if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        Ok(written)
+    }
+    async fn for_alert(&self, id: &str) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.for_alert(id).await
+    }
+    async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.recent(limit).await
+    }
+    async fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, JournalError> {
+        self.inner.acquire_lease(resource, holder, ttl).await
+    }
+    async fn renew_lease(&self, lease: &Lease) -> Result<Lease, JournalError> {
+        self.inner.renew_lease(lease).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<(), JournalError> {
+        self.inner.release_lease(lease).await
+    }
+}
+
+#[tokio::test]
+async fn a_writer_whose_answer_was_lost_still_knows_it_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LostAnswer {
+        inner: SqliteJournal::open(&dir.path().join("j.sqlite3")).unwrap(),
+        lost: std::sync::atomic::AtomicBool::new(false),
+    };
+    let journal = Journal::new(Arc::new(store));
+    let task = task("kv-lost");
+    journal.receive(&task, "w").await.unwrap();
+    let entry = journal.begin_run(&task.message_id, "w").await.unwrap();
+    assert_eq!(entry.state, TaskState::Running);
+    assert_eq!(
+        entry.attempts, 1,
+        "the run was claimed once, by this caller"
+    );
+}

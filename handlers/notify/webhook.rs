@@ -103,9 +103,12 @@ pub enum Delivery {
     },
     /// The journal records it as delivered already: nothing sent.
     AlreadyDelivered,
-    /// Another worker is delivering it right now: nothing sent.
-    InProgressElsewhere,
 }
+
+/// How long a delivery waits for another worker's run of the same task (a duplicate delivery,
+/// or a redelivery after that worker's lock lapsed) before giving the message back to the
+/// queue; below the Functions host's 5-minute invocation timeout.
+pub const DEFAULT_WAIT_FOR_OTHER_RUN: Duration = Duration::from_secs(4 * 60);
 
 /// Why sending failed.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,8 @@ pub enum SendError {
 pub struct WebhookChannel {
     settings: WebhookSettings,
     client: reqwest::Client,
+    wait_for_other_run: Duration,
+    poll: Duration,
 }
 
 impl WebhookChannel {
@@ -144,7 +149,20 @@ impl WebhookChannel {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|err| Error::Config(format!("webhook HTTP client: {err}")))?;
-        Ok(WebhookChannel { settings, client })
+        Ok(WebhookChannel {
+            settings,
+            client,
+            wait_for_other_run: DEFAULT_WAIT_FOR_OTHER_RUN,
+            poll: Duration::from_secs(2),
+        })
+    }
+
+    /// Changes how long a delivery waits for another worker's run of the same task, and how
+    /// often it looks.
+    pub fn with_wait_for_other_run(mut self, wait: Duration, poll: Duration) -> Self {
+        self.wait_for_other_run = wait;
+        self.poll = poll;
+        self
     }
 
     /// The settings in use.
@@ -232,10 +250,12 @@ impl WebhookChannel {
         }
     }
 
-    /// Delivers a task once: the journal decides whether it was sent already (`done`) or is
-    /// being sent by another worker (`running`); otherwise this worker claims it, sends, and
-    /// records the result. A retryable failure is recorded as `failed` and returned as
-    /// [`Error::Transient`] so the queue redelivers; a refusal is recorded and permanent.
+    /// Delivers a task once: the journal says whether it was sent already (`done`); otherwise
+    /// this worker claims the run, sends, and records the result. While another worker holds
+    /// the run, this one waits (bounded) for it to finish or to go stale (a crashed worker),
+    /// then takes it over; if the wait runs out the message goes back to the queue
+    /// ([`Error::Transient`]), never completed unsent. A retryable send failure is recorded
+    /// as `failed` and returned as [`Error::Transient`]; a refusal is recorded and permanent.
     pub async fn deliver(
         &self,
         task: &Task,
@@ -247,19 +267,34 @@ impl WebhookChannel {
         if received.entry.state == TaskState::Done {
             return Ok(Delivery::AlreadyDelivered);
         }
-        match journal.begin_run(&task.message_id, actor).await {
-            Ok(_) => {}
-            Err(JournalError::IllegalTransition { from, .. }) => {
-                return match from {
-                    TaskState::Running => Ok(Delivery::InProgressElsewhere),
-                    TaskState::Done => Ok(Delivery::AlreadyDelivered),
-                    other => Err(Error::Permanent(format!(
-                        "task {} is {other}; a notification is not sent for it",
+        let started = tokio::time::Instant::now();
+        loop {
+            match journal.begin_run(&task.message_id, actor).await {
+                Ok(_) => break,
+                Err(JournalError::IllegalTransition {
+                    from: TaskState::Running,
+                    ..
+                }) => {
+                    if started.elapsed() >= self.wait_for_other_run {
+                        return Err(Error::Transient(format!(
+                            "task {} is being delivered by another worker; the queue will redeliver it",
+                            task.message_id
+                        )));
+                    }
+                    tokio::time::sleep(self.poll).await;
+                }
+                Err(JournalError::IllegalTransition {
+                    from: TaskState::Done,
+                    ..
+                }) => return Ok(Delivery::AlreadyDelivered),
+                Err(JournalError::IllegalTransition { from, .. }) => {
+                    return Err(Error::Permanent(format!(
+                        "task {} is {from}; a notification is not sent for it",
                         task.message_id
-                    ))),
-                };
+                    )))
+                }
+                Err(err) => return Err(err.into()),
             }
-            Err(err) => return Err(err.into()),
         }
         let body = Self::event(task, decisions, OffsetDateTime::now_utc()).to_string();
         match self.send(task.message_id.as_str(), body.as_bytes()).await {

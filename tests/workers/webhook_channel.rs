@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use defender_responder::domain::{Action, AlertRef, Task};
 use defender_responder::error::Error;
-use defender_responder::journal::{Journal, SqliteJournal, TaskState};
+use defender_responder::journal::{Journal, RunOutcome, SqliteJournal, TaskState};
 use defender_responder::notify::{Delivery, WebhookChannel, WebhookSecret, WebhookSettings};
 use serde_json::Value;
 
@@ -234,4 +234,80 @@ async fn a_wrong_secret_fails_verification_at_the_receiver_and_is_permanent() {
     assert_eq!(log.len(), 1, "a refusal is not retried");
     assert_eq!(log[0]["verified"], false);
     assert_eq!(log[0]["status"], 401);
+}
+
+#[tokio::test]
+async fn a_run_held_by_another_worker_is_waited_for_then_taken_over_when_stale() {
+    let receiver = Receiver::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir).with_run_timeout(Duration::from_millis(600));
+    let task = notification("e@contoso.com");
+    // Another worker claimed the run and died.
+    journal.receive(&task, "crashed").await.unwrap();
+    journal
+        .begin_run(&task.message_id, "crashed")
+        .await
+        .unwrap();
+
+    let impatient = channel(&receiver, SECRET, 3)
+        .with_wait_for_other_run(Duration::from_millis(100), Duration::from_millis(50));
+    let err = impatient
+        .deliver(&task, &[], &journal, "w")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Transient(_)),
+        "given back to the queue, not completed: {err}"
+    );
+    assert!(receiver.log().await.is_empty());
+
+    let patient = channel(&receiver, SECRET, 3)
+        .with_wait_for_other_run(Duration::from_secs(5), Duration::from_millis(50));
+    let delivery = patient.deliver(&task, &[], &journal, "w").await.unwrap();
+    assert_eq!(
+        delivery,
+        Delivery::Sent {
+            status: 200,
+            attempts: 1
+        }
+    );
+    let entry = journal.get(&task.message_id).await.unwrap().unwrap();
+    assert_eq!(entry.attempts, 2);
+    assert_eq!(entry.run_by.as_deref(), Some("w"));
+}
+
+#[tokio::test]
+async fn a_run_finished_by_another_worker_during_the_wait_is_not_sent_again() {
+    let receiver = Receiver::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let task = notification("f@contoso.com");
+    journal.receive(&task, "other").await.unwrap();
+    journal.begin_run(&task.message_id, "other").await.unwrap();
+    let finisher = {
+        let journal = journal.clone();
+        let id = task.message_id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            journal
+                .finish(
+                    &id,
+                    RunOutcome::Done {
+                        result: serde_json::json!({"status": 200}),
+                        verification: Value::Null,
+                    },
+                    "other",
+                )
+                .await
+                .unwrap();
+        })
+    };
+    let delivery = channel(&receiver, SECRET, 3)
+        .with_wait_for_other_run(Duration::from_secs(5), Duration::from_millis(50))
+        .deliver(&task, &[], &journal, "w")
+        .await
+        .unwrap();
+    finisher.await.unwrap();
+    assert_eq!(delivery, Delivery::AlreadyDelivered);
+    assert!(receiver.log().await.is_empty());
 }

@@ -108,15 +108,6 @@ impl BlobJournal {
         }
     }
 
-    /// Checks at start-up that the identity can read the container.
-    pub async fn check_access(&self) -> Result<(), JournalError> {
-        self.container
-            .get_properties(None)
-            .await
-            .map(|_| ())
-            .map_err(|err| storage("read the journal container", err))
-    }
-
     fn task_blob(id: &MessageId) -> String {
         format!("tasks/{}.json", id.as_str())
     }

@@ -223,14 +223,19 @@ impl Journal {
                 })
             }
             None => {
-                let (entry, _) = self
+                let (stored, _) = self
                     .store
                     .load(&task.message_id)
                     .await?
                     .ok_or_else(|| JournalError::NotFound(task.message_id.clone()))?;
+                // A retried create whose first attempt landed finds this very entry.
+                let first_time = stored.write_id == entry.write_id;
+                if first_time {
+                    log_transition(&stored, None, TaskState::Received, actor);
+                }
                 Ok(Received {
-                    entry,
-                    first_time: false,
+                    entry: stored,
+                    first_time,
                 })
             }
         }

@@ -9,6 +9,7 @@
 mod blob;
 pub mod command;
 mod entry;
+mod lease;
 mod render;
 mod sqlite;
 
@@ -29,6 +30,7 @@ pub use blob::{BlobJournal, BlobJournalSettings};
 pub use entry::{
     preview_hash, Decision, HistoryEvent, JournalEntry, Lease, TaskState, Verdict, Version,
 };
+pub use lease::HeldLease;
 pub use render::{render_json, render_table};
 pub use sqlite::SqliteJournal;
 
@@ -205,9 +207,20 @@ impl Journal {
         self.run_timeout
     }
 
-    /// The storage underneath (leases are taken there directly).
+    /// The storage underneath.
     pub fn store(&self) -> &SharedJournalStore {
         &self.store
+    }
+
+    /// Takes the lease on `resource` (a normalised resource id) and keeps it renewed until
+    /// [`HeldLease::release`]; `None` while another worker holds it.
+    pub async fn hold_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<HeldLease>, JournalError> {
+        HeldLease::acquire(self.store.clone(), resource, holder, ttl).await
     }
 
     /// Records that a task was received; a redelivery finds the entry already there and

@@ -389,3 +389,47 @@ async fn a_writer_whose_answer_was_lost_still_knows_it_won() {
         "the run was claimed once, by this caller"
     );
 }
+
+#[tokio::test]
+async fn a_held_lease_is_renewed_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let ttl = Duration::from_millis(300);
+    let held = journal
+        .hold_lease("/subscriptions/s/kv", "a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    // Three durations later it is still held: renewed in the background.
+    tokio::time::sleep(ttl * 3).await;
+    assert!(!held.is_lost());
+    assert!(journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv", "b", ttl)
+        .await
+        .unwrap()
+        .is_none());
+    held.release().await.unwrap();
+    let other = journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv", "b", ttl)
+        .await
+        .unwrap();
+    assert!(other.is_some(), "released at once");
+
+    // Dropped without release: the renewal stops and the lease lapses.
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let dropped = journal
+        .hold_lease("/subscriptions/s/kv", "c", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(dropped);
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv", "d", ttl)
+        .await
+        .unwrap()
+        .is_some());
+}

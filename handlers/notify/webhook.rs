@@ -14,7 +14,7 @@ use url::Url;
 use super::signature::WebhookSecret;
 use crate::domain::Task;
 use crate::error::Error;
-use crate::journal::{Journal, JournalError, RunOutcome, TaskState};
+use crate::journal::{Journal, JournalError, RunOutcome, TaskState, Verdict};
 
 /// App setting: the receiver's URL (https; http only for loopback).
 pub const URL: &str = "RESPONDER_WEBHOOK_URL";
@@ -171,11 +171,12 @@ impl WebhookChannel {
     }
 
     /// The event for a task: `{"id","type","timestamp","data"}`; `data.task` is the task as
-    /// published, `data.decisions` the decision links of a pending task (may be empty).
-    pub fn event(task: &Task, decisions: &[(String, Url)], now: OffsetDateTime) -> Value {
+    /// published, `data.decisions` the decision links of pending tasks
+    /// ([`crate::approval::DecisionDesk::links`]; may be empty).
+    pub fn event(task: &Task, decisions: &[(Verdict, Url)], now: OffsetDateTime) -> Value {
         let links: Vec<Value> = decisions
             .iter()
-            .map(|(decision, url)| json!({"decision": decision, "url": url.as_str()}))
+            .map(|(verdict, url)| json!({"decision": verdict.as_str(), "url": url.as_str()}))
             .collect();
         json!({
             "id": task.message_id.as_str(),
@@ -259,7 +260,7 @@ impl WebhookChannel {
     pub async fn deliver(
         &self,
         task: &Task,
-        decisions: &[(String, Url)],
+        decisions: &[(Verdict, Url)],
         journal: &Journal,
         actor: &str,
     ) -> Result<Delivery, Error> {
@@ -400,6 +401,35 @@ mod tests {
         let err = settings(&[(SECRET, SECRET_VALUE)]).unwrap_err();
         assert!(!err.to_string().contains("MfKQ"), "{err}");
         assert!(settings(&[(URL, "http://127.0.0.1:9/hook"), (SECRET, SECRET_VALUE)]).is_ok());
+    }
+
+    #[test]
+    fn the_event_names_the_task_its_action_and_its_decision_links() {
+        let task = Task::new(
+            &crate::domain::AlertRef::sample("sys-e"),
+            crate::domain::Action::RequestDecision,
+            &["KV-2a"],
+            "secops@contoso.com",
+            "approve closing the vault's firewall",
+        );
+        let approve = Url::parse("https://app.example/api/decide?m=x&d=approve").unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1_764_579_600).unwrap();
+        let event = WebhookChannel::event(&task, &[(Verdict::Approve, approve)], now);
+        assert_eq!(event["id"], task.message_id.as_str());
+        assert_eq!(event["type"], "defender-responder.task.request_decision");
+        assert_eq!(event["timestamp"], "2025-12-01T09:00:00Z");
+        assert_eq!(
+            event["data"]["task"]["message_id"],
+            task.message_id.as_str()
+        );
+        assert_eq!(
+            event["data"]["task"]["reason"],
+            "approve closing the vault's firewall"
+        );
+        assert_eq!(
+            event["data"]["decisions"],
+            serde_json::json!([{"decision": "approve", "url": "https://app.example/api/decide?m=x&d=approve"}])
+        );
     }
 
     #[test]

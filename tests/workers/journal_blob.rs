@@ -222,3 +222,25 @@ async fn a_lease_is_exclusive_renewable_and_lapses_after_its_duration() {
     assert!(matches!(err, JournalError::LeaseLost(_)), "{err}");
     a.release_lease(&taken.unwrap()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_held_blob_lease_outlives_its_duration_until_released() {
+    let a = blob_journal().await;
+    let b = blob_journal_on(&a);
+    let journal = Journal::new(Arc::new(a));
+    let resource = "/subscriptions/s/resourcegroups/rg/providers/microsoft.keyvault/vaults/held";
+    let ttl = Duration::from_secs(15);
+    let held = journal
+        .hold_lease(resource, "a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(!held.is_lost());
+    assert!(
+        b.acquire_lease(resource, "b", ttl).await.unwrap().is_none(),
+        "renewed in the background past its 15 s"
+    );
+    held.release().await.unwrap();
+    assert!(b.acquire_lease(resource, "b", ttl).await.unwrap().is_some());
+}

@@ -3,6 +3,7 @@
 //! Review changes with `INSTA_UPDATE=always INSTA_FORCE_PASS=1 cargo test --test playbooks`
 //! and `git diff tests/playbooks/snapshots`; CI runs with `INSTA_UPDATE=no`.
 
+mod message_ids;
 mod support;
 
 fn snapshot_corpus(policy_name: &str) {

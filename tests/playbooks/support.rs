@@ -27,9 +27,19 @@ pub(crate) fn policies() -> Vec<(&'static str, Policy)> {
     ]
 }
 
-/// Every fixture file of the corpus, sorted by name.
+/// The fixture corpora: the alert corpus and the edge cases of the envelopes.
+pub(crate) const CORPORA: &[&str] = &["alerts", "edge"];
+
+/// Every fixture file of the alert corpus, sorted by name.
 pub(crate) fn fixtures() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alerts");
+    fixtures_in("alerts")
+}
+
+/// Every fixture file of one corpus (`tests/fixtures/<corpus>`), sorted by name.
+pub(crate) fn fixtures_in(corpus: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(corpus);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("fixture folder")
         .map(|entry| entry.expect("entry").path())
@@ -45,9 +55,17 @@ pub(crate) fn fixtures() -> Vec<PathBuf> {
 /// Plans the whole corpus in name order under one policy, with one shared memory of alerts
 /// (so redeliveries are duplicates and closing updates find the alert they close).
 pub(crate) fn plan_corpus(policy: &Policy) -> Vec<(String, Result<Vec<EventReport>, String>)> {
+    plan_corpus_in("alerts", policy)
+}
+
+/// Plans one corpus (`tests/fixtures/<corpus>`) like [`plan_corpus`].
+pub(crate) fn plan_corpus_in(
+    corpus: &str,
+    policy: &Policy,
+) -> Vec<(String, Result<Vec<EventReport>, String>)> {
     let pipeline = Pipeline::new(Registry::standard(), policy.clone());
     let ledger = MemoryLedger::default();
-    fixtures()
+    fixtures_in(corpus)
         .into_iter()
         .map(|path| {
             let name = path

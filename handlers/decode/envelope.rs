@@ -87,6 +87,15 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<InboundEvent>, BodyError> {
             .enumerate()
             .map(|(index, item)| decode_event(item, index))
             .collect()),
+        // The REST list shape (`GET …/alerts`): {"value": [alert, …], "nextLink": …}.
+        Value::Object(ref object) if is_rest_list(object) => match get(object, "value") {
+            Some(Value::Array(items)) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| decode_event(item, index))
+                .collect()),
+            _ => Ok(Vec::new()),
+        },
         Value::Object(_) => Ok(vec![decode_event(&value, 0)]),
         other => Err(BodyError::NotEvents(describe(&other))),
     }
@@ -304,9 +313,22 @@ fn alert_event(
     }
 }
 
+/// Whether an object is the REST list of alerts: a `value` array and no event or alert keys.
+fn is_rest_list(object: &Map<String, Value>) -> bool {
+    matches!(get(object, "value"), Some(Value::Array(_)))
+        && get(object, "eventType").is_none()
+        && get(object, "specversion").is_none()
+        && !looks_like_alert(object)
+}
+
+/// Whether an object is an alert: it has `alertType`, or the legacy `alertName` (which is
+/// then refused with the missing `alertType` named, rather than as "not an alert").
 fn looks_like_alert(object: &Map<String, Value>) -> bool {
-    get(object, "alertType").is_some()
-        || matches!(get(object, "properties"), Some(Value::Object(props)) if get(props, "alertType").is_some())
+    let names_a_type = |fields: &Map<String, Value>| {
+        get(fields, "alertType").is_some() || get(fields, "alertName").is_some()
+    };
+    names_a_type(object)
+        || matches!(get(object, "properties"), Some(Value::Object(props)) if names_a_type(props))
 }
 
 fn alert_id(object: &Map<String, Value>) -> Option<String> {

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use super::Registry;
 use crate::decode::{decode_body, EventKind};
-use crate::domain::{Action, Entity, SecurityAlert, Task, TaskStatus};
+use crate::domain::parameters::SecretRotationTarget;
+use crate::domain::{
+    Action, Entity, Parameters, PrincipalKind, PrincipalRef, SecurityAlert, Task, TaskStatus,
+};
 use crate::policy::{file::parse_policy, KnownPrincipal, Policy};
 
 const TENANT: &str = "c0506a98-9c27-4b6a-9a14-0cc99837071d";
@@ -25,8 +28,12 @@ fn fixture(name: &str) -> SecurityAlert {
         .expect("fixture holds an alert")
 }
 
+/// Routes and plans like the pipeline does: the handler's plan, then the policy.
 fn plan(alert: &SecurityAlert, policy: &Policy) -> Vec<Task> {
-    Registry::standard().plan(alert, policy).1.into_tasks()
+    let registry = Registry::standard();
+    let mut plan = registry.route(alert).plan(alert, policy);
+    policy.finalize(alert, &mut plan);
+    plan.into_tasks()
 }
 
 fn with_action(tasks: &[Task], action: Action) -> Vec<&Task> {
@@ -101,7 +108,20 @@ fn kv2a_follows_the_trusted_ranges() {
     assert!(firewall
         .reason
         .starts_with("KV-2a: 203.0.113.45 is outside"));
-    assert_eq!(firewall.facts["default_action"], "Deny");
+    let Parameters::EnableKeyVaultFirewall {
+        vault,
+        block_addresses,
+        ..
+    } = &firewall.parameters
+    else {
+        panic!("firewall parameters: {:?}", firewall.parameters);
+    };
+    assert_eq!(vault.resource_id().name(), Some("kv-contoso-payments"));
+    assert_eq!(block_addresses.len(), 1);
+    assert!(
+        firewall.facts.is_empty(),
+        "containment carries no prose facts"
+    );
     assert!(firewall.target.ends_with("/vaults/kv-contoso-payments"));
 
     let trusting = Policy {
@@ -135,7 +155,10 @@ fn kv2a_ip_comes_from_extended_properties_when_there_are_no_entities() {
     let alert = fixture("keyvault-KV_TORAccess-missingoptional.json");
     let tasks = plan(&alert, &Policy::default());
     let firewall = one(&tasks, Action::EnableKeyVaultFirewall);
-    assert!(!firewall.facts["block_addresses"].is_empty());
+    assert!(matches!(
+        &firewall.parameters,
+        Parameters::EnableKeyVaultFirewall { block_addresses, .. } if !block_addresses.is_empty()
+    ));
 }
 
 #[test]
@@ -147,7 +170,17 @@ fn kv2b_restricts_unknown_and_unauthorised_principals_only() {
     assert!(restrict
         .reason
         .contains("not among the policy's known principals"));
-    assert!(restrict.facts["permission_model"].contains("enableRbacAuthorization"));
+    let Parameters::RestrictPrincipal { vault, principal } = &restrict.parameters else {
+        panic!("restrict parameters: {:?}", restrict.parameters);
+    };
+    assert!(vault.as_str().ends_with("/vaults/kv-contoso-hr"));
+    assert!(matches!(
+        principal,
+        PrincipalRef::ObjectId {
+            kind: PrincipalKind::User,
+            ..
+        }
+    ));
 
     let mut policy = in_tenant();
     let mut bob = known("bob.ops@contoso.com");
@@ -282,7 +315,19 @@ fn kv4a_caps_per_object_tasks_and_covers_the_rest_vault_wide() {
         .iter()
         .find(|t| t.target.starts_with("/subscriptions/"))
         .expect("vault-wide task");
-    assert_eq!(vault_wide.facts["remaining_objects"], "391");
+    assert!(vault_wide.reason.contains("the 391 further object(s)"));
+    let Parameters::RotateSecret {
+        target: SecretRotationTarget::Vault { except, .. },
+        ..
+    } = &vault_wide.parameters
+    else {
+        panic!("vault-wide parameters: {:?}", vault_wide.parameters);
+    };
+    assert_eq!(
+        except.len(),
+        10,
+        "the objects with their own task are excepted"
+    );
     assert_eq!(with_action(&tasks, Action::DisableSecret).len(), 10);
     let report = one(&tasks, Action::NotifySecurityTeam);
     assert_eq!(report.facts["accessed_count"], "401");
@@ -300,7 +345,16 @@ fn kv4a_without_named_objects_rotates_what_the_caller_read_in_the_vault() {
     let tasks = plan(&alert, &Policy::default());
     let rotation = one(&tasks, Action::RotateSecret);
     assert!(rotation.target.ends_with("/vaults/kv-contoso-hr"));
-    assert!(rotation.facts["scope"].starts_with("all secrets, keys and certificates read by"));
+    assert!(rotation
+        .reason
+        .contains("rotate all secrets, keys and certificates read by"));
+    assert!(matches!(
+        &rotation.parameters,
+        Parameters::RotateSecret {
+            target: SecretRotationTarget::Vault { .. },
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -352,7 +406,10 @@ fn dns_contacts_the_owner_with_the_queries_and_plans_isolation_and_a_scan() {
     );
     assert_eq!(contact.facts["answers"], "203.0.113.23, 198.51.100.34");
     assert_eq!(contact.facts["source_ips"], "10.40.2.9");
-    assert_eq!(contact.facts["owner_tag"], "owner");
+    assert!(matches!(
+        &contact.parameters,
+        Parameters::ContactOwner { owner_lookup: Some(lookup), .. } if lookup.tag == "owner"
+    ));
     assert_eq!(
         contact.recipients,
         vec!["build-team@contoso.com", "secops@contoso.com"]
@@ -377,7 +434,8 @@ fn dns_on_a_resource_that_is_not_a_machine_keeps_the_scan_as_a_checklist_item() 
     alert.entities.retain(|e| !matches!(e, Entity::Host { .. }));
     alert.resource_id = crate::domain::AzureResourceId::parse(
         "/subscriptions/0f0fc553-4fc4-49b5-a8d7-146d155a577a/resourceGroups/rg-web/providers/Microsoft.Web/sites/app-web",
-    );
+    )
+    .ok();
     let tasks = plan(&alert, &Policy::default());
     assert!(with_action(&tasks, Action::RunAntimalwareScan).is_empty());
     let contact = one(&tasks, Action::ContactOwner);

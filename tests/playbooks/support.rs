@@ -89,3 +89,57 @@ pub(crate) fn plan_corpus_in(
         })
         .collect()
 }
+
+/// What `tests/fixtures/<corpus>/EXPECTED.json` says of a fixture's body: `Some(true)` it
+/// must be refused (`"error": true`), `Some(false)` it must decode, `None` it yields no
+/// event (`"events": []`), so refusing it is right too.
+pub(crate) fn expected_body_error(corpus: &str, fixture: &str) -> Option<bool> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(corpus)
+        .join("EXPECTED.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let expected: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let Some(entry) = expected.get(format!("{fixture}.json")) else {
+        panic!("{corpus}/{fixture}.json has no entry in {}", path.display());
+    };
+    if entry["error"].as_bool() == Some(true) {
+        Some(true)
+    } else if entry["events"].as_array().is_some_and(Vec::is_empty) {
+        None
+    } else {
+        Some(false)
+    }
+}
+
+/// The reports of one planned fixture. A fixture whose body fails to decode yields none,
+/// but only when EXPECTED.json says it must fail; any other failure panics naming it.
+pub(crate) fn reports_of<'a>(
+    corpus: &str,
+    fixture: &str,
+    result: &'a Result<Vec<EventReport>, String>,
+) -> &'a [EventReport] {
+    let expected_error = expected_body_error(corpus, fixture);
+    match (result, expected_error) {
+        (Ok(_), Some(true)) => {
+            panic!("{corpus}/{fixture}: EXPECTED.json says its body is refused, but it decoded")
+        }
+        (Ok(reports), _) => reports,
+        (Err(_), Some(true) | None) => &[],
+        (Err(err), Some(false)) => panic!("{corpus}/{fixture}: the body did not decode: {err}"),
+    }
+}
+
+/// Every corpus planned under one policy: `(corpus, fixture, reports)`, failures named.
+pub(crate) fn plan_all_corpora(policy: &Policy) -> Vec<(String, String, Vec<EventReport>)> {
+    let mut out = Vec::new();
+    for corpus in CORPORA {
+        for (fixture, result) in plan_corpus_in(corpus, policy) {
+            let reports = reports_of(corpus, &fixture, &result).to_vec();
+            out.push((corpus.to_string(), fixture, reports));
+        }
+    }
+    out
+}

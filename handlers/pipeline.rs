@@ -172,7 +172,8 @@ impl Pipeline {
                     plan.tasks().len()
                 ),
                 None => format!(
-                    "{} is not a documented alert type: notification-only fallback plan",
+                    "{} is not a Key Vault, DNS or Resource Manager alert type of the playbook: \
+                     GEN-1, the security team is told (no containment)",
                     alert.alert_type
                 ),
             };

@@ -196,3 +196,165 @@ fn closing_a_planned_alert_cancels_its_pending_decisions_and_starts_nothing() {
             .is_empty()
     );
 }
+
+/// The reports of one fixture of a corpus under the default policy.
+fn reports_in(corpus: &str, name: &str) -> Vec<EventReport> {
+    let (_, policy) = support::policies().remove(0);
+    let results = support::plan_corpus_in(corpus, &policy);
+    let (_, result) = results
+        .iter()
+        .find(|(fixture, _)| fixture == name)
+        .unwrap_or_else(|| panic!("no fixture {corpus}/{name}"));
+    support::reports_of(corpus, name, result).to_vec()
+}
+
+#[test]
+fn every_small_corpus_plans_the_outcomes_and_services_its_expected_json_names() {
+    let (_, policy) = support::policies().remove(0);
+    for corpus in ["edge", "simulated", "payloads"] {
+        let path = format!("{}/tests/fixtures/{corpus}/EXPECTED.json", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+        let expected: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|err| panic!("{path}: {err}"));
+        for (fixture, result) in support::plan_corpus_in(corpus, &policy) {
+            let entry = &expected[format!("{fixture}.json")];
+            let reports = support::reports_of(corpus, &fixture, &result);
+            let want = entry["events"].as_array().cloned().unwrap_or_default();
+            assert_eq!(reports.len(), want.len(), "{corpus}/{fixture}: event count");
+            for (index, (report, want)) in reports.iter().zip(&want).enumerate() {
+                let outcome = serde_json::to_value(report.outcome).expect("outcome");
+                assert_eq!(outcome, want["outcome"], "{corpus}/{fixture} event {index}: {}", report.reason);
+                if let Some(service) = want.get("service") {
+                    let got = report.alert.as_ref().map(|alert| alert.service.to_string());
+                    assert_eq!(got.as_deref(), service.as_str(), "{corpus}/{fixture} event {index}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn resource_manager_alerts_naming_the_principal_in_other_keys_get_arm2_containment_and_a_decision() {
+    for (fixture, principal) in [
+        (
+            "arm-ARM_AnomalousServiceOperation.Execution-principalid",
+            "7f0c3b1e-8a2d-4d6e-9b5f-2c4a6e8d0f13",
+        ),
+        (
+            "arm-ARM_AnomalousServiceOperation.Persistence-secondaccount",
+            "3d5e7f90-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+        ),
+    ] {
+        let reports = reports_in("payloads", fixture);
+        let tasks = &reports[0].tasks;
+        let delete = tasks
+            .iter()
+            .find(|task| task.action.as_str() == "delete_unfamiliar_account")
+            .unwrap_or_else(|| panic!("{fixture}: no ARM-2a task: {tasks:#?}"));
+        assert_eq!(delete.target, principal, "{fixture}");
+        let Parameters::DeleteUnfamiliarAccount { principal: who } = &delete.parameters else {
+            panic!("{fixture}: {:?}", delete.parameters);
+        };
+        assert!(
+            matches!(who, defender_responder::domain::PrincipalRef::ObjectId { kind: defender_responder::domain::PrincipalKind::ServicePrincipal, .. }),
+            "{fixture}: a service operation's caller is a service principal: {who:?}"
+        );
+        let remove = tasks
+            .iter()
+            .find(|task| task.action.as_str() == "remove_role_assignments")
+            .unwrap_or_else(|| panic!("{fixture}: no ARM-2b task"));
+        assert!(remove.steps.contains(&"ARM-2b".to_string()));
+        let request = tasks
+            .iter()
+            .find(|task| task.action.as_str() == "request_decision")
+            .unwrap_or_else(|| panic!("{fixture}: no decision request"));
+        let Parameters::RequestDecision { pending, .. } = &request.parameters else {
+            panic!("{fixture}: {:?}", request.parameters);
+        };
+        assert!(pending.contains(&delete.message_id) && pending.contains(&remove.message_id));
+    }
+    let contact = &reports_in("payloads", "arm-ARM_AnomalousServiceOperation.Execution-principalid")[0].tasks[0];
+    assert_eq!(contact.facts["user_agent"], "python-requests/2.31.0");
+    assert!(contact.reason.contains("sp-batch-automation"), "{}", contact.reason);
+}
+
+#[test]
+fn the_nil_guid_and_invalid_addresses_are_never_targets_and_are_warned_about_by_field() {
+    let nil = "00000000-0000-0000-0000-000000000000";
+    for (policy_name, policy) in support::policies() {
+        for (corpus, fixture, reports) in support::plan_all_corpora(&policy) {
+            for report in &reports {
+                for task in &report.tasks {
+                    let text = serde_json::to_string(&task.parameters).expect("serialisable");
+                    let activity = serde_json::to_string(&task.activity).expect("serialisable");
+                    assert!(
+                        !text.contains(nil) && !activity.contains(nil) && !task.target.contains(nil),
+                        "{policy_name}/{corpus}/{fixture}: {} names the nil GUID",
+                        task.action
+                    );
+                    assert!(!text.contains("00.00.00.00") && !activity.contains("00.00.00.00"));
+                }
+            }
+        }
+    }
+    let reports = reports_in("payloads", "keyvault-KV_SuspiciousIPAccess-nilguid");
+    let report = &reports[0];
+    for field in [
+        "extendedProperties.Attacker Object ID: \"00000000-0000-0000-0000-000000000000\"",
+        "extendedProperties.Application ID: \"00000000-0000-0000-0000-000000000000\"",
+        "extendedProperties.Attacker IP Address: \"00.00.00.00\"",
+        "entities: ip entity address \"00.00.00.00\"",
+    ] {
+        assert!(
+            report.warnings.iter().any(|warning| warning.contains(field)),
+            "no warning names {field}: {:#?}",
+            report.warnings
+        );
+    }
+    assert!(
+        report.tasks.iter().all(|task| task.action.as_str() != "restrict_principal"),
+        "no principal to restrict"
+    );
+}
+
+#[test]
+fn the_rest_list_shape_is_planned_like_an_array_of_alerts() {
+    let reports = reports_in("payloads", "rest-list-value");
+    let types: Vec<&str> = reports
+        .iter()
+        .filter_map(|report| report.alert.as_ref().map(|alert| alert.alert_type.as_str()))
+        .collect();
+    assert_eq!(types, ["KV_UserAnomaly", "AzureDNS_DarkWeb"]);
+    assert!(reports.iter().all(|report| !report.tasks.is_empty()));
+}
+
+#[test]
+fn a_legacy_alert_without_alert_type_is_rejected_naming_the_field() {
+    let reports = reports_in("payloads", "legacy-alertName");
+    assert_eq!(reports.len(), 1);
+    let reason = &reports[0].reason;
+    assert!(
+        reason.starts_with("data.properties.alertType is missing") && reason.contains("alertName"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn alerts_of_other_plans_cite_gen1_with_their_addresses_accounts_and_hosts() {
+    for (corpus, fixture) in [
+        ("payloads", "servers-VM_EICAR-otherplan"),
+        ("alerts", "keyvault-KV_FutureDetectionV2-unknowntype"),
+    ] {
+        let reports = reports_in(corpus, fixture);
+        let tasks = &reports[0].tasks;
+        assert_eq!(tasks.len(), 1, "{corpus}/{fixture}: {tasks:#?}");
+        assert_eq!(tasks[0].steps, ["GEN-1"], "{corpus}/{fixture}");
+        assert!(!tasks[0].queue.is_containment());
+        assert!(tasks[0].reason.starts_with("GEN-1:"));
+    }
+    let notice = &reports_in("payloads", "servers-VM_EICAR-otherplan")[0].tasks[0];
+    assert_eq!(notice.facts["ip_addresses"], "10.40.2.9");
+    assert_eq!(notice.facts["accounts"], "azureuser");
+    assert_eq!(notice.facts["hosts"], "vm-batch-07");
+    assert!(notice.facts["alert_uri"].starts_with("https://portal.azure.com/"));
+}

@@ -28,6 +28,14 @@ pub enum Service {
 }
 
 impl Service {
+    /// Every service, so a test can check that each new one has a handler.
+    pub const ALL: &'static [Service] = &[
+        Service::KeyVault,
+        Service::Dns,
+        Service::ResourceManager,
+        Service::Unknown,
+    ];
+
     /// The snake_case name used in plans, message properties and logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -299,6 +307,21 @@ impl SecurityAlert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_all_lists_every_variant() {
+        // A new variant breaks this match: add it to `Service::ALL` (and register a handler).
+        let position = |service: Service| match service {
+            Service::KeyVault => 0,
+            Service::Dns => 1,
+            Service::ResourceManager => 2,
+            Service::Unknown => 3,
+        };
+        for (index, service) in Service::ALL.iter().enumerate() {
+            assert_eq!(position(*service), index);
+        }
+        assert_eq!(Service::ALL.len(), 4);
+    }
 
     #[test]
     fn statuses_and_severities_accept_both_shapes() {

@@ -123,6 +123,10 @@ impl ArmFacts {
                 "Client principal name",
             ],
         );
+        // `Client principal name` names a service principal (not a UPN): the best label.
+        if let (None, Some(name)) = (&principal.upn, alert.extended("Client principal name")) {
+            principal.name = Some(name.to_string());
+        }
         // The AnomalousServiceOperation types are "by a service principal" by definition.
         principal.service_principal = alert
             .base_alert_type()

@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use super::Registry;
+use super::{Registry, ServiceHandler};
 use crate::decode::{decode_body, EventKind};
 use crate::domain::parameters::SecretRotationTarget;
 use crate::domain::{
-    Action, Entity, Parameters, PrincipalKind, PrincipalRef, SecurityAlert, Task, TaskStatus,
+    Action, Entity, Parameters, PrincipalKind, PrincipalRef, SecurityAlert, Service, Task,
+    TaskStatus, PLAYBOOK_STEPS,
 };
 use crate::policy::{file::parse_policy, KnownPrincipal, Policy};
 
@@ -553,4 +554,133 @@ fn containment_without_a_target_becomes_a_checklist_item_not_a_task() {
         .iter()
         .any(|item| item
             .starts_with("DNS-2: the alert names no target for isolate_resource_network")));
+}
+
+// ---- Bounds ----
+
+#[test]
+fn an_alert_with_125k_vault_uris_is_capped_with_a_warning_and_plans_quickly() {
+    let mut alert = fixture("keyvault-KV_UserAnomaly-egrest.json");
+    for index in 0..125_000 {
+        alert.extended_properties.insert(
+            format!("Accessed secret {index:06}"),
+            format!("https://kv-contoso-hr.vault.azure.net/secrets/s-{index}/0a1b2c{index}"),
+        );
+    }
+    let started = std::time::Instant::now();
+    let registry = Registry::standard();
+    let route = registry.route(&alert);
+    let mut plan = route.plan(&alert, &Policy::default());
+    Policy::default().finalize(&alert, &mut plan);
+    println!(
+        "planned an alert with 125,000 Key Vault object URIs in {:?}",
+        started.elapsed()
+    );
+    let dropped = 125_000 + 1 - super::MAX_VAULT_OBJECTS_PER_ALERT;
+    assert!(
+        plan.warnings().iter().any(|warning| warning
+            .contains(&format!("{dropped} further Key Vault object URI(s)"))),
+        "{:?}",
+        plan.warnings()
+    );
+    let tasks = plan.into_tasks();
+    let report = one(&tasks, Action::NotifySecurityTeam);
+    assert_eq!(report.facts["accessed_count"], "125001");
+    // The per-object tasks stop at the policy's cap; one vault-wide task covers the rest.
+    assert_eq!(
+        with_action(&tasks, Action::DisableSecret).len(),
+        crate::policy::DEFAULT_MAX_ROTATION_TASKS
+    );
+    assert!(with_action(&tasks, Action::RotateSecret)
+        .iter()
+        .any(|task| task.reason.contains("further object(s)")));
+}
+
+// ---- Registry ----
+
+#[test]
+fn registry_routes_all_73_documented_types_once_each_to_its_handler() {
+    let registry = Registry::standard();
+    let rows: Vec<_> = registry.catalog().collect();
+    assert_eq!(rows.len(), 73);
+    let count = |service| rows.iter().filter(|row| row.service == service).count();
+    assert_eq!(count(Service::KeyVault), 14);
+    assert_eq!(count(Service::Dns), 13);
+    assert_eq!(count(Service::ResourceManager), 46);
+    for row in &rows {
+        let mut alert = fixture("keyvault-KV_UserAnomaly-egrest.json");
+        alert.alert_type = format!("SIMULATED_{}", row.alert_type.to_ascii_uppercase());
+        let route = registry.route(&alert);
+        assert_eq!(route.service, row.service, "{}", row.alert_type);
+        assert_eq!(route.entry.map(|e| e.alert_type), Some(row.alert_type));
+    }
+    // Prefixes are not routes.
+    let mut alert = fixture("keyvault-KV_UserAnomaly-egrest.json");
+    alert.alert_type = "KV_FutureDetectionV2".into();
+    assert_eq!(registry.route(&alert).service, Service::Unknown);
+    assert_eq!(registry.route(&alert).contact_step(), "GEN-1");
+}
+
+#[test]
+fn registry_every_service_has_a_handler_steps_in_the_playbook_and_a_docs_section() {
+    let registry = Registry::standard();
+    let docs = include_str!("../../docs/playbooks.md");
+    let registered: Vec<Service> = registry.handlers().map(|h| h.service()).collect();
+    for service in Service::ALL {
+        if *service == Service::Unknown {
+            continue;
+        }
+        assert!(
+            registered.contains(service),
+            "the {service} service has no handler: add a `.register(...)` line to Registry::standard"
+        );
+    }
+    let mut cited: Vec<&str> = vec!["GEN-1"];
+    for handler in registry.handlers() {
+        let service = handler.service();
+        assert!(
+            !handler.catalog().is_empty(),
+            "the {service} handler declares no catalogue rows"
+        );
+        assert!(
+            handler.steps().contains(&handler.contact_step()),
+            "the {service} handler's contact step {} is not among its steps",
+            handler.contact_step()
+        );
+        for step in handler.steps() {
+            assert!(
+                PLAYBOOK_STEPS.contains(step),
+                "the {service} handler cites {step}, which PLAYBOOK_STEPS does not list"
+            );
+            assert!(
+                mentions(docs, step),
+                "docs/playbooks.md does not describe step {step} of the {service} handler"
+            );
+            cited.push(step);
+        }
+    }
+    for step in PLAYBOOK_STEPS {
+        assert!(
+            cited.contains(step),
+            "no handler cites playbook step {step}: a handler's steps() is incomplete"
+        );
+    }
+}
+
+/// Whether a text names a step id as a word (`DNS-2` is not named by `DNS-2a`).
+fn mentions(text: &str, step: &str) -> bool {
+    text.match_indices(step).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + step.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+#[test]
+#[should_panic(expected = "alert type KV_SuspiciousIPAccess is claimed by both")]
+fn registry_refuses_two_handlers_claiming_one_alert_type() {
+    let _ = Registry::empty()
+        .register(super::KeyVault)
+        .register(super::KeyVault);
 }

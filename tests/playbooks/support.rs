@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use defender_responder::adapters::MemoryLedger;
 use defender_responder::decode::decode_body;
@@ -27,8 +29,9 @@ pub(crate) fn policies() -> Vec<(&'static str, Policy)> {
     ]
 }
 
-/// The fixture corpora: the alert corpus and the edge cases of the envelopes.
-pub(crate) const CORPORA: &[&str] = &["alerts", "edge"];
+/// The fixture corpora: the alert corpus, the edge cases of the envelopes, simulated and
+/// sample alerts, and real payloads of other publishers.
+pub(crate) const CORPORA: &[&str] = &["alerts", "edge", "simulated", "payloads"];
 
 /// Every fixture file of the alert corpus, sorted by name.
 pub(crate) fn fixtures() -> Vec<PathBuf> {
@@ -94,16 +97,27 @@ pub(crate) fn plan_corpus_in(
 /// must be refused (`"error": true`), `Some(false)` it must decode, `None` it yields no
 /// event (`"events": []`), so refusing it is right too.
 pub(crate) fn expected_body_error(corpus: &str, fixture: &str) -> Option<bool> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(corpus)
-        .join("EXPECTED.json");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    let expected: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    static EXPECTED: OnceLock<BTreeMap<&'static str, serde_json::Value>> = OnceLock::new();
+    let all = EXPECTED.get_or_init(|| {
+        CORPORA
+            .iter()
+            .map(|corpus| {
+                let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures")
+                    .join(corpus)
+                    .join("EXPECTED.json");
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+                let value = serde_json::from_str(&text)
+                    .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+                (*corpus, value)
+            })
+            .collect()
+    });
+    let expected = &all[corpus];
+    let path = format!("tests/fixtures/{corpus}/EXPECTED.json");
     let Some(entry) = expected.get(format!("{fixture}.json")) else {
-        panic!("{corpus}/{fixture}.json has no entry in {}", path.display());
+        panic!("{corpus}/{fixture}.json has no entry in {path}");
     };
     if entry["error"].as_bool() == Some(true) {
         Some(true)

@@ -212,21 +212,34 @@ fn reports_in(corpus: &str, name: &str) -> Vec<EventReport> {
 fn every_small_corpus_plans_the_outcomes_and_services_its_expected_json_names() {
     let (_, policy) = support::policies().remove(0);
     for corpus in ["edge", "simulated", "payloads"] {
-        let path = format!("{}/tests/fixtures/{corpus}/EXPECTED.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/{corpus}/EXPECTED.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
         let expected: serde_json::Value =
             serde_json::from_str(&text).unwrap_or_else(|err| panic!("{path}: {err}"));
         for (fixture, result) in support::plan_corpus_in(corpus, &policy) {
             let entry = &expected[format!("{fixture}.json")];
             let reports = support::reports_of(corpus, &fixture, &result);
-            let want = entry["events"].as_array().cloned().unwrap_or_default();
+            let want = entry["events"].as_array().unwrap_or_else(|| {
+                panic!("{corpus}/EXPECTED.json: {fixture}.json has no \"events\" list")
+            });
             assert_eq!(reports.len(), want.len(), "{corpus}/{fixture}: event count");
-            for (index, (report, want)) in reports.iter().zip(&want).enumerate() {
+            for (index, (report, want)) in reports.iter().zip(want).enumerate() {
                 let outcome = serde_json::to_value(report.outcome).expect("outcome");
-                assert_eq!(outcome, want["outcome"], "{corpus}/{fixture} event {index}: {}", report.reason);
+                assert_eq!(
+                    outcome, want["outcome"],
+                    "{corpus}/{fixture} event {index}: {}",
+                    report.reason
+                );
                 if let Some(service) = want.get("service") {
                     let got = report.alert.as_ref().map(|alert| alert.service.to_string());
-                    assert_eq!(got.as_deref(), service.as_str(), "{corpus}/{fixture} event {index}");
+                    assert_eq!(
+                        got.as_deref(),
+                        service.as_str(),
+                        "{corpus}/{fixture} event {index}"
+                    );
                 }
             }
         }
@@ -234,7 +247,8 @@ fn every_small_corpus_plans_the_outcomes_and_services_its_expected_json_names() 
 }
 
 #[test]
-fn resource_manager_alerts_naming_the_principal_in_other_keys_get_arm2_containment_and_a_decision() {
+fn resource_manager_alerts_naming_the_principal_in_other_keys_get_arm2_containment_and_a_decision()
+{
     for (fixture, principal) in [
         (
             "arm-ARM_AnomalousServiceOperation.Execution-principalid",
@@ -256,7 +270,13 @@ fn resource_manager_alerts_naming_the_principal_in_other_keys_get_arm2_containme
             panic!("{fixture}: {:?}", delete.parameters);
         };
         assert!(
-            matches!(who, defender_responder::domain::PrincipalRef::ObjectId { kind: defender_responder::domain::PrincipalKind::ServicePrincipal, .. }),
+            matches!(
+                who,
+                defender_responder::domain::PrincipalRef::ObjectId {
+                    kind: defender_responder::domain::PrincipalKind::ServicePrincipal,
+                    ..
+                }
+            ),
             "{fixture}: a service operation's caller is a service principal: {who:?}"
         );
         let remove = tasks
@@ -273,9 +293,17 @@ fn resource_manager_alerts_naming_the_principal_in_other_keys_get_arm2_containme
         };
         assert!(pending.contains(&delete.message_id) && pending.contains(&remove.message_id));
     }
-    let contact = &reports_in("payloads", "arm-ARM_AnomalousServiceOperation.Execution-principalid")[0].tasks[0];
+    let contact = &reports_in(
+        "payloads",
+        "arm-ARM_AnomalousServiceOperation.Execution-principalid",
+    )[0]
+    .tasks[0];
     assert_eq!(contact.facts["user_agent"], "python-requests/2.31.0");
-    assert!(contact.reason.contains("sp-batch-automation"), "{}", contact.reason);
+    assert!(
+        contact.reason.contains("sp-batch-automation"),
+        "{}",
+        contact.reason
+    );
 }
 
 #[test]
@@ -288,7 +316,9 @@ fn the_nil_guid_and_invalid_addresses_are_never_targets_and_are_warned_about_by_
                     let text = serde_json::to_string(&task.parameters).expect("serialisable");
                     let activity = serde_json::to_string(&task.activity).expect("serialisable");
                     assert!(
-                        !text.contains(nil) && !activity.contains(nil) && !task.target.contains(nil),
+                        !text.contains(nil)
+                            && !activity.contains(nil)
+                            && !task.target.contains(nil),
                         "{policy_name}/{corpus}/{fixture}: {} names the nil GUID",
                         task.action
                     );
@@ -306,13 +336,19 @@ fn the_nil_guid_and_invalid_addresses_are_never_targets_and_are_warned_about_by_
         "entities: ip entity address \"00.00.00.00\"",
     ] {
         assert!(
-            report.warnings.iter().any(|warning| warning.contains(field)),
+            report
+                .warnings
+                .iter()
+                .any(|warning| warning.contains(field)),
             "no warning names {field}: {:#?}",
             report.warnings
         );
     }
     assert!(
-        report.tasks.iter().all(|task| task.action.as_str() != "restrict_principal"),
+        report
+            .tasks
+            .iter()
+            .all(|task| task.action.as_str() != "restrict_principal"),
         "no principal to restrict"
     );
 }

@@ -63,13 +63,15 @@ pub(crate) fn decode_alert_with(
                 describe(other)
             ))
         }
-        None => return Err(match get_str(props, "alertName") {
-            Some(name) => format!(
+        None => {
+            return Err(match get_str(props, "alertName") {
+                Some(name) => format!(
                 "{prefix}alertType is missing: the alert has only the legacy alertName {name:?}; \
                      send the current Defender alert shape, which names the type in alertType"
             ),
-            None => format!("{prefix}alertType is missing: not a Defender security alert"),
-        }),
+                None => format!("{prefix}alertType is missing: not a Defender security alert"),
+            })
+        }
     };
 
     let system_alert_id = get_str(props, "systemAlertId")

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Registry, ServiceHandler};
+use super::Registry;
 use crate::decode::{decode_body, EventKind};
 use crate::domain::parameters::SecretRotationTarget;
 use crate::domain::{
@@ -578,8 +578,9 @@ fn an_alert_with_125k_vault_uris_is_capped_with_a_warning_and_plans_quickly() {
     );
     let dropped = 125_000 + 1 - super::MAX_VAULT_OBJECTS_PER_ALERT;
     assert!(
-        plan.warnings().iter().any(|warning| warning
-            .contains(&format!("{dropped} further Key Vault object URI(s)"))),
+        plan.warnings()
+            .iter()
+            .any(|warning| warning.contains(&format!("{dropped} further Key Vault object URI(s)"))),
         "{:?}",
         plan.warnings()
     );

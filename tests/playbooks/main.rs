@@ -18,11 +18,10 @@ use defender_responder::pipeline::EventReport;
 fn projection(reports: &[EventReport]) -> String {
     let mut out = String::new();
     for report in reports {
-        let alert = report
-            .alert
-            .as_ref()
-            .map(|alert| format!(" {} {}", alert.service, alert.alert_type))
-            .unwrap_or_default();
+        let alert = match &report.alert {
+            Some(alert) => format!(" {} {}", alert.service, alert.alert_type),
+            None => String::new(),
+        };
         let _ = writeln!(out, "  event {:?}{alert}", report.outcome);
         for warning in &report.warnings {
             let short: String = warning.chars().take(160).collect();

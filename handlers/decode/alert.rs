@@ -625,6 +625,55 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn nil_guids_and_invalid_addresses_are_absent_with_a_warning_naming_field_and_value() {
+        let decoded = decode_alert(&json!({"properties": {
+            "alertType": "KV_UserAnomaly",
+            "systemAlertId": "s",
+            "compromisedEntity": "Principal:00000000-0000-0000-0000-000000000000",
+            "extendedProperties": {
+                "Attacker Object ID": "00000000-0000-0000-0000-000000000000",
+                "Client IP address": "00.00.00.00, 203.0.113.9",
+                "Attacker IP Address": "00.00.00.00"
+            },
+            "entities": [
+                {"type": "account", "name": "x", "aadUserId": "{00000000-0000-0000-0000-000000000000}"},
+                {"type": "ip", "address": "00.00.00.00"}
+            ]
+        }}))
+        .expect("decodes");
+        let alert = &decoded.alert;
+        assert!(alert.extended("Attacker Object ID").is_none());
+        assert!(alert.extended("Attacker IP Address").is_none());
+        assert_eq!(alert.extended("Client IP address"), Some("203.0.113.9"));
+        assert!(alert.compromised_entity.is_none());
+        assert!(!alert
+            .entities
+            .iter()
+            .any(|e| matches!(e, Entity::Ip { .. })));
+        assert!(alert.entities.iter().any(|e| matches!(
+            e,
+            Entity::Account {
+                aad_user_id: None,
+                ..
+            }
+        )));
+        for expected in [
+            "data.properties.extendedProperties.Attacker Object ID: \"00000000-0000-0000-0000-000000000000\"",
+            "data.properties.extendedProperties.Client IP address: \"00.00.00.00\"",
+            "data.properties.extendedProperties.Attacker IP Address: \"00.00.00.00\"",
+            "data.properties.compromisedEntity: \"Principal:00000000",
+            "account \"x\" aadUserId",
+            "ip entity address \"00.00.00.00\"",
+        ] {
+            assert!(
+                decoded.warnings.iter().any(|w| w.contains(expected)),
+                "no warning {expected}: {:#?}",
+                decoded.warnings
+            );
+        }
+    }
+
+    #[test]
     fn rest_and_flat_shapes_decode_to_the_same_fields() {
         let rest = json!({"id": "/subscriptions/s/providers/Microsoft.Security/locations/w/alerts/a1",
             "name": "a1", "properties": {"alertType": "KV_UserAnomaly", "systemAlertId": "a1",

@@ -359,6 +359,27 @@ fn invalid_typed(event_id: String, event_type: Option<String>, reason: String) -
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_rest_list_shape_is_read_like_an_array_and_legacy_alerts_name_the_missing_field() {
+        let listed = kinds(
+            r#"{"value": [{"properties": {"alertType": "KV_UserAnomaly", "systemAlertId": "a"}},
+                          {"properties": {"alertType": "AzureDNS_DarkWeb", "systemAlertId": "b"}}],
+                "nextLink": null}"#,
+        );
+        assert_eq!(listed.len(), 2);
+        assert!(listed
+            .iter()
+            .all(|kind| matches!(kind, EventKind::Alert(_))));
+        assert!(kinds(r#"{"value": []}"#).is_empty());
+        let legacy =
+            kinds(r#"{"properties": {"alertName": "KV_UserAnomaly", "systemAlertId": "c"}}"#);
+        assert!(
+            matches!(&legacy[0], EventKind::Invalid(reason)
+                if reason.starts_with("data.properties.alertType is missing") && reason.contains("alertName")),
+            "{legacy:?}"
+        );
+    }
+
     fn kinds(body: &str) -> Vec<EventKind> {
         decode_body(body.as_bytes())
             .unwrap()

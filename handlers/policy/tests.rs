@@ -389,3 +389,16 @@ fn policy_file_rejects_unknown_fields_by_name() {
     .unwrap_err();
     assert!(err.contains("unknown field `severity`"), "{err}");
 }
+
+#[test]
+fn rule_steps_are_the_playbook_steps_and_their_headings() {
+    for step in [
+        "KV-1", "kv-2", "KV-2a", "KV-4", "DNS-2", "DNS-2d", "ARM-2", "arm-2c", "GEN-1",
+    ] {
+        assert!(file::rule_step_id(step).is_some(), "{step}");
+    }
+    assert_eq!(file::rule_step_id("kv-2").as_deref(), Some("KV-2"));
+    for step in ["KV-5", "KV-2z", "ARM", "DNS-3"] {
+        assert!(file::rule_step_id(step).is_none(), "{step}");
+    }
+}

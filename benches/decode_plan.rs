@@ -85,7 +85,12 @@ fn plan(c: &mut Criterion) {
             panic!("{fixture} is not an alert")
         };
         group.bench_function(format!("{label}/registry_plan"), |b| {
-            b.iter(|| registry.plan(black_box(&decoded.alert), &policy))
+            b.iter(|| {
+                let alert = black_box(&decoded.alert);
+                let mut plan = registry.route(alert).plan(alert, &policy);
+                policy.finalize(alert, &mut plan);
+                plan
+            })
         });
         group.bench_function(format!("{label}/assess"), |b| {
             b.iter(|| {

@@ -17,7 +17,7 @@ use std::time::Instant;
 use defender_responder::adapters::{
     Publisher, QueueNames, ServiceBusPublisher, ServiceBusSettings,
 };
-use defender_responder::domain::{Action, AlertRef, Task};
+use defender_responder::domain::{Action, AlertRef, AlertStatus, Service, Severity, Task};
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672";
 const TOOL: &str = concat!(
@@ -100,28 +100,28 @@ fn alert_tasks(alert: &str) -> Vec<Task> {
     let alert_ref = AlertRef {
         system_alert_id: alert.into(),
         alert_type: "KV_SuspiciousIPAccess".into(),
-        service: "key_vault".into(),
-        severity: "High".into(),
-        status: "Active".into(),
+        service: Service::KeyVault,
+        severity: Severity::High,
+        status: AlertStatus::Active,
         resource: "kv-contoso".into(),
         alert_uri: None,
     };
     vec![
-        Task::new(
+        Task::example(
             &alert_ref,
             Action::ContactOwner,
             &["KV-1"],
             "owner@example.com",
             "bench",
         ),
-        Task::new(
+        Task::example(
             &alert_ref,
             Action::RestrictPrincipal,
             &["KV-2a"],
             "principal-1",
             "bench",
         ),
-        Task::new(
+        Task::example(
             &alert_ref,
             Action::RotateSecret,
             &["KV-3"],

@@ -6,11 +6,12 @@ use serde::Serialize;
 use crate::adapters::{AlertLedger, Publisher, SharedLedger};
 use crate::decode::{EventKind, InboundEvent};
 use crate::domain::{
-    Action, AlertRef, AlertStatus, ResponsePlan, SecurityAlert, Service, Task, TaskStatus,
+    Action, AlertRef, AlertStatus, Parameters, ResponsePlan, SecurityAlert, Service, Severity,
+    Subject, Task, TaskStatus,
 };
 use crate::error::Error;
 use crate::policy::Policy;
-use crate::services::Registry;
+use crate::services::{Registry, Route};
 
 /// What happened to one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -38,9 +39,9 @@ pub struct AlertSummary {
     /// The service it routed to.
     pub service: Service,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Status.
-    pub status: String,
+    pub status: AlertStatus,
     /// Whether the alert simulator produced it.
     pub simulated: bool,
 }
@@ -131,19 +132,21 @@ impl Pipeline {
             }
         };
         let alert = &decoded.alert;
-        let (service, entry) = self.registry.route(alert);
+        let route = self.registry.route(alert);
+        let (service, entry) = (route.service, route.entry);
+        let mut warnings = decoded.warnings.clone();
         let summary = AlertSummary {
             alert_type: alert.alert_type.clone(),
             system_alert_id: alert.system_alert_id.clone(),
             service,
-            severity: alert.severity.as_str().to_string(),
-            status: alert.status.as_str().to_string(),
+            severity: alert.severity,
+            status: alert.status,
             simulated: alert.is_simulated(),
         };
         let known = ledger.lookup(&alert.system_alert_id)?;
         let (outcome, reason, tasks) = if alert.status.is_update() {
             let (reason, tasks) =
-                self.status_update(alert, service, known.is_some_and(|k| k.planned));
+                self.status_update(alert, &route, known.is_some_and(|k| k.planned));
             (Outcome::StatusUpdate, reason, tasks)
         } else if known.is_some_and(|k| k.planned) {
             (
@@ -155,7 +158,11 @@ impl Pipeline {
                 Vec::new(),
             )
         } else {
-            let (_, plan) = self.registry.plan(alert, &self.policy);
+            // The handler plans from the alert's facts; the policy's automation and safety
+            // rules are applied afterwards, here, where a reader of the intake sees them.
+            let mut plan = route.plan(alert, &self.policy);
+            self.policy.finalize(alert, &mut plan);
+            warnings.extend(plan.warnings().iter().cloned());
             let reason = match entry {
                 Some(entry) => format!(
                     "{} ({}) routed to the {} handler: {} task(s) planned",
@@ -165,7 +172,8 @@ impl Pipeline {
                     plan.tasks().len()
                 ),
                 None => format!(
-                    "{} is not a documented alert type: notification-only fallback plan",
+                    "{} is not a Key Vault, DNS or Resource Manager alert type of the playbook: \
+                     GEN-1, the security team is told (no containment)",
                     alert.alert_type
                 ),
             };
@@ -177,7 +185,7 @@ impl Pipeline {
             reason,
             alert: Some(summary),
             tasks,
-            warnings: decoded.warnings.clone(),
+            warnings,
             validation_code: None,
         })
     }
@@ -185,7 +193,7 @@ impl Pipeline {
     fn status_update(
         &self,
         alert: &SecurityAlert,
-        service: Service,
+        route: &Route<'_>,
         seen: bool,
     ) -> (String, Vec<Task>) {
         let closed = matches!(alert.status, AlertStatus::Resolved | AlertStatus::Dismissed);
@@ -204,26 +212,19 @@ impl Pipeline {
                 Vec::new(),
             );
         }
-        let step = match service {
-            Service::KeyVault => "KV-1",
-            Service::Dns => "DNS-1",
-            _ => "ARM-1",
-        };
-        let alert_ref = AlertRef::new(alert, service);
+        let step = route.contact_step();
+        let alert_ref = AlertRef::new(alert, route.service);
         // Plans are deterministic, so planning the alert again names the message ids of the
         // decisions that are still pending. Workers also cancel by correlation id
         // (`cancel_pending_for_alert`), which covers a closing update whose details differ.
-        let (_, replanned) = self.registry.plan(alert, &self.policy);
+        let mut replanned = route.plan(alert, &self.policy);
+        self.policy.finalize(alert, &mut replanned);
         let pending: Vec<&Task> = replanned
             .tasks()
             .iter()
             .filter(|task| {
                 task.status == TaskStatus::PendingApproval || task.action == Action::RequestDecision
             })
-            .collect();
-        let cancelled: Vec<&str> = pending
-            .iter()
-            .map(|task| task.message_id.as_str())
             .collect();
         let mut recipients: Vec<String> = Vec::new();
         for task in replanned
@@ -241,18 +242,19 @@ impl Pipeline {
         plan.push(
             Task::new(
                 &alert_ref,
-                Action::NotifyStatusChange,
+                Parameters::NotifyStatusChange {
+                    subject: Subject::from_label(&alert.resource_label()),
+                    new_status: alert.status,
+                    cancel_pending_for_alert: alert.system_alert_id.clone(),
+                    cancelled: pending.iter().map(|task| task.message_id.clone()).collect(),
+                },
                 &[step],
-                alert.resource_label(),
                 format!(
                     "{step}: the alert was {} in Defender; its {} pending decision(s) are cancelled and no further containment follows.",
                     alert.status.as_str().to_ascii_lowercase(),
                     pending.len()
                 ),
             )
-            .fact("new_status", alert.status.as_str())
-            .fact("cancel_pending_for_alert", alert.system_alert_id.clone())
-            .fact("cancelled_message_ids", cancelled.join(","))
             .checklist(pending.iter().map(|task| {
                 format!(
                     "Cancelled: {} on {} (message id {}).",
@@ -309,7 +311,7 @@ fn ledger_entry(report: &EventReport) -> Option<(String, AlertStatus, bool)> {
     if report.outcome == Outcome::Duplicate {
         return None;
     }
-    let status = AlertStatus::parse(&alert.status).unwrap_or(AlertStatus::Active);
+    let status = alert.status;
     Some((
         alert.system_alert_id.clone(),
         status,

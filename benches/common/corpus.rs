@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use defender_responder::adapters::MemoryLedger;
 use defender_responder::config::Config;
 use defender_responder::decode::{decode_body, EventKind};
-use defender_responder::domain::catalog::CATALOG;
 use defender_responder::domain::Service;
 use defender_responder::pipeline::{Outcome, Pipeline};
 use defender_responder::services::Registry;
@@ -88,7 +87,7 @@ pub(crate) fn templates() -> Vec<(String, Value, Service, String)> {
         if report.outcome != Outcome::Planned || !decoded.warnings.is_empty() {
             continue;
         }
-        let (service, _) = Registry::standard().route(&decoded.alert);
+        let service = Registry::standard().route(&decoded.alert).service;
         if service == Service::Unknown {
             continue;
         }
@@ -132,10 +131,11 @@ pub(crate) fn generate(count: usize) -> Vec<AlertEvent> {
     assert!(!templates.is_empty(), "no plannable fixtures found");
     let marker = format!("{MARKER}00{:011}", 0);
     let mut out = Vec::with_capacity(count);
+    let registry = Registry::standard();
     for index in 0..count {
         let (name, raw, service, system_alert_id) = &templates[index % templates.len()];
-        let types: Vec<&str> = CATALOG
-            .iter()
+        let types: Vec<&str> = registry
+            .catalog()
             .filter(|entry| entry.service == *service)
             .map(|entry| entry.alert_type)
             .collect();

@@ -390,7 +390,7 @@ mod tests {
 
     fn task(target: &str) -> Task {
         let alert = AlertRef::sample("sys-1");
-        Task::new(&alert, Action::RotateSecret, &["KV-4a"], target, "read")
+        Task::example(&alert, Action::RotateSecret, &["KV-4a"], target, "read")
     }
 
     #[test]

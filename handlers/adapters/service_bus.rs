@@ -757,8 +757,8 @@ fn prepare(task: &Task, settings: &ServiceBusSettings) -> Result<Prepared, Error
     };
     let mut application = AmqpApplicationProperties::new();
     application.insert("alert_type".into(), task.alert.alert_type.clone());
-    application.insert("service".into(), task.alert.service.clone());
-    application.insert("severity".into(), task.alert.severity.clone());
+    application.insert("service".into(), task.alert.service.as_str().to_string());
+    application.insert("severity".into(), task.alert.severity.as_str().to_string());
     application.insert("steps".into(), task.steps.join(","));
     application.insert("dry_run".into(), task.dry_run);
     let encoded_estimate = body.len() + 1024 + task.steps.iter().map(String::len).sum::<usize>();

@@ -24,7 +24,7 @@ async fn pending(dir: &tempfile::TempDir, identity: ApproverIdentity) -> (Decisi
     let journal = Journal::new(Arc::new(
         SqliteJournal::open(&dir.path().join("j.sqlite3")).unwrap(),
     ));
-    let mut task = Task::new(
+    let mut task = Task::example(
         &AlertRef::sample("sys-approve"),
         Action::EnableKeyVaultFirewall,
         &["KV-2a"],

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use super::json::{describe, get, get_any, get_str, to_text};
-use crate::domain::{AlertStatus, AzureResourceId, Entity, SecurityAlert, Severity};
+use crate::domain::{AlertStatus, AzureResourceId, Entity, Guid, SecurityAlert, Severity};
 
 /// A decoded alert and what was wrong but survivable in it.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,7 +46,9 @@ pub(crate) fn decode_alert_with(
     };
     // REST shape: { id, name, type, properties: {...} }; flat shape: the fields at the top.
     let (props, prefix) = match get(root, "properties") {
-        Some(Value::Object(properties)) if get(properties, "alertType").is_some() => {
+        Some(Value::Object(properties))
+            if get(properties, "alertType").is_some() || get(properties, "alertName").is_some() =>
+        {
             (properties, "data.properties.")
         }
         _ => (root, "data."),
@@ -62,9 +64,13 @@ pub(crate) fn decode_alert_with(
             ))
         }
         None => {
-            return Err(format!(
-                "{prefix}alertType is missing: not a Defender security alert"
-            ))
+            return Err(match get_str(props, "alertName") {
+                Some(name) => format!(
+                "{prefix}alertType is missing: the alert has only the legacy alertName {name:?}; \
+                     send the current Defender alert shape, which names the type in alertType"
+            ),
+                None => format!("{prefix}alertType is missing: not a Defender security alert"),
+            })
         }
     };
 
@@ -131,8 +137,23 @@ pub(crate) fn decode_alert_with(
         None => Vec::new(),
     };
 
-    let extended_properties = decode_extended_properties(props, prefix, &mut warnings);
-    let entities = decode_entities(props, prefix, &mut warnings);
+    let mut extended_properties = decode_extended_properties(props, prefix, &mut warnings);
+    let mut entities = decode_entities(props, prefix, &mut warnings);
+    scrub_extended_placeholders(&mut extended_properties, prefix, &mut warnings);
+    scrub_entity_placeholders(&mut entities, prefix, &mut warnings);
+    let compromised_entity = get_str(props, "compromisedEntity")
+        .map(str::to_string)
+        .filter(|entity| {
+            let id = entity.rsplit(':').next().unwrap_or(entity);
+            if Guid::is_nil(id) {
+                warnings.push(format!(
+                    "{prefix}compromisedEntity: {entity:?} is the nil GUID, Defender's placeholder; treated as absent"
+                ));
+                false
+            } else {
+                true
+            }
+        });
     let resource_identifiers = match get(props, "resourceIdentifiers") {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
         Some(other) => {
@@ -164,7 +185,7 @@ pub(crate) fn decode_alert_with(
         status,
         intent,
         resource_id,
-        compromised_entity: get_str(props, "compromisedEntity").map(str::to_string),
+        compromised_entity,
         tenant_ids,
         entities,
         extended_properties,
@@ -174,6 +195,121 @@ pub(crate) fn decode_alert_with(
         end_time: decode_time(props, "endTimeUtc", prefix, &mut warnings),
     };
     Ok(DecodedAlert { alert, warnings })
+}
+
+/// Whether an extended property holds IP addresses, by its name (`Client IP address`,
+/// `Attacker IP Address`, `IP`).
+fn is_ip_property(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    lower == "ip"
+        || lower.contains("ip address")
+        || lower.ends_with(" ip")
+        || lower.ends_with("ipaddress")
+}
+
+/// Defender's sample alerts (and some real ones) write the nil GUID where there is no id and
+/// `00.00.00.00` where there is no address: both are absent, never a target. Each removal is
+/// a warning naming the field and the value.
+fn scrub_extended_placeholders(
+    extended: &mut BTreeMap<String, String>,
+    prefix: &str,
+    warnings: &mut Vec<String>,
+) {
+    extended.retain(|key, value| {
+        let trimmed = value.trim();
+        if Guid::is_nil(trimmed) {
+            warnings.push(format!(
+                "{prefix}extendedProperties.{key}: {trimmed:?} is the nil GUID, Defender's placeholder for no id; treated as absent"
+            ));
+            return false;
+        }
+        if is_ip_property(key) && !trimmed.is_empty() {
+            let parts: Vec<&str> = trimmed
+                .split([',', ';', ' '])
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .collect();
+            let invalid: Vec<&str> = parts
+                .iter()
+                .copied()
+                .filter(|part| part.parse::<std::net::IpAddr>().is_err())
+                .collect();
+            if !invalid.is_empty() {
+                warnings.push(format!(
+                    "{prefix}extendedProperties.{key}: {} is not an IP address; treated as absent",
+                    invalid.iter().map(|part| format!("{part:?}")).collect::<Vec<_>>().join(", ")
+                ));
+                let valid: Vec<&str> = parts
+                    .iter()
+                    .copied()
+                    .filter(|part| part.parse::<std::net::IpAddr>().is_ok())
+                    .collect();
+                if valid.is_empty() {
+                    return false;
+                }
+                *value = valid.join(", ");
+            }
+        }
+        true
+    });
+}
+
+fn scrub_entity_placeholders(entities: &mut Vec<Entity>, prefix: &str, warnings: &mut Vec<String>) {
+    let not_an_ip = |address: &str| address.trim().parse::<std::net::IpAddr>().is_err();
+    entities.retain_mut(|entity| match entity {
+        Entity::Ip { address, .. } if not_an_ip(address) => {
+            warnings.push(format!(
+                "{prefix}entities: ip entity address {address:?} is not an IP address; the entity is ignored"
+            ));
+            false
+        }
+        Entity::Account {
+            name,
+            aad_user_id,
+            aad_tenant_id,
+            ..
+        } => {
+            let who = name.as_deref().unwrap_or("(unnamed)").to_string();
+            if aad_user_id.as_deref().is_some_and(Guid::is_nil) {
+                warnings.push(format!(
+                    "{prefix}entities: account {who:?} aadUserId {:?} is the nil GUID; treated as absent",
+                    aad_user_id.as_deref().unwrap_or_default()
+                ));
+                *aad_user_id = None;
+            }
+            if aad_tenant_id.as_deref().is_some_and(Guid::is_nil) {
+                warnings.push(format!(
+                    "{prefix}entities: account {who:?} aadTenantId {:?} is the nil GUID; treated as absent",
+                    aad_tenant_id.as_deref().unwrap_or_default()
+                ));
+                *aad_tenant_id = None;
+            }
+            true
+        }
+        Entity::Dns {
+            domain_name,
+            ip_addresses,
+            host_ip_address,
+        } => {
+            let before = ip_addresses.len();
+            ip_addresses.retain(|address| !not_an_ip(address));
+            if ip_addresses.len() != before {
+                warnings.push(format!(
+                    "{prefix}entities: dns entity {domain_name:?} lists {} answer(s) that are not IP addresses; ignored",
+                    before - ip_addresses.len()
+                ));
+            }
+            if host_ip_address.as_deref().is_some_and(not_an_ip) {
+                warnings.push(format!(
+                    "{prefix}entities: dns entity {domain_name:?} hostIpAddress {:?} is not an IP address; treated as absent",
+                    host_ip_address.as_deref().unwrap_or_default()
+                ));
+                *host_ip_address = None;
+            }
+            true
+        }
+        _ => true,
+    });
 }
 
 fn split_list(text: &str) -> Vec<String> {
@@ -367,11 +503,11 @@ fn decode_entity(object: &Map<String, Value>) -> Option<Entity> {
             aad_tenant_id: text("aadTenantId"),
         },
         "azure-resource" => Entity::AzureResource {
-            resource_id: AzureResourceId::parse(get_str(object, "resourceId")?)?,
+            resource_id: AzureResourceId::parse(get_str(object, "resourceId")?).ok()?,
         },
         "host" => Entity::Host {
             host_name: text("hostName"),
-            azure_id: get_str(object, "azureID").and_then(AzureResourceId::parse),
+            azure_id: get_str(object, "azureID").and_then(|id| AzureResourceId::parse(id).ok()),
         },
         "dns" => Entity::Dns {
             domain_name: text("domainName")?,
@@ -408,13 +544,14 @@ fn find_resource_id(
     hints: &EnvelopeHints<'_>,
 ) -> Option<AzureResourceId> {
     let from_identifiers = resource_identifiers.iter().find_map(|identifier| {
-        get_str(identifier, "azureResourceId").and_then(AzureResourceId::parse)
+        get_str(identifier, "azureResourceId").and_then(|id| AzureResourceId::parse(id).ok())
     });
-    let from_flat = get_str(props, "azureResourceId").and_then(AzureResourceId::parse);
+    let from_flat =
+        get_str(props, "azureResourceId").and_then(|id| AzureResourceId::parse(id).ok());
     let from_extended = extended
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case("EffectiveAzureResourceId"))
-        .and_then(|(_, value)| AzureResourceId::parse(value));
+        .and_then(|(_, value)| AzureResourceId::parse(value).ok());
     let from_entities = entities.iter().find_map(|entity| match entity {
         Entity::AzureResource { resource_id } => Some(resource_id.clone()),
         Entity::Host {
@@ -427,17 +564,23 @@ fn find_resource_id(
     let from_alert_scope = get_str(root, "id").and_then(|id| {
         let lower = id.to_ascii_lowercase();
         let cut = lower.find("/providers/microsoft.security/")?;
-        AzureResourceId::parse(&id[..cut])
+        AzureResourceId::parse(&id[..cut]).ok()
     });
     // Event Grid subjects name the resource for system topics; the topic of our own custom
     // topic names the topic, which is never the affected resource.
-    let from_envelope = hints.subject.and_then(AzureResourceId::parse).or_else(|| {
-        hints.topic.and_then(AzureResourceId::parse).filter(|id| {
-            !id.as_str()
-                .to_ascii_lowercase()
-                .contains("/microsoft.eventgrid/")
-        })
-    });
+    let from_envelope = hints
+        .subject
+        .and_then(|id| AzureResourceId::parse(id).ok())
+        .or_else(|| {
+            hints
+                .topic
+                .and_then(|id| AzureResourceId::parse(id).ok())
+                .filter(|id| {
+                    !id.as_str()
+                        .to_ascii_lowercase()
+                        .contains("/microsoft.eventgrid/")
+                })
+        });
     from_identifiers
         .or(from_flat)
         .or(from_extended)
@@ -480,6 +623,55 @@ fn find_tenant_ids(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nil_guids_and_invalid_addresses_are_absent_with_a_warning_naming_field_and_value() {
+        let decoded = decode_alert(&json!({"properties": {
+            "alertType": "KV_UserAnomaly",
+            "systemAlertId": "s",
+            "compromisedEntity": "Principal:00000000-0000-0000-0000-000000000000",
+            "extendedProperties": {
+                "Attacker Object ID": "00000000-0000-0000-0000-000000000000",
+                "Client IP address": "00.00.00.00, 203.0.113.9",
+                "Attacker IP Address": "00.00.00.00"
+            },
+            "entities": [
+                {"type": "account", "name": "x", "aadUserId": "{00000000-0000-0000-0000-000000000000}"},
+                {"type": "ip", "address": "00.00.00.00"}
+            ]
+        }}))
+        .expect("decodes");
+        let alert = &decoded.alert;
+        assert!(alert.extended("Attacker Object ID").is_none());
+        assert!(alert.extended("Attacker IP Address").is_none());
+        assert_eq!(alert.extended("Client IP address"), Some("203.0.113.9"));
+        assert!(alert.compromised_entity.is_none());
+        assert!(!alert
+            .entities
+            .iter()
+            .any(|e| matches!(e, Entity::Ip { .. })));
+        assert!(alert.entities.iter().any(|e| matches!(
+            e,
+            Entity::Account {
+                aad_user_id: None,
+                ..
+            }
+        )));
+        for expected in [
+            "data.properties.extendedProperties.Attacker Object ID: \"00000000-0000-0000-0000-000000000000\"",
+            "data.properties.extendedProperties.Client IP address: \"00.00.00.00\"",
+            "data.properties.extendedProperties.Attacker IP Address: \"00.00.00.00\"",
+            "data.properties.compromisedEntity: \"Principal:00000000",
+            "account \"x\" aadUserId",
+            "ip entity address \"00.00.00.00\"",
+        ] {
+            assert!(
+                decoded.warnings.iter().any(|w| w.contains(expected)),
+                "no warning {expected}: {:#?}",
+                decoded.warnings
+            );
+        }
+    }
 
     #[test]
     fn rest_and_flat_shapes_decode_to_the_same_fields() {

@@ -87,6 +87,15 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<InboundEvent>, BodyError> {
             .enumerate()
             .map(|(index, item)| decode_event(item, index))
             .collect()),
+        // The REST list shape (`GET …/alerts`): {"value": [alert, …], "nextLink": …}.
+        Value::Object(ref object) if is_rest_list(object) => match get(object, "value") {
+            Some(Value::Array(items)) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| decode_event(item, index))
+                .collect()),
+            _ => Ok(Vec::new()),
+        },
         Value::Object(_) => Ok(vec![decode_event(&value, 0)]),
         other => Err(BodyError::NotEvents(describe(&other))),
     }
@@ -304,9 +313,22 @@ fn alert_event(
     }
 }
 
+/// Whether an object is the REST list of alerts: a `value` array and no event or alert keys.
+fn is_rest_list(object: &Map<String, Value>) -> bool {
+    matches!(get(object, "value"), Some(Value::Array(_)))
+        && get(object, "eventType").is_none()
+        && get(object, "specversion").is_none()
+        && !looks_like_alert(object)
+}
+
+/// Whether an object is an alert: it has `alertType`, or the legacy `alertName` (which is
+/// then refused with the missing `alertType` named, rather than as "not an alert").
 fn looks_like_alert(object: &Map<String, Value>) -> bool {
-    get(object, "alertType").is_some()
-        || matches!(get(object, "properties"), Some(Value::Object(props)) if get(props, "alertType").is_some())
+    let names_a_type = |fields: &Map<String, Value>| {
+        get(fields, "alertType").is_some() || get(fields, "alertName").is_some()
+    };
+    names_a_type(object)
+        || matches!(get(object, "properties"), Some(Value::Object(props)) if names_a_type(props))
 }
 
 fn alert_id(object: &Map<String, Value>) -> Option<String> {
@@ -336,6 +358,27 @@ fn invalid_typed(event_id: String, event_type: Option<String>, reason: String) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rest_list_shape_is_read_like_an_array_and_legacy_alerts_name_the_missing_field() {
+        let listed = kinds(
+            r#"{"value": [{"properties": {"alertType": "KV_UserAnomaly", "systemAlertId": "a"}},
+                          {"properties": {"alertType": "AzureDNS_DarkWeb", "systemAlertId": "b"}}],
+                "nextLink": null}"#,
+        );
+        assert_eq!(listed.len(), 2);
+        assert!(listed
+            .iter()
+            .all(|kind| matches!(kind, EventKind::Alert(_))));
+        assert!(kinds(r#"{"value": []}"#).is_empty());
+        let legacy =
+            kinds(r#"{"properties": {"alertName": "KV_UserAnomaly", "systemAlertId": "c"}}"#);
+        assert!(
+            matches!(&legacy[0], EventKind::Invalid(reason)
+                if reason.starts_with("data.properties.alertType is missing") && reason.contains("alertName")),
+            "{legacy:?}"
+        );
+    }
 
     fn kinds(body: &str) -> Vec<EventKind> {
         decode_body(body.as_bytes())

@@ -3,13 +3,18 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use super::ids::AzureResourceId;
 
 /// Prefix the Defender alert simulator puts before real alert types.
 pub const SIMULATED_PREFIX: &str = "SIMULATED_";
 
 /// The Defender plan (and so the per-service handler) an alert belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Service {
     /// Defender for Key Vault.
@@ -23,6 +28,14 @@ pub enum Service {
 }
 
 impl Service {
+    /// Every service, so a test can check that each new one has a handler.
+    pub const ALL: &'static [Service] = &[
+        Service::KeyVault,
+        Service::Dns,
+        Service::ResourceManager,
+        Service::Unknown,
+    ];
+
     /// The snake_case name used in plans, message properties and logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,7 +54,9 @@ impl fmt::Display for Service {
 }
 
 /// Alert severity as Defender reports it; `Unknown` when the alert carries none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Severity {
     /// No severity in the alert (some types are documented with severity "-").
     Unknown,
@@ -87,7 +102,7 @@ impl fmt::Display for Severity {
 }
 
 /// Lifecycle status of an alert. Workflow automation reports new alerts as `New`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum AlertStatus {
     /// A new, open alert (`Active` in the REST shape, `New` in workflow automation).
     Active,
@@ -135,78 +150,6 @@ impl AlertStatus {
 impl fmt::Display for AlertStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A parsed Azure Resource Manager resource id.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct AzureResourceId(String);
-
-impl AzureResourceId {
-    /// Parses an ARM id (`/subscriptions/{sub}/...`); `None` when it is not one.
-    pub fn parse(text: &str) -> Option<Self> {
-        let trimmed = text.trim();
-        let lower = trimmed.to_ascii_lowercase();
-        if !lower.starts_with("/subscriptions/") && !lower.starts_with("/providers/") {
-            return None;
-        }
-        let trimmed = trimmed.trim_end_matches('/');
-        Some(AzureResourceId(trimmed.to_string()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The value following a path segment, case-insensitively (`segment("resourceGroups")`).
-    pub fn segment(&self, name: &str) -> Option<&str> {
-        let mut parts = self.0.split('/');
-        while let Some(part) = parts.next() {
-            if part.eq_ignore_ascii_case(name) {
-                return parts.next().filter(|value| !value.is_empty());
-            }
-        }
-        None
-    }
-
-    /// The subscription id.
-    pub fn subscription_id(&self) -> Option<&str> {
-        self.segment("subscriptions")
-    }
-
-    /// The resource group name.
-    pub fn resource_group(&self) -> Option<&str> {
-        self.segment("resourceGroups")
-    }
-
-    /// The provider namespace and type of the resource, e.g. `Microsoft.KeyVault/vaults`.
-    pub fn resource_type(&self) -> Option<String> {
-        let parts: Vec<&str> = self.0.split('/').collect();
-        let provider_at = parts
-            .iter()
-            .rposition(|part| part.eq_ignore_ascii_case("providers"))?;
-        let namespace = parts.get(provider_at + 1)?;
-        let kind = parts.get(provider_at + 2)?;
-        Some(format!("{namespace}/{kind}"))
-    }
-
-    /// The last name in the id (the resource's own name).
-    pub fn name(&self) -> Option<&str> {
-        self.0.rsplit('/').next().filter(|name| !name.is_empty())
-    }
-
-    /// Whether the resource is of the given `Namespace/type`, case-insensitively.
-    pub fn is_type(&self, kind: &str) -> bool {
-        self.resource_type()
-            .is_some_and(|own| own.eq_ignore_ascii_case(kind))
-    }
-}
-
-impl fmt::Display for AzureResourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -366,20 +309,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resource_ids_parse_their_parts() {
-        let id = AzureResourceId::parse(
-            "/subscriptions/4a9d/resourceGroups/rg-hr/providers/Microsoft.KeyVault/vaults/kv-hr/",
-        )
-        .unwrap();
-        assert_eq!(id.subscription_id(), Some("4a9d"));
-        assert_eq!(id.resource_group(), Some("rg-hr"));
-        assert_eq!(
-            id.resource_type().as_deref(),
-            Some("Microsoft.KeyVault/vaults")
-        );
-        assert_eq!(id.name(), Some("kv-hr"));
-        assert!(id.is_type("microsoft.keyvault/VAULTS"));
-        assert!(AzureResourceId::parse("kv-hr").is_none());
+    fn service_all_lists_every_variant() {
+        // A new variant breaks this match: add it to `Service::ALL` (and register a handler).
+        let position = |service: Service| match service {
+            Service::KeyVault => 0,
+            Service::Dns => 1,
+            Service::ResourceManager => 2,
+            Service::Unknown => 3,
+        };
+        for (index, service) in Service::ALL.iter().enumerate() {
+            assert_eq!(position(*service), index);
+        }
+        assert_eq!(Service::ALL.len(), 4);
     }
 
     #[test]

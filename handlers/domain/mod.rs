@@ -2,11 +2,19 @@
 
 pub mod alert;
 pub mod catalog;
+pub mod ids;
+pub mod parameters;
 pub mod plan;
 pub mod task;
 
 pub use alert::{
     AlertStatus, AzureResourceId, Entity, SecurityAlert, Service, Severity, SIMULATED_PREFIX,
 };
+pub use ids::{
+    CertificateUri, Guid, IdError, IpAddress, IpRange, KeyUri, KeyVaultId, PersonAddress,
+    PrincipalKind, PrincipalRef, SecretUri, SubscriptionScope, VaultObjectKind, VaultObjectUri,
+};
+pub use parameters::{Activity, Parameters, Subject, TimeWindow};
 pub use plan::ResponsePlan;
+pub use task::{task_json_schema, PolicyDecision, SCHEMA_VERSION};
 pub use task::{Action, AlertRef, MessageId, Queue, Task, TaskStatus, PLAYBOOK_STEPS};

@@ -3,21 +3,26 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::alert::{SecurityAlert, Service};
+use super::alert::{AlertStatus, SecurityAlert, Service, Severity};
+use super::ids::AzureResourceId;
+use super::parameters::{Activity, Parameters, Subject};
 
 /// Every step id of the playbook (`shared/spec/playbook.md`) that a task can carry out.
 /// `KV-2`, `KV-4` and `ARM-2` are headings whose work is their lettered sub-steps; `DNS-2`
 /// is a step of its own (isolate) as well as a heading.
 pub const PLAYBOOK_STEPS: &[&str] = &[
     "KV-1", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4a", "KV-4b", "KV-4c", "DNS-1", "DNS-2",
-    "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2a", "ARM-2b", "ARM-2c",
+    "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2a", "ARM-2b", "ARM-2c", "GEN-1",
 ];
 
 /// The three task queues of the playbook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Queue {
     /// Tell a person something.
@@ -56,7 +61,7 @@ impl fmt::Display for Queue {
 macro_rules! actions {
     ($( $(#[$doc:meta])* $variant:ident => $name:literal, $queue:ident; )*) => {
         /// What a task asks a worker (or a person) to do. Snake_case in JSON.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum Action {
             $( $(#[$doc])* $variant, )*
@@ -139,7 +144,7 @@ impl fmt::Display for Action {
 }
 
 /// Whether a task may be carried out now or waits for a person.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Workers carry it out on receipt.
@@ -150,7 +155,9 @@ pub enum TaskStatus {
 
 /// A deterministic task id: the same alert, action and target always give the same id, so a
 /// redelivered alert republishes the same ids and Service Bus duplicate detection drops them.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct MessageId(String);
 
@@ -179,19 +186,23 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// The version of the task message format. A worker refuses a message of a version it does
+/// not know rather than guess at its fields.
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// The alert a task came from, carried in every task so a worker needs nothing else.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AlertRef {
     /// Defender's `systemAlertId` (the Service Bus correlation id).
     pub system_alert_id: String,
     /// The alert type as sent.
     pub alert_type: String,
     /// The service whose handler planned it.
-    pub service: String,
-    /// Severity name.
-    pub severity: String,
-    /// Status name.
-    pub status: String,
+    pub service: Service,
+    /// Severity.
+    pub severity: Severity,
+    /// Status.
+    pub status: AlertStatus,
     /// The resource the alert is about.
     pub resource: String,
     /// Link to the alert in the portal.
@@ -200,15 +211,14 @@ pub struct AlertRef {
 }
 
 impl AlertRef {
-    /// A Key Vault alert summary for unit tests.
-    #[cfg(test)]
-    pub(crate) fn sample(system_alert_id: &str) -> Self {
+    /// A Key Vault alert summary, for tests and examples.
+    pub fn sample(system_alert_id: &str) -> Self {
         AlertRef {
             system_alert_id: system_alert_id.to_string(),
             alert_type: "KV_UserAnomaly".into(),
-            service: "key_vault".into(),
-            severity: "Medium".into(),
-            status: "Active".into(),
+            service: Service::KeyVault,
+            severity: Severity::Medium,
+            status: AlertStatus::Active,
             resource: "kv".into(),
             alert_uri: None,
         }
@@ -219,27 +229,48 @@ impl AlertRef {
         AlertRef {
             system_alert_id: alert.system_alert_id.clone(),
             alert_type: alert.alert_type.clone(),
-            service: service.as_str().to_string(),
-            severity: alert.severity.as_str().to_string(),
-            status: alert.status.as_str().to_string(),
+            service,
+            severity: alert.severity,
+            status: alert.status,
             resource: alert.resource_label(),
             alert_uri: alert.alert_uri.clone(),
         }
     }
 }
 
-/// One unit of response work. Serialised as-is into the queue message body.
+/// How the policy decided a containment task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PolicyDecision {
+    /// The mode: `auto`, `approval` (or `notify_only`, never published).
+    pub mode: String,
+    /// The rule that decided: `automation[N]`, `built-in default` or `default_mode`.
+    pub rule: String,
+    /// True when the responder's own identity caused the alert: never automatic, always a dry run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loop_protection: bool,
+}
+
+/// One unit of response work. Serialised as-is into the queue message body; the JSON Schema
+/// is `docs/task.schema.json` and `docs/tasks.md` describes each action.
 ///
 /// Tasks carry identifiers of secrets (vault and name), never secret values.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "TaskMessage")]
 pub struct Task {
+    /// The message format version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
     /// The queue it goes to (derived from the action).
     pub queue: Queue,
-    /// What to do.
+    /// What to do (the tag of [`Task::parameters`]; serialised by it).
+    #[serde(skip_serializing)]
     pub action: Action,
+    /// The action and its typed parameters: `"action": "…", "parameters": {…}`.
+    #[serde(flatten)]
+    pub parameters: Parameters,
     /// The playbook step ids it carries out, e.g. `["KV-2a"]`.
     pub steps: Vec<String>,
-    /// What it acts on: a resource id, a principal, a secret URI, a person.
+    /// What it acts on, as text: a resource id, a principal, a secret URI. The message id is
+    /// derived from it; the typed target is in the parameters.
     pub target: String,
     /// Why, in words a person can check against the playbook.
     pub reason: String,
@@ -249,7 +280,13 @@ pub struct Task {
     pub dry_run: bool,
     /// Ready, or waiting for a decision.
     pub status: TaskStatus,
-    /// The facts from the alert behind the task.
+    /// How the policy decided (containment tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyDecision>,
+    /// What the alert says happened (who, from where, which operations, when).
+    #[serde(default, skip_serializing_if = "Activity::is_empty")]
+    pub activity: Activity,
+    /// Facts for the message a person reads (notification tasks only; never instructions).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub facts: BTreeMap<String, String>,
     /// Manual steps for a person (notification tasks), never dropped.
@@ -262,25 +299,112 @@ pub struct Task {
     pub alert: AlertRef,
 }
 
+/// A task as the message holds it (the action only as the parameters' tag).
+#[derive(Deserialize, JsonSchema)]
+#[schemars(title = "Task", description = "One defender-responder task message.")]
+struct TaskMessage {
+    /// The message format version.
+    #[schemars(range(min = 2, max = 2))]
+    schema_version: u32,
+    /// The queue.
+    queue: Queue,
+    /// The action and its typed parameters.
+    #[serde(flatten)]
+    parameters: Parameters,
+    /// Playbook step ids.
+    steps: Vec<String>,
+    /// The target as text.
+    target: String,
+    /// Why.
+    reason: String,
+    /// Deterministic id.
+    message_id: MessageId,
+    /// Dry run.
+    dry_run: bool,
+    /// Ready or pending approval.
+    status: TaskStatus,
+    /// How the policy decided.
+    #[serde(default)]
+    policy: Option<PolicyDecision>,
+    /// What happened.
+    #[serde(default)]
+    activity: Activity,
+    /// Facts for people.
+    #[serde(default)]
+    facts: BTreeMap<String, String>,
+    /// Manual steps.
+    #[serde(default)]
+    checklist: Vec<String>,
+    /// Recipients.
+    #[serde(default)]
+    recipients: Vec<String>,
+    /// The alert.
+    alert: AlertRef,
+}
+
+impl TryFrom<TaskMessage> for Task {
+    type Error = String;
+
+    fn try_from(message: TaskMessage) -> Result<Self, Self::Error> {
+        if message.schema_version != SCHEMA_VERSION {
+            return Err(format!(
+                "schema_version {} is not {SCHEMA_VERSION}",
+                message.schema_version
+            ));
+        }
+        let action = message.parameters.action();
+        if message.queue != action.queue() {
+            return Err(format!(
+                "queue {} does not carry {action} (it goes to {})",
+                message.queue,
+                action.queue()
+            ));
+        }
+        Ok(Task {
+            schema_version: message.schema_version,
+            queue: message.queue,
+            action,
+            parameters: message.parameters,
+            steps: message.steps,
+            target: message.target,
+            reason: message.reason,
+            message_id: message.message_id,
+            dry_run: message.dry_run,
+            status: message.status,
+            policy: message.policy,
+            activity: message.activity,
+            facts: message.facts,
+            checklist: message.checklist,
+            recipients: message.recipients,
+            alert: message.alert,
+        })
+    }
+}
+
 impl Task {
-    /// A ready, live task for `action` on `target`, carrying out `steps` for `reason`.
+    /// A ready, live task with these parameters, carrying out `steps` for `reason`. The
+    /// target text (and so the message id) comes from the parameters.
     pub fn new(
         alert: &AlertRef,
-        action: Action,
+        parameters: Parameters,
         steps: &[&str],
-        target: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
-        let target = target.into();
+        let action = parameters.action();
+        let target = parameters.target();
         Task {
+            schema_version: SCHEMA_VERSION,
             queue: action.queue(),
             action,
-            steps: steps.iter().map(|step| step.to_string()).collect(),
             message_id: MessageId::derive(&alert.system_alert_id, action, &target),
+            parameters,
+            steps: steps.iter().map(|step| step.to_string()).collect(),
             target,
             reason: reason.into(),
             dry_run: false,
             status: TaskStatus::Ready,
+            policy: None,
+            activity: Activity::default(),
             facts: BTreeMap::new(),
             checklist: Vec::new(),
             recipients: Vec::new(),
@@ -288,10 +412,120 @@ impl Task {
         }
     }
 
-    /// Adds a fact (skipped when the value is empty).
+    /// An example task of `action` with valid parameters named after `label` (any text:
+    /// it is reduced to letters, digits and `-`), for tests and benchmarks of the adapters.
+    pub fn example(
+        alert: &AlertRef,
+        action: Action,
+        steps: &[&str],
+        label: &str,
+        reason: impl Into<String>,
+    ) -> Self {
+        use super::ids::{
+            CertificateUri, Guid, KeyUri, KeyVaultId, PersonAddress, PrincipalKind, PrincipalRef,
+            SecretUri,
+        };
+        use super::parameters::{
+            FirewallBypass, FirewallDefault, KeyRotationTarget, ResourceTarget,
+            RoleAssignmentTarget, ScanType, SecretRotationTarget,
+        };
+        let name: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let name = if name.trim_matches('-').is_empty() {
+            "x".to_string()
+        } else {
+            name
+        };
+        let digest = Sha256::digest(label.as_bytes());
+        let hex = hex::encode(&digest[..16]);
+        let guid = format!(
+            "{}-{}-4{}-8{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[13..16],
+            &hex[17..20],
+            &hex[20..32]
+        );
+        let sub = "/subscriptions/00000000-0000-0000-0000-00000000e1a0";
+        let parse = |text: &str| AzureResourceId::parse(text).unwrap_or_else(|err| panic!("{err}"));
+        let vault = KeyVaultId::parse(&format!(
+            "{sub}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/{name}"
+        ))
+        .unwrap_or_else(|err| panic!("{err}"));
+        let vm = parse(&format!(
+            "{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{name}"
+        ));
+        let principal = PrincipalRef::ObjectId {
+            object_id: Guid::parse(&guid).unwrap_or_else(|err| panic!("{err}")),
+            kind: PrincipalKind::User,
+            user_principal_name: PersonAddress::parse(&format!("{name}@example.com")).ok(),
+        };
+        let secret = SecretUri::parse(&format!("https://kv.vault.azure.net/secrets/{name}"))
+            .unwrap_or_else(|err| panic!("{err}"));
+        let machine = ResourceTarget::Resource {
+            resource: vm.clone(),
+        };
+        let parameters = match action {
+            Action::ContactOwner => Parameters::ContactOwner { subject: Subject::Name(label.to_string()), owner_lookup: None },
+            Action::ContactAppOwner => Parameters::ContactAppOwner { application_id: None, subject: Subject::Name(label.to_string()) },
+            Action::ContactTenantAdmin => Parameters::ContactTenantAdmin { principal, entra_roles: Vec::new() },
+            Action::RequestDecision => Parameters::RequestDecision { subject: Subject::Name(label.to_string()), pending: Vec::new(), notify_only: Vec::new() },
+            Action::NotifySecurityTeam => Parameters::NotifySecurityTeam { subject: Subject::Name(label.to_string()) },
+            Action::NotifyStatusChange => Parameters::NotifyStatusChange { subject: Subject::Name(label.to_string()), new_status: AlertStatus::Resolved, cancel_pending_for_alert: alert.system_alert_id.clone(), cancelled: Vec::new() },
+            Action::EnableKeyVaultFirewall => Parameters::EnableKeyVaultFirewall { vault, default_action: FirewallDefault::Deny, bypass: FirewallBypass::AzureServices, allow_ip_ranges: Vec::new(), allow_virtual_networks: Vec::new(), block_addresses: Vec::new() },
+            Action::RestrictPrincipal => Parameters::RestrictPrincipal { vault, principal },
+            Action::ReviewEntraRoles => Parameters::ReviewEntraRoles { principal, entra_roles: vec!["Global Reader".into()] },
+            Action::IsolateResourceNetwork => Parameters::IsolateResourceNetwork { resource: vm },
+            Action::RemoveRoleAssignments => Parameters::RemoveRoleAssignments { target: RoleAssignmentTarget::Named { id: parse(&format!("{sub}/providers/Microsoft.Authorization/roleAssignments/{guid}")) } },
+            Action::DeleteUnfamiliarAccount => Parameters::DeleteUnfamiliarAccount { principal },
+            Action::DisableAccount => Parameters::DisableAccount { principal },
+            Action::RemoveRunbook => Parameters::RemoveRunbook { target: ResourceTarget::Resource { resource: parse(&format!("{sub}/resourceGroups/rg/providers/Microsoft.Automation/automationAccounts/{name}")) }, created_by: None },
+            Action::RevertAccessPolicy => Parameters::RevertAccessPolicy { vault, changed_by: None },
+            Action::RotateSecret => Parameters::RotateSecret { target: SecretRotationTarget::Secret { secret, versions_read: Vec::new() }, read_by: None },
+            Action::RotateKey => Parameters::RotateKey { target: KeyRotationTarget::Key { key: KeyUri::parse(&format!("https://kv.vault.azure.net/keys/{name}")).unwrap_or_else(|err| panic!("{err}")), versions_read: Vec::new() }, read_by: None },
+            Action::RotateCertificate => Parameters::RotateCertificate { certificate: CertificateUri::parse(&format!("https://kv.vault.azure.net/certificates/{name}")).unwrap_or_else(|err| panic!("{err}")), versions_read: Vec::new() },
+            Action::RotateStorageKeys => Parameters::RotateStorageKeys { target: ResourceTarget::Resource { resource: parse(&format!("{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/{}", name.replace('-', ""))) }, key_names: Vec::new() },
+            Action::RotateAutomationCredentials => Parameters::RotateAutomationCredentials { target: ResourceTarget::Resource { resource: parse(&format!("{sub}/resourceGroups/rg/providers/Microsoft.Automation/automationAccounts/{name}")) } },
+            Action::DisableSecret => Parameters::DisableSecret { secret, versions_read: Vec::new() },
+            Action::ResetCredentials => Parameters::ResetCredentials { principal },
+            Action::ChangeVmPasswords => Parameters::ChangeVmPasswords { target: machine },
+            Action::RunAntimalwareScan => Parameters::RunAntimalwareScan { target: machine, scan_type: ScanType::Full },
+            Action::ReimageVm => Parameters::ReimageVm { target: machine },
+        };
+        Task::new(alert, parameters, steps, reason)
+    }
+
+    /// A notification to the security team about `subject`, for tests and examples.
+    pub fn notice(alert: &AlertRef, subject: &str, reason: impl Into<String>) -> Self {
+        Task::new(
+            alert,
+            Parameters::NotifySecurityTeam {
+                subject: Subject::from_label(subject),
+            },
+            &["GEN-1"],
+            reason,
+        )
+    }
+
+    /// Sets what the alert says happened.
+    pub fn activity(mut self, activity: Activity) -> Self {
+        self.activity = activity;
+        self
+    }
+
+    /// Adds a fact for the people a notification goes to (skipped when the value is empty,
+    /// and on containment tasks, which carry typed parameters only).
     pub fn fact(mut self, name: &str, value: impl Into<String>) -> Self {
         let value = value.into();
-        if !value.trim().is_empty() {
+        if !value.trim().is_empty() && !self.queue.is_containment() {
             self.facts.insert(name.to_string(), value);
         }
         self
@@ -316,6 +550,15 @@ impl Task {
         self.recipients.extend(people.into_iter().map(Into::into));
         self
     }
+}
+
+/// The JSON Schema of a task message, generated from the types (committed as
+/// `docs/task.schema.json`; a test keeps the two equal).
+pub fn task_json_schema() -> serde_json::Value {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<Task>();
+    schema.to_value()
 }
 
 #[cfg(test)]

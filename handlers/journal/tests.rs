@@ -10,7 +10,7 @@ use super::*;
 use crate::domain::{Action, AlertRef, TaskStatus};
 
 fn task(target: &str) -> Task {
-    let mut task = Task::new(
+    let mut task = Task::example(
         &AlertRef::sample("sys-1"),
         Action::EnableKeyVaultFirewall,
         &["KV-2a"],

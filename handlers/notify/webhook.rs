@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn the_event_names_the_task_its_action_and_its_decision_links() {
-        let task = Task::new(
+        let task = Task::example(
             &crate::domain::AlertRef::sample("sys-e"),
             crate::domain::Action::RequestDecision,
             &["KV-2a"],

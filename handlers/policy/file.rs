@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{AutomationRule, KnownPrincipal, Mode, Policy};
-use crate::domain::{Action, Severity};
+use crate::domain::{Action, Severity, PLAYBOOK_STEPS};
 
 /// The policy file as written, before validation.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -101,12 +101,23 @@ pub struct RuleEntry {
     pub min_severity: Option<String>,
 }
 
-/// Every step id of the playbook, for validating rules.
-pub const STEP_IDS: &[&str] = &[
-    "KV-1", "KV-2", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4", "KV-4a", "KV-4b", "KV-4c", "DNS-1",
-    "DNS-2", "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2", "ARM-2a", "ARM-2b",
-    "ARM-2c",
-];
+/// The step ids a rule may name: every step of [`PLAYBOOK_STEPS`], and the headings whose
+/// work is their lettered sub-steps (`KV-2` covers `KV-2a`, `KV-2b`, ...).
+pub fn rule_step_id(text: &str) -> Option<String> {
+    let text = text.trim();
+    if let Some(step) = PLAYBOOK_STEPS
+        .iter()
+        .find(|step| step.eq_ignore_ascii_case(text))
+    {
+        return Some(step.to_string());
+    }
+    PLAYBOOK_STEPS.iter().find_map(|step| {
+        let heading = step.strip_suffix(|c: char| c.is_ascii_lowercase())?;
+        heading
+            .eq_ignore_ascii_case(text)
+            .then(|| heading.to_string())
+    })
+}
 
 impl PolicyFile {
     /// Parses the file's text; the error names the line and column, or the unknown field.
@@ -263,10 +274,7 @@ fn parse_rule(entry: &RuleEntry) -> Result<AutomationRule, String> {
     let step = match entry.step.as_deref() {
         None => None,
         Some(step) => Some(
-            STEP_IDS
-                .iter()
-                .find(|known| known.eq_ignore_ascii_case(step.trim()))
-                .map(|known| known.to_string())
+            rule_step_id(step)
                 .ok_or_else(|| format!(".step: {step:?} is not a playbook step id"))?,
         ),
     };

@@ -19,8 +19,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::parameters::ManualStep;
 use crate::domain::{
-    Action, AzureResourceId, Entity, ResponsePlan, SecurityAlert, Severity, Task, TaskStatus,
+    Action, AzureResourceId, Entity, Parameters, PolicyDecision, ResponsePlan, SecurityAlert,
+    Severity, Subject, Task, TaskStatus,
 };
 
 pub use file::PolicyFile;
@@ -312,10 +314,15 @@ impl Policy {
         let from_entities = alert.entities.iter().any(
             |entity| matches!(entity, Entity::Account { aad_user_id: Some(id), .. } if is_self(id)),
         );
-        let from_properties = ["Attacker Object ID", "Object ID", "Application ID"]
-            .iter()
-            .filter_map(|key| alert.extended(key))
-            .any(is_self);
+        let from_properties = [
+            "Attacker Object ID",
+            "Object ID",
+            "principal ID",
+            "Application ID",
+        ]
+        .iter()
+        .filter_map(|key| alert.extended(key))
+        .any(is_self);
         from_entities || from_properties
     }
 
@@ -335,7 +342,7 @@ impl Policy {
     pub fn finalize(&self, alert: &SecurityAlert, plan: &mut ResponsePlan) {
         let simulated = alert.is_simulated();
         let own_doing = self.caused_by_self(alert);
-        let tasks = std::mem::take(plan).into_tasks();
+        let tasks = plan.take_tasks();
         let mut kept: Vec<Task> = Vec::with_capacity(tasks.len());
         let mut pending: Vec<Task> = Vec::new();
         let mut left_to_people: Vec<Task> = Vec::new();
@@ -345,16 +352,17 @@ impl Policy {
                 continue;
             }
             let (mut mode, rule) = self.mode_for(&task, alert.severity);
-            task.facts
-                .insert("policy_mode".into(), mode.as_str().into());
-            task.facts.insert("policy_rule".into(), rule);
+            let mut decision = PolicyDecision {
+                mode: mode.as_str().to_string(),
+                rule,
+                loop_protection: false,
+            };
             if own_doing && mode == Mode::Auto {
                 mode = Mode::Approval;
-                task.facts.insert(
-                    "loop_protection".into(),
-                    "caused by the responder's own identity: never automatic".into(),
-                );
+                decision.mode = mode.as_str().to_string();
+                decision.loop_protection = true;
             }
+            task.policy = Some(decision);
             if simulated || self.dry_run || own_doing {
                 task.dry_run = true;
             }
@@ -440,24 +448,24 @@ impl Policy {
                 recipients.push(person.clone());
             }
         }
-        let ids: Vec<&str> = pending
+        let notify_only: Vec<ManualStep> = left_to_people
             .iter()
-            .map(|task| task.message_id.as_str())
-            .collect();
-        let notify_only: Vec<String> = left_to_people
-            .iter()
-            .map(|task| format!("{} {}", task.action, task.target))
+            .map(|task| ManualStep {
+                action: task.action,
+                target: task.target.clone(),
+            })
             .collect();
         Task::new(
             &first.alert,
-            Action::RequestDecision,
+            Parameters::RequestDecision {
+                subject: Subject::from_label(&first.alert.resource),
+                pending: pending.iter().map(|task| task.message_id.clone()).collect(),
+                notify_only,
+            },
             &steps,
-            first.alert.resource.clone(),
             reason,
         )
-        .fact("pending_message_ids", ids.join(","))
         .fact("pending_count", pending.len().to_string())
-        .fact("notify_only", notify_only.join("; "))
         .checklist(checklist)
         .recipients(recipients)
     }

@@ -15,7 +15,8 @@ fn alert(severity: Severity, alert_type: &str) -> SecurityAlert {
         intent: Vec::new(),
         resource_id: AzureResourceId::parse(
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv",
-        ),
+        )
+        .ok(),
         compromised_entity: None,
         tenant_ids: Vec::new(),
         entities: Vec::new(),
@@ -31,7 +32,7 @@ fn plan_of(alert: &SecurityAlert) -> ResponsePlan {
     let alert_ref = AlertRef::new(alert, crate::domain::Service::KeyVault);
     let mut plan = ResponsePlan::new();
     plan.push(
-        Task::new(
+        Task::example(
             &alert_ref,
             Action::ContactOwner,
             &["KV-1"],
@@ -40,21 +41,21 @@ fn plan_of(alert: &SecurityAlert) -> ResponsePlan {
         )
         .recipients(["owner@contoso.com"]),
     );
-    plan.push(Task::new(
+    plan.push(Task::example(
         &alert_ref,
         Action::EnableKeyVaultFirewall,
         &["KV-2a"],
         "kv",
         "KV-2a: firewall.",
     ));
-    plan.push(Task::new(
+    plan.push(Task::example(
         &alert_ref,
         Action::RotateSecret,
         &["KV-4a"],
-        "https://kv.vault.azure.net/secrets/a",
+        "a",
         "KV-4a: rotate.",
     ));
-    plan.push(Task::new(
+    plan.push(Task::example(
         &alert_ref,
         Action::RunAntimalwareScan,
         &["DNS-2a"],
@@ -94,14 +95,20 @@ fn defaults_wait_for_approval_except_the_scan_and_never_hold_notifications() {
     let tasks = finalized(&Policy::default(), &alert);
     let firewall = find(&tasks, Action::EnableKeyVaultFirewall).unwrap();
     assert_eq!(firewall.status, TaskStatus::PendingApproval);
-    assert_eq!(firewall.facts["policy_rule"], "default_mode");
+    assert_eq!(
+        firewall.policy.as_ref().map(|p| p.rule.as_str()),
+        Some("default_mode")
+    );
     assert_eq!(
         find(&tasks, Action::RotateSecret).unwrap().status,
         TaskStatus::PendingApproval
     );
     let scan = find(&tasks, Action::RunAntimalwareScan).unwrap();
     assert_eq!(scan.status, TaskStatus::Ready);
-    assert_eq!(scan.facts["policy_rule"], "built-in default");
+    assert_eq!(
+        scan.policy.as_ref().map(|p| p.rule.as_str()),
+        Some("built-in default")
+    );
     assert_eq!(
         find(&tasks, Action::ContactOwner).unwrap().status,
         TaskStatus::Ready
@@ -121,7 +128,11 @@ fn approval_publishes_pending_tasks_and_one_decision_request_naming_them() {
         .map(|t| t.message_id.as_str())
         .collect();
     assert_eq!(pending.len(), 2);
-    assert_eq!(request.facts["pending_message_ids"], pending.join(","));
+    let Parameters::RequestDecision { pending: asked, .. } = &request.parameters else {
+        panic!("request_decision parameters: {:?}", request.parameters);
+    };
+    let asked: Vec<&str> = asked.iter().map(|id| id.as_str()).collect();
+    assert_eq!(asked, pending);
     assert_eq!(request.steps, vec!["KV-2a", "KV-4a"]);
     assert_eq!(request.recipients, vec!["owner@contoso.com"]);
     assert_eq!(request.checklist.len(), 2);
@@ -141,7 +152,10 @@ fn auto_runs_at_or_above_the_threshold_and_asks_below_it() {
     let high = finalized(&policy, &alert(Severity::High, "KV_TORAccess"));
     let firewall = find(&high, Action::EnableKeyVaultFirewall).unwrap();
     assert_eq!(firewall.status, TaskStatus::Ready);
-    assert_eq!(firewall.facts["policy_rule"], "automation[0]");
+    assert_eq!(
+        firewall.policy.as_ref().map(|p| p.rule.as_str()),
+        Some("automation[0]")
+    );
     let medium = finalized(&policy, &alert(Severity::Medium, "KV_TORAccess"));
     assert_eq!(
         find(&medium, Action::EnableKeyVaultFirewall)
@@ -173,7 +187,12 @@ fn notify_only_drops_the_task_and_keeps_the_step_in_the_decision_checklist() {
         .checklist
         .iter()
         .any(|item| item.starts_with("By hand") && item.contains("rotate_secret")));
-    assert!(request.facts["notify_only"].contains("rotate_secret"));
+    let Parameters::RequestDecision { notify_only, .. } = &request.parameters else {
+        panic!("request_decision parameters: {:?}", request.parameters);
+    };
+    assert!(notify_only
+        .iter()
+        .any(|step| step.action == Action::RotateSecret));
 }
 
 #[test]
@@ -246,7 +265,8 @@ fn alerts_caused_by_the_responder_itself_are_never_automatic() {
     for task in tasks.iter().filter(|t| t.queue.is_containment()) {
         assert_eq!(task.status, TaskStatus::PendingApproval, "{}", task.action);
         assert!(task.dry_run);
-        assert!(task.facts.contains_key("loop_protection"));
+        assert!(task.policy.as_ref().is_some_and(|p| p.loop_protection));
+        assert!(task.facts.is_empty());
     }
     assert!(find(&tasks, Action::RequestDecision).is_some());
 }
@@ -269,17 +289,18 @@ fn owners_resolve_by_the_longest_resource_id_prefix() {
     };
     let kv = AzureResourceId::parse(
         "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv",
-    );
+    )
+    .ok();
     assert_eq!(
         policy.recipients_for(kv.as_ref()),
         vec!["team@contoso.com", "secops@contoso.com"]
     );
-    let other = AzureResourceId::parse("/subscriptions/s/resourceGroups/rg2");
+    let other = AzureResourceId::parse("/subscriptions/s/resourceGroups/rg2").ok();
     assert_eq!(
         policy.owners_of(other.as_ref()),
         vec!["platform@contoso.com"]
     );
-    let none = AzureResourceId::parse("/subscriptions/s2");
+    let none = AzureResourceId::parse("/subscriptions/s2").ok();
     assert!(policy.owners_of(none.as_ref()).is_empty());
 }
 
@@ -367,4 +388,17 @@ fn policy_file_rejects_unknown_fields_by_name() {
     )
     .unwrap_err();
     assert!(err.contains("unknown field `severity`"), "{err}");
+}
+
+#[test]
+fn rule_steps_are_the_playbook_steps_and_their_headings() {
+    for step in [
+        "KV-1", "kv-2", "KV-2a", "KV-4", "DNS-2", "DNS-2d", "ARM-2", "arm-2c", "GEN-1",
+    ] {
+        assert!(file::rule_step_id(step).is_some(), "{step}");
+    }
+    assert_eq!(file::rule_step_id("kv-2").as_deref(), Some("KV-2"));
+    for step in ["KV-5", "KV-2z", "ARM", "DNS-3"] {
+        assert!(file::rule_step_id(step).is_none(), "{step}");
+    }
 }

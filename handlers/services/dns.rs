@@ -1,11 +1,34 @@
 //! Defender for DNS alerts → playbook steps DNS-1 … DNS-2d.
 
 use super::facts;
-use super::{with_owner_lookup, PlanInput, ServiceHandler};
-use crate::domain::{Action, AzureResourceId, Entity, ResponsePlan, SecurityAlert, Service, Task};
+use super::{owner_lookup, PlanInput, ServiceHandler};
+use crate::domain::catalog::{entry, CatalogEntry, Traits};
+use crate::domain::parameters::{ResourceTarget, ScanType};
+use crate::domain::{
+    Action, Activity, AzureResourceId, Entity, Parameters, ResponsePlan, SecurityAlert, Service,
+    Severity, Subject, Task,
+};
 
 /// The DNS handler.
 pub struct Dns;
+
+/// The documented alert types this handler owns (alert-catalog.md).
+#[rustfmt::skip]
+pub(crate) const CATALOG: &[CatalogEntry] = &[
+    entry("AzureDNS_ProtocolAnomaly", Service::Dns, Severity::Unknown, "Exfiltration", "Anomalous network protocol usage", Traits::NONE),
+    entry("AzureDNS_DarkWeb", Service::Dns, Severity::Low, "Exfiltration", "Anonymity network activity", Traits::NONE),
+    entry("AzureDNS_DarkWebProxy", Service::Dns, Severity::Low, "Exfiltration", "Anonymity network activity using web proxy", Traits::NONE),
+    entry("AzureDNS_SinkholedDomain", Service::Dns, Severity::Medium, "Exfiltration", "Attempted communication with suspicious sinkholed domain", Traits::NONE),
+    entry("AzureDNS_PhishingDomain", Service::Dns, Severity::Informational, "Exfiltration", "Communication with possible phishing domain", Traits::NONE),
+    entry("AzureDNS_DomainGenerationAlgorithm", Service::Dns, Severity::Informational, "Exfiltration", "Communication with suspicious algorithmically generated domain", Traits::NONE),
+    entry("AzureDNS_ThreatIntelSuspectDomain", Service::Dns, Severity::Medium, "Initial Access", "Communication with suspicious domain identified by threat intelligence", Traits::NONE),
+    entry("AzureDNS_RandomizedDomain", Service::Dns, Severity::Informational, "Exfiltration", "Communication with suspicious random domain name", Traits::NONE),
+    entry("AzureDNS_CurrencyMining", Service::Dns, Severity::Low, "Exfiltration", "Digital currency mining activity", Traits::NONE),
+    entry("AzureDNS_SuspiciousDomain", Service::Dns, Severity::Medium, "Exfiltration", "Network intrusion detection signature activation", Traits::NONE),
+    entry("AzureDNS_DataInfiltration", Service::Dns, Severity::Low, "Exfiltration", "Possible data download via DNS tunnel", Traits::NONE),
+    entry("AzureDNS_DataExfiltration", Service::Dns, Severity::Low, "Exfiltration", "Possible data exfiltration via DNS tunnel", Traits::NONE),
+    entry("AzureDNS_DataObfuscation", Service::Dns, Severity::Low, "Exfiltration", "Possible data transfer via DNS tunnel", Traits::NONE),
+];
 
 /// The facts the DNS steps need.
 struct DnsFacts {
@@ -117,8 +140,16 @@ impl DnsFacts {
         }
     }
 
+    fn activity(&self) -> Activity {
+        Activity {
+            caller_ips: facts::typed_ips(&self.source_ips),
+            ..Activity::default()
+        }
+    }
+
     fn facts(&self, task: Task) -> Task {
-        task.fact("resource", self.resource_label.clone())
+        task.activity(self.activity())
+            .fact("resource", self.resource_label.clone())
             .fact("host_name", self.host_name.clone().unwrap_or_default())
             .fact("queried_domains", self.domains.join(", "))
             .fact("answers", self.answers.join(", "))
@@ -129,6 +160,18 @@ impl DnsFacts {
 impl ServiceHandler for Dns {
     fn service(&self) -> Service {
         Service::Dns
+    }
+
+    fn catalog(&self) -> &'static [CatalogEntry] {
+        CATALOG
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        &["DNS-1", "DNS-2", "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d"]
+    }
+
+    fn contact_step(&self) -> &'static str {
+        "DNS-1"
     }
 
     fn plan(&self, input: &PlanInput<'_>) -> ResponsePlan {
@@ -161,44 +204,58 @@ impl ServiceHandler for Dns {
         }
         let contact = Task::new(
             input.alert_ref,
-            Action::ContactOwner,
+            Parameters::ContactOwner {
+                subject: Subject::from_label(&resource),
+                owner_lookup: owner_lookup(input.policy, f.resource.as_ref()),
+            },
             &steps,
-            resource.clone(),
             format!(
                 "DNS-1: {resource} looked up {domains} ({what}); ask its owner whether this was expected or intentional."
             ),
         )
         .checklist(checklist)
         .recipients(input.policy.recipients_for(f.resource.as_ref()));
-        plan.push(with_owner_lookup(
-            f.facts(contact),
-            input.policy,
-            f.resource.as_ref(),
-        ));
+        plan.push(f.facts(contact));
 
         // DNS-2: isolate, then DNS-2a: scan.
-        let isolate = Task::new(
-            input.alert_ref,
-            Action::IsolateResourceNetwork,
-            &["DNS-2"],
-            resource.clone(),
-            format!(
-                "DNS-2: if the lookups of {domains} were not expected, isolate {resource} from the network to prevent lateral movement."
-            ),
+        let reason = format!(
+            "DNS-2: if the lookups of {domains} were not expected, isolate {resource} from the network to prevent lateral movement."
         );
-        plan.push(f.facts(isolate));
+        match &f.resource {
+            Some(id) => plan.push(
+                Task::new(
+                    input.alert_ref,
+                    Parameters::IsolateResourceNetwork {
+                        resource: id.clone(),
+                    },
+                    &["DNS-2"],
+                    reason,
+                )
+                .activity(f.activity()),
+            ),
+            None => plan.push_manual(&["DNS-2"], Action::IsolateResourceNetwork, reason),
+        }
         if f.is_machine {
-            let scan = Task::new(
-                input.alert_ref,
-                Action::RunAntimalwareScan,
-                &["DNS-2a"],
-                resource.clone(),
-                format!(
-                    "DNS-2a: run a full antimalware scan on {resource}, which looked up {domains}, and follow the resulting remediation advice."
+            let reason = format!(
+                "DNS-2a: run a full antimalware scan on {resource}, which looked up {domains}, and follow the resulting remediation advice."
+            );
+            match &f.resource {
+                Some(id) => plan.push(
+                    Task::new(
+                        input.alert_ref,
+                        Parameters::RunAntimalwareScan {
+                            target: ResourceTarget::Resource {
+                                resource: id.clone(),
+                            },
+                            scan_type: ScanType::Full,
+                        },
+                        &["DNS-2a"],
+                        reason,
+                    )
+                    .activity(f.activity()),
                 ),
-            )
-            .fact("scan_type", "full");
-            plan.push(f.facts(scan));
+                None => plan.push_manual(&["DNS-2a"], Action::RunAntimalwareScan, reason),
+            }
         }
         plan
     }

@@ -5,9 +5,12 @@
 //! case-insensitively, plus a scan of every value for resource ids and vault object URIs),
 //! the alert's resource id and `compromisedEntity`.
 
-use std::collections::BTreeSet;
+use std::collections::{HashMap, HashSet};
 
-use crate::domain::{AzureResourceId, Entity, SecurityAlert};
+use crate::domain::{
+    AzureResourceId, Entity, Guid, IpAddress, PersonAddress, PrincipalKind, PrincipalRef,
+    SecurityAlert, VaultObjectKind, VaultObjectUri,
+};
 
 /// Microsoft first-party client applications: a caller using them is a person at a
 /// command line or portal, not an application whose administrator could audit anything.
@@ -29,15 +32,17 @@ pub(crate) fn first_party_app(app_id: &str) -> Option<&'static str> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Principal {
     /// Entra object id.
-    pub(crate) object_id: Option<String>,
+    pub(crate) object_id: Option<Guid>,
     /// User principal name.
     pub(crate) upn: Option<String>,
     /// Application (client) id.
-    pub(crate) app_id: Option<String>,
+    pub(crate) app_id: Option<Guid>,
     /// Entra tenant of the principal.
     pub(crate) tenant_id: Option<String>,
     /// Account name from the account entity.
     pub(crate) name: Option<String>,
+    /// Whether the alert type says the caller is a service principal.
+    pub(crate) service_principal: bool,
 }
 
 impl Principal {
@@ -49,26 +54,58 @@ impl Principal {
     /// Every id a policy entry may use for it. The application id counts only when no user
     /// is named: a known application used by an unknown user does not make the user known.
     pub(crate) fn ids(&self) -> Vec<&str> {
-        let app = if self.upn.is_none() {
-            &self.app_id
-        } else {
-            &None
-        };
-        [&self.object_id, &self.upn, app]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect()
+        let mut ids = Vec::new();
+        if let Some(id) = &self.object_id {
+            ids.push(id.as_str());
+        }
+        if let Some(upn) = &self.upn {
+            ids.push(upn.as_str());
+        }
+        if let (None, Some(app)) = (&self.upn, &self.app_id) {
+            ids.push(app.as_str());
+        }
+        ids
     }
 
-    /// The best id to act on (object id first: role assignments and access policies use it).
-    pub(crate) fn target(&self) -> Option<String> {
-        self.object_id.clone().or_else(|| self.upn.clone())
+    /// What kind of Entra object the principal is, as far as the alert tells.
+    pub(crate) fn kind(&self) -> PrincipalKind {
+        if self.upn.is_some() {
+            PrincipalKind::User
+        } else if self.service_principal
+            || self
+                .app_id
+                .as_ref()
+                .is_some_and(|app| first_party_app(app.as_str()).is_none())
+        {
+            PrincipalKind::ServicePrincipal
+        } else {
+            PrincipalKind::Unresolved
+        }
+    }
+
+    /// The principal as the contract names it: by object id, else by user principal name.
+    pub(crate) fn reference(&self) -> Option<PrincipalRef> {
+        let upn = self
+            .upn
+            .as_deref()
+            .and_then(|upn| PersonAddress::parse(upn).ok());
+        match (&self.object_id, upn) {
+            (Some(object_id), upn) => Some(PrincipalRef::ObjectId {
+                object_id: object_id.clone(),
+                kind: self.kind(),
+                user_principal_name: upn,
+            }),
+            (None, Some(upn)) => Some(PrincipalRef::UserPrincipalName {
+                user_principal_name: upn,
+            }),
+            (None, None) => None,
+        }
     }
 
     /// A readable label: `alice@contoso.com (objectId 1234…)`.
     pub(crate) fn label(&self) -> String {
-        match (&self.upn, &self.object_id, &self.name) {
+        let id = self.object_id.as_ref().map(Guid::as_str);
+        match (&self.upn, id, &self.name) {
             (Some(upn), Some(id), _) => format!("{upn} (object id {id})"),
             (Some(upn), None, _) => upn.clone(),
             (None, Some(id), Some(name)) => format!("{name} (object id {id})"),
@@ -81,48 +118,82 @@ impl Principal {
     }
 }
 
-/// Reads the principal from the given extended-property keys and the account entities.
+/// The object id a `compromisedEntity` of the form `Principal:<id>` names.
+fn principal_in_compromised_entity(alert: &SecurityAlert) -> Option<Guid> {
+    let text = alert.compromised_entity.as_deref()?.trim();
+    let (head, id) = text.split_once(':')?;
+    head.trim()
+        .eq_ignore_ascii_case("principal")
+        .then(|| Guid::parse(id).ok())
+        .flatten()
+}
+
+/// Reads the principal from the given extended-property keys, `compromisedEntity`
+/// (`Principal:<id>`) and every account entity (the first that carries each part: an Entra
+/// account often follows a local one).
 pub(crate) fn principal(
     alert: &SecurityAlert,
     object_keys: &[&str],
     upn_keys: &[&str],
 ) -> Principal {
-    let first = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|key| alert.extended(key))
-            .map(str::to_string)
-    };
-    let account = alert.entities.iter().find_map(|entity| match entity {
+    let first = |keys: &[&str]| keys.iter().find_map(|key| alert.extended(key));
+    let accounts: Vec<&Entity> = alert
+        .entities
+        .iter()
+        .filter(|entity| matches!(entity, Entity::Account { .. }))
+        .collect();
+    let entity_object = accounts.iter().find_map(|entity| match entity {
         Entity::Account {
-            name,
-            aad_user_id,
-            aad_tenant_id,
+            aad_user_id: Some(id),
             ..
-        } => Some((
-            name.clone(),
-            aad_user_id.clone(),
-            aad_tenant_id.clone(),
-            entity.user_principal_name(),
-        )),
+        } => Guid::parse(id).ok(),
         _ => None,
     });
-    let (name, entity_object, tenant, entity_upn) = account.unwrap_or_default();
+    let entity_upn = accounts
+        .iter()
+        .find_map(|entity| entity.user_principal_name());
+    // The account that gave the object id (else the first) names the tenant and the name.
+    let main_account = accounts
+        .iter()
+        .find(|entity| matches!(entity, Entity::Account { aad_user_id: Some(id), .. } if Guid::parse(id).is_ok()))
+        .or(accounts.first());
+    let (name, tenant) = match main_account {
+        Some(Entity::Account {
+            name,
+            aad_tenant_id,
+            ..
+        }) => (name.clone(), aad_tenant_id.clone()),
+        _ => (None, None),
+    };
     Principal {
-        object_id: first(object_keys).or(entity_object),
-        upn: first(upn_keys).or(entity_upn),
-        app_id: alert.extended("Application ID").map(str::to_string),
+        object_id: first(object_keys)
+            .and_then(|id| Guid::parse(id).ok())
+            .or(entity_object)
+            .or_else(|| principal_in_compromised_entity(alert)),
+        upn: first(upn_keys)
+            .filter(|upn| PersonAddress::parse(upn).is_ok())
+            .map(str::to_string)
+            .or(entity_upn),
+        app_id: alert
+            .extended("Application ID")
+            .and_then(|id| Guid::parse(id).ok()),
         tenant_id: tenant,
         name,
+        service_principal: false,
     }
 }
 
 /// IP addresses from the given extended-property keys, then every ip entity, deduplicated.
+/// Text that is not an address (`00.00.00.00`) is skipped; the decoder already warned.
 pub(crate) fn ips(alert: &SecurityAlert, keys: &[&str]) -> Vec<String> {
+    let mut seen: HashSet<std::net::IpAddr> = HashSet::new();
     let mut out: Vec<String> = Vec::new();
     let mut add = |address: &str| {
         let address = address.trim();
-        if address.parse::<std::net::IpAddr>().is_ok() && !out.iter().any(|a| a == address) {
-            out.push(address.to_string());
+        if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+            if seen.insert(ip) {
+                out.push(address.to_string());
+            }
         }
     };
     for key in keys {
@@ -140,12 +211,19 @@ pub(crate) fn ips(alert: &SecurityAlert, keys: &[&str]) -> Vec<String> {
     out
 }
 
+/// The addresses as the contract carries them.
+pub(crate) fn typed_ips(ips: &[String]) -> Vec<IpAddress> {
+    ips.iter()
+        .filter_map(|ip| IpAddress::parse(ip).ok())
+        .collect()
+}
+
 /// Every Azure resource id the alert mentions anywhere, the alert's own first.
 pub(crate) fn resource_ids(alert: &SecurityAlert) -> Vec<AzureResourceId> {
-    let mut seen = BTreeSet::new();
+    let mut seen = HashSet::new();
     let mut out = Vec::new();
     let mut add = |id: AzureResourceId| {
-        if seen.insert(id.as_str().to_ascii_lowercase()) {
+        if seen.insert(id.normalized()) {
             out.push(id);
         }
     };
@@ -168,7 +246,7 @@ pub(crate) fn resource_ids(alert: &SecurityAlert) -> Vec<AzureResourceId> {
         for token in value
             .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '[' | ']' | '\''))
         {
-            if let Some(id) = AzureResourceId::parse(token) {
+            if let Ok(id) = AzureResourceId::parse(token) {
                 add(id);
             }
         }
@@ -176,81 +254,86 @@ pub(crate) fn resource_ids(alert: &SecurityAlert) -> Vec<AzureResourceId> {
     out
 }
 
-/// What kind of object in a vault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum ObjectKind {
-    /// A secret.
-    Secret,
-    /// A key.
-    Key,
-    /// A certificate.
-    Certificate,
-}
-
-impl ObjectKind {
-    /// The plural used in vault URIs.
-    pub(crate) fn collection(self) -> &'static str {
-        match self {
-            ObjectKind::Secret => "secrets",
-            ObjectKind::Key => "keys",
-            ObjectKind::Certificate => "certificates",
-        }
-    }
-}
+/// At most this many distinct vault objects are read from one alert; the rest are counted
+/// and reported in a warning (a real alert names tens; 125,000 is an attack on the planner).
+pub const MAX_VAULT_OBJECTS_PER_ALERT: usize = 1000;
 
 /// One secret, key or certificate, by its version-less URI (never its value).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct VaultObject {
-    /// `https://<vault>.vault.azure.net/<secrets|keys|certificates>/<name>`.
-    pub(crate) uri: String,
-    /// Its kind.
-    pub(crate) kind: ObjectKind,
+    /// The version-less URI.
+    pub(crate) uri: VaultObjectUri,
+    /// The versions the alert names.
+    pub(crate) versions: Vec<String>,
     /// The property it came from (`Target`, `Accessed secret 001`, ...).
     pub(crate) source: String,
 }
 
-/// Parses a vault object URI (any cloud's vault domain); the version is dropped.
-pub(crate) fn parse_vault_object(text: &str) -> Option<(String, ObjectKind)> {
-    let rest = text.trim().strip_prefix("https://")?;
-    let mut parts = rest.split('/');
-    let host = parts.next()?.to_ascii_lowercase();
-    if !host.contains(".vault.") && !host.contains(".managedhsm.") {
-        return None;
+impl VaultObject {
+    /// Its kind.
+    pub(crate) fn kind(&self) -> VaultObjectKind {
+        self.uri.kind()
     }
-    let kind = match parts.next()?.to_ascii_lowercase().as_str() {
-        "secrets" => ObjectKind::Secret,
-        "keys" => ObjectKind::Key,
-        "certificates" => ObjectKind::Certificate,
-        _ => return None,
-    };
-    let name = parts.next().filter(|name| !name.is_empty())?;
-    Some((format!("https://{host}/{}/{name}", kind.collection()), kind))
 }
 
-/// Every distinct vault object the alert names, `Target` first, in property order.
-pub(crate) fn vault_objects(alert: &SecurityAlert) -> Vec<VaultObject> {
-    let mut out: Vec<VaultObject> = Vec::new();
-    let mut add = |text: &str, source: &str| {
+/// The vault objects an alert names, and how many beyond the cap were dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VaultObjects {
+    /// Distinct objects, `Target` first, then in property order.
+    pub(crate) objects: Vec<VaultObject>,
+    /// Distinct objects not kept because of [`MAX_VAULT_OBJECTS_PER_ALERT`] (a lower bound
+    /// when URIs repeat past the cap).
+    pub(crate) dropped: usize,
+}
+
+/// Every distinct vault object the alert names, `Target` first, in property order. Linear in
+/// the size of the alert; at most [`MAX_VAULT_OBJECTS_PER_ALERT`] are kept.
+pub(crate) fn vault_objects(alert: &SecurityAlert) -> VaultObjects {
+    let mut out = VaultObjects::default();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut dropped: HashSet<String> = HashSet::new();
+    let mut add = |text: &str, source: &str, out: &mut VaultObjects| {
         for token in
             text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '[' | ']'))
         {
-            if let Some((uri, kind)) = parse_vault_object(token) {
-                if !out.iter().any(|o| o.uri == uri) {
-                    out.push(VaultObject {
-                        uri,
-                        kind,
+            if !token.starts_with("https://") && !token.starts_with("HTTPS://") {
+                continue;
+            }
+            let Ok(uri) = VaultObjectUri::parse(token) else {
+                continue;
+            };
+            let bare = uri.without_version();
+            match index.get(bare.as_str()) {
+                Some(&at) => {
+                    if let Some(version) = uri.version() {
+                        let versions = &mut out.objects[at].versions;
+                        if !versions.iter().any(|have| have == version) {
+                            versions.push(version.to_string());
+                        }
+                    }
+                }
+                None if out.objects.len() < MAX_VAULT_OBJECTS_PER_ALERT => {
+                    index.insert(bare.as_str().to_string(), out.objects.len());
+                    out.objects.push(VaultObject {
+                        versions: uri.version().map(str::to_string).into_iter().collect(),
+                        uri: bare,
                         source: source.to_string(),
                     });
+                }
+                None => {
+                    if dropped.insert(bare.as_str().to_string()) {
+                        out.dropped += 1;
+                    }
                 }
             }
         }
     };
     if let Some(target) = alert.extended("Target") {
-        add(target, "Target");
+        add(target, "Target", &mut out);
     }
     for (key, value) in &alert.extended_properties {
         if value.contains("https://") && !key.eq_ignore_ascii_case("Target") {
-            add(value, key);
+            add(value, key, &mut out);
         }
     }
     out
@@ -291,41 +374,20 @@ pub(crate) fn is_denied_signature(text: &str) -> bool {
 
 /// Splits a list property (`a; b`, `a, b`) into distinct items.
 pub(crate) fn split_list(text: &str) -> Vec<String> {
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for item in text.split([';', ',', '\n']) {
         let item = item.trim();
-        if !item.is_empty() && !out.iter().any(|have| have == item) {
+        if !item.is_empty() && seen.insert(item) {
             out.push(item.to_string());
         }
     }
     out
 }
 
-/// The vault's own name from an object URI host (`kv-hr.vault.azure.net` → `kv-hr`).
-pub(crate) fn vault_name_of(uri: &str) -> Option<&str> {
-    uri.strip_prefix("https://")?.split('.').next()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn vault_object_uris_lose_their_version_and_keep_their_kind() {
-        assert_eq!(
-            parse_vault_object("https://kv-hr.vault.azure.net/secrets/app-1/43f78ef7cca9"),
-            Some((
-                "https://kv-hr.vault.azure.net/secrets/app-1".to_string(),
-                ObjectKind::Secret
-            ))
-        );
-        assert_eq!(
-            parse_vault_object("https://KV.vault.azure.cn/keys/signing").map(|(_, k)| k),
-            Some(ObjectKind::Key)
-        );
-        assert!(parse_vault_object("https://example.com/secrets/x").is_none());
-        assert!(parse_vault_object("https://kv.vault.azure.net/secrets/").is_none());
-    }
 
     #[test]
     fn operation_lists_parse_in_both_spellings() {

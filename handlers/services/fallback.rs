@@ -1,9 +1,11 @@
-//! The notification-only plan for alert types no handler owns: nothing is dropped silently.
+//! GEN-1: the notification-only plan for alerts of other Defender plans and undocumented types.
 
 use super::{notify_targets, PlanInput, ServiceHandler};
-use crate::domain::{Action, ResponsePlan, Service, Task};
+use crate::domain::catalog::CatalogEntry;
+use crate::domain::{Entity, Parameters, ResponsePlan, Service, Subject, Task};
 
-/// Plans a single security-team notification carrying Defender's own remediation steps.
+/// Tells the security team, with the alert's resource, entities and portal link; no
+/// containment and no step of another plan (playbook GEN-1).
 pub struct Fallback;
 
 impl ServiceHandler for Fallback {
@@ -11,23 +13,69 @@ impl ServiceHandler for Fallback {
         Service::Unknown
     }
 
+    fn catalog(&self) -> &'static [CatalogEntry] {
+        &[]
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        &["GEN-1"]
+    }
+
+    fn contact_step(&self) -> &'static str {
+        "GEN-1"
+    }
+
     fn plan(&self, input: &PlanInput<'_>) -> ResponsePlan {
         let alert = input.alert;
-        let step = match input.entry.map(|entry| entry.service) {
-            Some(Service::KeyVault) => "KV-1",
-            Some(Service::Dns) => "DNS-1",
-            _ => "ARM-1",
-        };
         let reason = format!(
-            "{}: alert type {} is not in the documented catalogue, so no automatic containment is planned; \
-             a person must review it against the playbook (step {step}: confirm with the owner whether it was expected).",
-            step, alert.alert_type
+            "GEN-1: alert type {} is not one of the Key Vault, DNS or Resource Manager types this playbook covers, \
+             so no automatic containment is planned; the security team reviews it with its resource, entities and portal link.",
+            alert.alert_type
         );
+        let mut ips: Vec<String> = Vec::new();
+        let mut accounts: Vec<String> = Vec::new();
+        let mut hosts: Vec<String> = Vec::new();
+        let add = |list: &mut Vec<String>, value: String| {
+            if !value.trim().is_empty() && !list.contains(&value) {
+                list.push(value);
+            }
+        };
+        for entity in &alert.entities {
+            match entity {
+                Entity::Ip { address, .. } => add(&mut ips, address.clone()),
+                Entity::Account {
+                    name, aad_user_id, ..
+                } => {
+                    let label = entity
+                        .user_principal_name()
+                        .or_else(|| name.clone())
+                        .or_else(|| aad_user_id.clone())
+                        .unwrap_or_default();
+                    add(&mut accounts, label);
+                }
+                Entity::Host {
+                    host_name,
+                    azure_id,
+                } => add(
+                    &mut hosts,
+                    host_name
+                        .clone()
+                        .or_else(|| azure_id.as_ref().map(|id| id.as_str().to_string()))
+                        .unwrap_or_default(),
+                ),
+                Entity::Dns {
+                    host_ip_address: Some(ip),
+                    ..
+                } => add(&mut ips, ip.clone()),
+                _ => {}
+            }
+        }
         let task = Task::new(
             input.alert_ref,
-            Action::NotifySecurityTeam,
-            &[step],
-            alert.resource_label(),
+            Parameters::NotifySecurityTeam {
+                subject: Subject::from_label(&alert.resource_label()),
+            },
+            &["GEN-1"],
             reason,
         )
         .fact("alert_type", alert.alert_type.clone())
@@ -35,6 +83,10 @@ impl ServiceHandler for Fallback {
             "display_name",
             alert.display_name.clone().unwrap_or_default(),
         )
+        .fact("ip_addresses", ips.join(", "))
+        .fact("accounts", accounts.join(", "))
+        .fact("hosts", hosts.join(", "))
+        .fact("alert_uri", alert.alert_uri.clone().unwrap_or_default())
         .checklist(alert.remediation_steps.iter().cloned())
         .recipients(notify_targets(input.policy, alert.resource_id.as_ref()));
         let mut plan = ResponsePlan::new();

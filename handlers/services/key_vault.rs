@@ -1,13 +1,39 @@
 //! Defender for Key Vault alerts → playbook steps KV-1 … KV-4c.
 
-use super::facts::{self, ObjectKind, Principal, VaultObject};
-use super::{with_owner_lookup, PlanInput, ServiceHandler};
-use crate::domain::catalog::Traits;
-use crate::domain::{Action, AzureResourceId, ResponsePlan, SecurityAlert, Service, Task};
+use super::facts::{self, Principal, VaultObject};
+use super::{owner_lookup, PlanInput, ServiceHandler};
+use crate::domain::catalog::{entry, CatalogEntry, Traits};
+use crate::domain::parameters::{
+    FirewallBypass, FirewallDefault, KeyRotationTarget, SecretRotationTarget,
+};
+use crate::domain::{
+    Action, Activity, AzureResourceId, CertificateUri, IpRange, KeyUri, KeyVaultId, Parameters,
+    ResponsePlan, SecretUri, SecurityAlert, Service, Severity, Subject, Task, TimeWindow,
+    VaultObjectKind,
+};
 use crate::policy::{KnownPrincipal, Policy};
 
 /// The Key Vault handler.
 pub struct KeyVault;
+
+/// The documented alert types this handler owns (alert-catalog.md).
+#[rustfmt::skip]
+pub(crate) const CATALOG: &[CatalogEntry] = &[
+    entry("KV_SuspiciousIPAccess", Service::KeyVault, Severity::Medium, "Credential Access", "Access from a suspicious IP address to a key vault", Traits::UNKNOWN_IP_ACCESS),
+    entry("KV_TORAccess", Service::KeyVault, Severity::Medium, "Credential Access", "Access from a TOR exit node to a key vault", Traits::UNKNOWN_IP_ACCESS),
+    entry("KV_OperationVolumeAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "High volume of operations in a key vault", Traits::NONE),
+    entry("KV_PutGetAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Suspicious policy change and secret query in a key vault", Traits::POLICY_CHANGE),
+    entry("KV_ListGetAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Suspicious secret listing and query in a key vault", Traits::NONE),
+    entry("KV_AccountVolumeAccessDeniedAnomaly", Service::KeyVault, Severity::Low, "Discovery", "Unusual access denied - User accessing high volume of key vaults denied", Traits::ACCESS_DENIED),
+    entry("KV_UserAccessDeniedAnomaly", Service::KeyVault, Severity::Low, "Initial Access, Discovery", "Unusual access denied - Unusual user accessing key vault denied", Traits::ACCESS_DENIED),
+    entry("KV_AppAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual application accessed a key vault", Traits::NONE),
+    entry("KV_OperationPatternAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual operation pattern in a key vault", Traits::NONE),
+    entry("KV_UserAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual user accessed a key vault", Traits::NONE),
+    entry("KV_UserAppAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual user-application pair accessed a key vault", Traits::NONE),
+    entry("KV_AccountVolumeAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "User accessed high volume of key vaults", Traits::NONE),
+    entry("KV_SuspiciousIPAccessDenied", Service::KeyVault, Severity::Low, "Credential Access", "Denied access from a suspicious IP to a key vault", Traits::UNKNOWN_IP_ACCESS.union(Traits::ACCESS_DENIED)),
+    entry("KV_UnusualAccessSuspiciousIP", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual access to the key vault from a suspicious IP (Non-Microsoft or external)", Traits::UNKNOWN_IP_ACCESS),
+];
 
 /// How many accessed objects the impact report lists by name.
 const IMPACT_LIST_LIMIT: usize = 100;
@@ -15,10 +41,12 @@ const IMPACT_LIST_LIMIT: usize = 100;
 /// The facts the Key Vault steps need.
 struct KvFacts {
     vault: Option<AzureResourceId>,
+    vault_id: Option<KeyVaultId>,
     vault_label: String,
     principal: Principal,
     caller_ips: Vec<String>,
     objects: Vec<VaultObject>,
+    objects_dropped: usize,
     suspicious_operations: Option<String>,
     all_operations: Option<String>,
     start: Option<String>,
@@ -34,7 +62,8 @@ impl KvFacts {
             .iter()
             .find(|id| id.is_type("Microsoft.KeyVault/vaults"))
             .cloned();
-        let objects = facts::vault_objects(alert);
+        let found = facts::vault_objects(alert);
+        let objects = found.objects;
         let vault_label = vault
             .as_ref()
             .map(|id| id.as_str().to_string())
@@ -42,8 +71,7 @@ impl KvFacts {
             .or_else(|| {
                 objects
                     .first()
-                    .and_then(|object| facts::vault_name_of(&object.uri))
-                    .map(str::to_string)
+                    .map(|object| object.uri.vault_name().to_string())
             })
             .unwrap_or_else(|| alert.resource_label());
         let suspicious_operations = alert.extended("Suspicious Operations").map(str::to_string);
@@ -60,6 +88,7 @@ impl KvFacts {
             .count();
         let accessed_listed = objects.iter().any(|object| object.source != "Target");
         KvFacts {
+            vault_id: vault.clone().and_then(KeyVaultId::from_id),
             vault,
             vault_label,
             principal: facts::principal(
@@ -69,6 +98,7 @@ impl KvFacts {
             ),
             caller_ips: facts::ips(alert, &["Attacker IP Address", "Client IP address"]),
             objects,
+            objects_dropped: found.dropped,
             suspicious_operations,
             all_operations: alert
                 .extended("All vault operations in last 24 hours")
@@ -102,6 +132,29 @@ impl KvFacts {
         }
     }
 
+    /// What the alert says happened, for every task.
+    fn activity(&self) -> Activity {
+        Activity {
+            principal: self.principal.reference(),
+            application_id: self.principal.app_id.clone(),
+            caller_ips: facts::typed_ips(&self.caller_ips),
+            operations: self
+                .suspicious_operations
+                .as_deref()
+                .map(facts::operation_counts)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+            window: TimeWindow::new(self.start.clone(), self.end.clone()),
+        }
+    }
+
+    /// The subject of the notifications: the vault by id, else by the name the alert gives.
+    fn subject(&self) -> Subject {
+        Subject::from_label(&self.vault_label)
+    }
+
     /// Whether KV-4 applies: access succeeded, or a denied alert whose facts still show reads.
     fn exposed(&self) -> bool {
         !self.denied || self.reads_shown
@@ -113,6 +166,20 @@ impl ServiceHandler for KeyVault {
         Service::KeyVault
     }
 
+    fn catalog(&self) -> &'static [CatalogEntry] {
+        CATALOG
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        &[
+            "KV-1", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4a", "KV-4b", "KV-4c",
+        ]
+    }
+
+    fn contact_step(&self) -> &'static str {
+        "KV-1"
+    }
+
     fn plan(&self, input: &PlanInput<'_>) -> ResponsePlan {
         let alert = input.alert;
         let policy = input.policy;
@@ -121,6 +188,14 @@ impl ServiceHandler for KeyVault {
         let known = policy.known_principal(f.principal.ids());
         let in_tenant = source_in_tenant(policy, &f.principal, known);
         let mut plan = ResponsePlan::new();
+        if f.objects_dropped > 0 {
+            plan.warn(format!(
+                "extendedProperties: {} further Key Vault object URI(s) beyond the limit of {} per alert were not read; \
+                 the vault-wide rotation covers them",
+                f.objects_dropped,
+                facts::MAX_VAULT_OBJECTS_PER_ALERT
+            ));
+        }
         plan.push(contact(input, &f, known, in_tenant, traits));
         mitigate(input, &f, known, in_tenant, traits, &mut plan);
         plan.push(impact(input, &f));
@@ -152,13 +227,22 @@ fn source_in_tenant(
 }
 
 fn principal_facts(task: Task, f: &KvFacts) -> Task {
-    let app = f.principal.app_id.clone().unwrap_or_default();
+    let app = f
+        .principal
+        .app_id
+        .as_ref()
+        .map(|id| id.as_str().to_string())
+        .unwrap_or_default();
     let app_name = facts::first_party_app(&app).unwrap_or_default();
     task.fact("caller", f.principal.label())
         .fact("caller_ips", f.caller_ips.join(", "))
         .fact(
             "object_id",
-            f.principal.object_id.clone().unwrap_or_default(),
+            f.principal
+                .object_id
+                .as_ref()
+                .map(|id| id.as_str().to_string())
+                .unwrap_or_default(),
         )
         .fact(
             "user_principal_name",
@@ -171,6 +255,7 @@ fn principal_facts(task: Task, f: &KvFacts) -> Task {
             f.principal.tenant_id.clone().unwrap_or_default(),
         )
         .fact("vault", f.vault_label.clone())
+        .activity(f.activity())
 }
 
 /// KV-1: contact the owner (always: the vault owner hears of every alert on the vault).
@@ -241,9 +326,11 @@ fn contact(
     }
     let task = Task::new(
         input.alert_ref,
-        Action::ContactOwner,
+        Parameters::ContactOwner {
+            subject: f.subject(),
+            owner_lookup: owner_lookup(policy, f.vault.as_ref()),
+        },
         &["KV-1"],
-        f.vault_label.clone(),
         reason,
     )
     .fact(
@@ -273,7 +360,7 @@ fn contact(
     )
     .checklist(checklist)
     .recipients(recipients);
-    with_owner_lookup(principal_facts(task, f), policy, f.vault.as_ref())
+    principal_facts(task, f)
 }
 
 /// KV-2a/b/c: immediate mitigation.
@@ -315,26 +402,47 @@ fn mitigate(
                 ranges.join(", ")
             )
         };
-        let task = Task::new(
-            input.alert_ref,
-            Action::EnableKeyVaultFirewall,
-            &["KV-2a"],
-            f.vault_label.clone(),
-            format!(
-                "KV-2a: {why}; enable the firewall of {} (deny by default) and allow only trusted networks.",
-                f.vault_label
-            ),
-        )
-        .fact("block_addresses", addresses)
-        .fact("default_action", "Deny")
-        .fact("allow_ip_ranges", ranges.join(", "))
-        .fact("allow_virtual_networks", policy.trusted_virtual_networks.join(", "))
-        .fact("bypass", "AzureServices");
-        plan.push(principal_facts(task, f));
+        let reason = format!(
+            "KV-2a: {why}; enable the firewall of {} (deny by default) and allow only trusted networks.",
+            f.vault_label
+        );
+        match &f.vault_id {
+            Some(vault) => {
+                let task = Task::new(
+                    input.alert_ref,
+                    Parameters::EnableKeyVaultFirewall {
+                        vault: vault.clone(),
+                        default_action: FirewallDefault::Deny,
+                        bypass: FirewallBypass::AzureServices,
+                        allow_ip_ranges: policy
+                            .trusted_ip_ranges
+                            .iter()
+                            .copied()
+                            .map(IpRange)
+                            .collect(),
+                        allow_virtual_networks: policy
+                            .trusted_virtual_networks
+                            .iter()
+                            .filter_map(|id| AzureResourceId::parse(id).ok())
+                            .collect(),
+                        block_addresses: facts::typed_ips(
+                            &untrusted
+                                .iter()
+                                .map(|ip| ip.to_string())
+                                .collect::<Vec<_>>(),
+                        ),
+                    },
+                    &["KV-2a"],
+                    reason,
+                );
+                plan.push(principal_facts(task, f));
+            }
+            None => plan.push_manual(&["KV-2a"], Action::EnableKeyVaultFirewall, reason),
+        }
     }
 
     // KV-2b: an unknown or unauthorised principal.
-    if let Some(target) = f.principal.target() {
+    if let Some(target) = f.principal.reference() {
         let unauthorised = known.is_some_and(|k| !k.authorized);
         if known.is_none() || unauthorised {
             let why = if unauthorised {
@@ -342,44 +450,56 @@ fn mitigate(
             } else {
                 "is not among the policy's known principals"
             };
-            let task = Task::new(
-                input.alert_ref,
-                Action::RestrictPrincipal,
-                &["KV-2b"],
-                target,
-                format!(
-                    "KV-2b: {} {why}; remove it from the access policy of {} (for RBAC vaults: its role \
-                     assignments on the vault), or restrict the operations it may perform.",
-                    f.principal.label(),
-                    f.vault_label
-                ),
-            )
-            .fact(
-                "permission_model",
-                "read the vault's enableRbacAuthorization: false → remove or reduce the access-policy entry; true → delete the principal's role assignments at the vault scope",
+            let reason = format!(
+                "KV-2b: {} {why}; remove it from the access policy of {} (for RBAC vaults: its role \
+                 assignments on the vault), or restrict the operations it may perform.",
+                f.principal.label(),
+                f.vault_label
             );
-            plan.push(principal_facts(task, f));
+            match &f.vault_id {
+                Some(vault) => {
+                    let task = Task::new(
+                        input.alert_ref,
+                        Parameters::RestrictPrincipal {
+                            vault: vault.clone(),
+                            principal: target,
+                        },
+                        &["KV-2b"],
+                        reason,
+                    );
+                    plan.push(principal_facts(task, f));
+                }
+                None => plan.push_manual(&["KV-2b"], Action::RestrictPrincipal, reason),
+            }
         }
     }
     if traits.contains(Traits::POLICY_CHANGE) {
-        let task = Task::new(
-            input.alert_ref,
-            Action::RevertAccessPolicy,
-            &["KV-2b"],
-            f.vault_label.clone(),
-            format!(
-                "KV-2b: the access policy of {} was changed (Vault Put) just before secrets were read by {}; \
-                 revert the change that widened access.",
-                f.vault_label,
-                f.principal.label()
-            ),
+        let reason = format!(
+            "KV-2b: the access policy of {} was changed (Vault Put) just before secrets were read by {}; \
+             revert the change that widened access.",
+            f.vault_label,
+            f.principal.label()
         );
-        plan.push(principal_facts(task, f));
+        match &f.vault_id {
+            Some(vault) => {
+                let task = Task::new(
+                    input.alert_ref,
+                    Parameters::RevertAccessPolicy {
+                        vault: vault.clone(),
+                        changed_by: f.principal.reference(),
+                    },
+                    &["KV-2b"],
+                    reason,
+                );
+                plan.push(principal_facts(task, f));
+            }
+            None => plan.push_manual(&["KV-2b"], Action::RevertAccessPolicy, reason),
+        }
     }
 
     // KV-2c: a principal holding an Entra role (known from the policy), or one of the own
     // tenant the policy does not know (the admin is asked to check).
-    let Some(target) = f.principal.target() else {
+    let Some(target) = f.principal.reference() else {
         return;
     };
     let roles = known.map(|k| k.entra_roles.clone()).unwrap_or_default();
@@ -388,9 +508,11 @@ fn mitigate(
         let role_list = roles.join(", ");
         let contact = Task::new(
             input.alert_ref,
-            Action::ContactTenantAdmin,
+            Parameters::ContactTenantAdmin {
+                principal: target.clone(),
+                entra_roles: roles.clone(),
+            },
             &["KV-2c"],
-            target.clone(),
             format!(
                 "KV-2c: {} holds the Entra role(s) {role_list}; contact the tenant administrator to decide \
                  whether those permissions must be reduced or revoked.",
@@ -406,15 +528,16 @@ fn mitigate(
         plan.push(principal_facts(contact, f));
         let review = Task::new(
             input.alert_ref,
-            Action::ReviewEntraRoles,
+            Parameters::ReviewEntraRoles {
+                principal: target,
+                entra_roles: roles.clone(),
+            },
             &["KV-2c"],
-            target,
             format!(
                 "KV-2c: reduce or revoke the Entra role(s) {role_list} of {} as the tenant administrator decides.",
                 f.principal.label()
             ),
-        )
-        .fact("entra_roles", role_list);
+        );
         plan.push(principal_facts(review, f));
     } else if known.is_none()
         && in_tenant != Some(false)
@@ -422,9 +545,11 @@ fn mitigate(
     {
         let contact = Task::new(
             input.alert_ref,
-            Action::ContactTenantAdmin,
+            Parameters::ContactTenantAdmin {
+                principal: target,
+                entra_roles: Vec::new(),
+            },
             &["KV-2c"],
-            target,
             format!(
                 "KV-2c: {} is not a known principal and the alert cannot show whether it holds a Microsoft \
                  Entra role; ask the tenant administrator to check, and to reduce or revoke its Entra \
@@ -449,11 +574,12 @@ fn impact(input: &PlanInput<'_>, f: &KvFacts) -> Task {
         .take(IMPACT_LIST_LIMIT)
         .map(|object| object.uri.as_str())
         .collect();
+    let total = f.objects.len() + f.objects_dropped;
     let mut objects_text = listed.join("\n");
-    if f.objects.len() > IMPACT_LIST_LIMIT {
+    if total > IMPACT_LIST_LIMIT {
         objects_text.push_str(&format!(
             "\n... and {} more (see the alert's extended properties)",
-            f.objects.len() - IMPACT_LIST_LIMIT
+            total - listed.len()
         ));
     }
     let outcome = if !f.denied {
@@ -466,7 +592,7 @@ fn impact(input: &PlanInput<'_>, f: &KvFacts) -> Task {
     let reason = format!(
         "KV-3: {} touched {} object(s) of {} {} ({outcome}); list everything the caller read.",
         f.principal.label(),
-        f.objects.len(),
+        total,
         f.vault_label,
         f.window()
     );
@@ -481,7 +607,7 @@ fn impact(input: &PlanInput<'_>, f: &KvFacts) -> Task {
             .unwrap_or_default(),
         f.principal
             .object_id
-            .as_deref()
+            .as_ref()
             .map(|id| format!(", object id {id}"))
             .unwrap_or_default(),
     )];
@@ -496,13 +622,14 @@ fn impact(input: &PlanInput<'_>, f: &KvFacts) -> Task {
     }
     let task = Task::new(
         input.alert_ref,
-        Action::NotifySecurityTeam,
+        Parameters::NotifySecurityTeam {
+            subject: f.subject(),
+        },
         &["KV-3"],
-        f.vault_label.clone(),
         reason,
     )
     .fact("accessed_objects", objects_text)
-    .fact("accessed_count", f.objects.len().to_string())
+    .fact("accessed_count", total.to_string())
     .fact("access_result", outcome)
     .fact(
         "suspicious_operations",
@@ -523,33 +650,59 @@ fn impact(input: &PlanInput<'_>, f: &KvFacts) -> Task {
 fn take_action(input: &PlanInput<'_>, f: &KvFacts, plan: &mut ResponsePlan) {
     let cap = input.policy.max_rotation_tasks.max(1);
     let who = f.principal.label();
+    let read_by = f.principal.reference();
+    let mut own_secrets: Vec<SecretUri> = Vec::new();
     for object in f.objects.iter().take(cap) {
-        let action = match object.kind {
-            ObjectKind::Secret => Action::RotateSecret,
-            ObjectKind::Key => Action::RotateKey,
-            ObjectKind::Certificate => Action::RotateCertificate,
+        let reason = format!(
+            "KV-4a: {who} accessed {} (named in '{}') from {} {}; rotate it immediately.",
+            object.uri,
+            object.source,
+            f.ips_text(),
+            f.window()
+        );
+        let parameters = match object.kind() {
+            VaultObjectKind::Secret => SecretUri::from_uri(object.uri.clone()).map(|secret| {
+                own_secrets.push(secret.clone());
+                Parameters::RotateSecret {
+                    target: SecretRotationTarget::Secret {
+                        secret,
+                        versions_read: object.versions.clone(),
+                    },
+                    read_by: read_by.clone(),
+                }
+            }),
+            VaultObjectKind::Key => {
+                KeyUri::from_uri(object.uri.clone()).map(|key| Parameters::RotateKey {
+                    target: KeyRotationTarget::Key {
+                        key,
+                        versions_read: object.versions.clone(),
+                    },
+                    read_by: read_by.clone(),
+                })
+            }
+            VaultObjectKind::Certificate => {
+                CertificateUri::from_uri(object.uri.clone()).map(|certificate| {
+                    Parameters::RotateCertificate {
+                        certificate,
+                        versions_read: object.versions.clone(),
+                    }
+                })
+            }
         };
-        let task = Task::new(
-            input.alert_ref,
-            action,
-            &["KV-4a"],
-            object.uri.clone(),
-            format!(
-                "KV-4a: {who} accessed {} (named in '{}') from {} {}; rotate it immediately.",
-                object.uri,
-                object.source,
-                f.ips_text(),
-                f.window()
-            ),
-        )
-        .fact("source_property", object.source.clone());
+        let Some(parameters) = parameters else {
+            continue;
+        };
+        let task = Task::new(input.alert_ref, parameters, &["KV-4a"], reason)
+            .fact("source_property", object.source.clone());
         plan.push(principal_facts(task, f));
-        if object.kind == ObjectKind::Secret {
+        if let Some(secret) = SecretUri::from_uri(object.uri.clone()) {
             let task = Task::new(
                 input.alert_ref,
-                Action::DisableSecret,
+                Parameters::DisableSecret {
+                    secret,
+                    versions_read: object.versions.clone(),
+                },
                 &["KV-4b"],
-                object.uri.clone(),
                 format!(
                     "KV-4b: {} was exposed to {who}; disable it (or delete it from the vault) until it is rotated and every consumer is updated.",
                     object.uri
@@ -558,7 +711,7 @@ fn take_action(input: &PlanInput<'_>, f: &KvFacts, plan: &mut ResponsePlan) {
             plan.push(principal_facts(task, f));
         }
     }
-    let remaining = f.objects.len().saturating_sub(cap);
+    let remaining = (f.objects.len() + f.objects_dropped).saturating_sub(cap);
     if f.objects.is_empty() || remaining > 0 {
         let scope = if f.objects.is_empty() {
             format!("all secrets, keys and certificates read by {who}")
@@ -567,20 +720,29 @@ fn take_action(input: &PlanInput<'_>, f: &KvFacts, plan: &mut ResponsePlan) {
                 "the {remaining} further object(s) read by {who} beyond the policy's limit of {cap} per-object tasks (listed in the KV-3 impact report)"
             )
         };
-        let task = Task::new(
-            input.alert_ref,
-            Action::RotateSecret,
-            &["KV-4a"],
-            f.vault_label.clone(),
-            format!(
-                "KV-4a: rotate {scope} in {} ({}).",
-                f.vault_label,
-                f.window()
-            ),
-        )
-        .fact("scope", scope)
-        .fact("remaining_objects", remaining.to_string());
-        plan.push(principal_facts(task, f));
+        let reason = format!(
+            "KV-4a: rotate {scope} in {} ({}).",
+            f.vault_label,
+            f.window()
+        );
+        match &f.vault_id {
+            Some(vault) => {
+                let task = Task::new(
+                    input.alert_ref,
+                    Parameters::RotateSecret {
+                        target: SecretRotationTarget::Vault {
+                            vault: vault.clone(),
+                            except: own_secrets,
+                        },
+                        read_by: read_by.clone(),
+                    },
+                    &["KV-4a"],
+                    reason,
+                );
+                plan.push(principal_facts(task, f));
+            }
+            None => plan.push_manual(&["KV-4a"], Action::RotateSecret, reason),
+        }
     }
 
     // KV-4c: the caller's own application (when it is not a Microsoft client tool), else the
@@ -589,15 +751,12 @@ fn take_action(input: &PlanInput<'_>, f: &KvFacts, plan: &mut ResponsePlan) {
         .principal
         .app_id
         .clone()
-        .filter(|app| facts::first_party_app(app).is_none());
-    let (target, subject) = match &app {
-        Some(app) => (app.clone(), format!("application {app}")),
-        None => (
-            f.vault_label.clone(),
-            format!(
-                "every application that uses credentials from {}",
-                f.vault_label
-            ),
+        .filter(|app| facts::first_party_app(app.as_str()).is_none());
+    let subject = match &app {
+        Some(app) => format!("application {app}"),
+        None => format!(
+            "every application that uses credentials from {}",
+            f.vault_label
         ),
     };
     let mut recipients = input.policy.recipients_for(f.vault.as_ref());
@@ -612,9 +771,11 @@ fn take_action(input: &PlanInput<'_>, f: &KvFacts, plan: &mut ResponsePlan) {
     }
     let task = Task::new(
         input.alert_ref,
-        Action::ContactAppOwner,
+        Parameters::ContactAppOwner {
+            application_id: app.clone(),
+            subject: f.subject(),
+        },
         &["KV-4c"],
-        target,
         format!(
             "KV-4c: credentials read by {who} may be used by {subject}; its administrator must audit their \
              environment for use of the compromised credentials after {}.",

@@ -1,16 +1,20 @@
 //! Per-service handlers (alert in, plan out) and the registry that routes alerts to them.
 
 mod dns;
-mod facts;
+pub mod facts;
 mod fallback;
 mod key_vault;
 mod resource_manager;
 
-use crate::domain::catalog::{self, CatalogEntry};
-use crate::domain::{AlertRef, AzureResourceId, ResponsePlan, SecurityAlert, Service, Task};
+use std::collections::HashMap;
+
+use crate::domain::catalog::CatalogEntry;
+use crate::domain::parameters::OwnerLookup;
+use crate::domain::{AlertRef, AzureResourceId, ResponsePlan, SecurityAlert, Service};
 use crate::policy::Policy;
 
 pub use dns::Dns;
+pub use facts::MAX_VAULT_OBJECTS_PER_ALERT;
 pub use fallback::Fallback;
 pub use key_vault::KeyVault;
 pub use resource_manager::ResourceManager;
@@ -29,31 +33,108 @@ pub struct PlanInput<'a> {
     pub alert_ref: &'a AlertRef,
 }
 
-/// Turns an alert of one Defender plan into a response plan.
+/// Turns an alert of one Defender plan into a response plan, and says what it owns: its rows
+/// of the alert catalogue, the playbook steps its tasks cite and the step of its contact.
+///
+/// Adding a service is its handler file (these five items), its section of
+/// `docs/playbooks.md`, a fixture under `tests/fixtures/alerts`, a [`Service`] variant and one
+/// [`Registry::standard`] line; `services::tests::registry_*` fail naming whatever is missing.
 pub trait ServiceHandler: Send + Sync {
     /// The service this handler owns.
     fn service(&self) -> Service;
-    /// Builds the plan. Pure and deterministic.
+    /// The documented alert types it handles (routing reads nothing else).
+    fn catalog(&self) -> &'static [CatalogEntry];
+    /// Every playbook step id its tasks may cite.
+    fn steps(&self) -> &'static [&'static str];
+    /// The step of its first contact: cited by status-change notices about its alerts.
+    fn contact_step(&self) -> &'static str;
+    /// Builds the plan. Pure and deterministic; the policy's automation rules are applied
+    /// afterwards by [`Policy::finalize`], not here.
     fn plan(&self, input: &PlanInput<'_>) -> ResponsePlan;
 }
 
-/// The per-service handlers, looked up by the service the catalogue gives an alert type.
+/// Where an alert goes: the service, its catalogue row, and the handler that plans it.
+#[derive(Clone, Copy)]
+pub struct Route<'r> {
+    /// The service (`Unknown` for types no handler owns).
+    pub service: Service,
+    /// The catalogue row (`None` for undocumented types).
+    pub entry: Option<&'static CatalogEntry>,
+    handler: &'r dyn ServiceHandler,
+    fallback: &'r Fallback,
+}
+
+impl Route<'_> {
+    /// The step a status-change notice about this alert cites.
+    pub fn contact_step(&self) -> &'static str {
+        self.handler.contact_step()
+    }
+
+    /// Plans the response (before the policy's automation rules). Containment without an
+    /// exact target becomes checklist items; a handler that finds nothing to do still tells
+    /// the security team, so nothing is dropped silently.
+    pub fn plan(&self, alert: &SecurityAlert, policy: &Policy) -> ResponsePlan {
+        let alert_ref = AlertRef::new(alert, self.service);
+        let input = PlanInput {
+            alert,
+            entry: self.entry,
+            policy,
+            alert_ref: &alert_ref,
+        };
+        let mut plan = self.handler.plan(&input);
+        if plan.is_empty() {
+            let mut fallback = self.fallback.plan(&input);
+            fallback.absorb_notes(plan);
+            plan = fallback;
+        }
+        plan.attach_manual_items();
+        plan
+    }
+}
+
+/// The per-service handlers, and the catalogue they declare, indexed by alert type.
 pub struct Registry {
     handlers: Vec<Box<dyn ServiceHandler>>,
+    by_type: HashMap<String, (usize, &'static CatalogEntry)>,
     fallback: Fallback,
 }
 
 impl Registry {
-    /// An empty registry (undocumented and unregistered types still get the fallback plan).
+    /// An empty registry (every alert gets the notification-only fallback plan).
     pub fn empty() -> Self {
         Registry {
             handlers: Vec::new(),
+            by_type: HashMap::new(),
             fallback: Fallback,
         }
     }
 
-    /// Adds a handler. One line per service in [`Registry::standard`].
+    /// Adds a handler and its catalogue rows. One line per service in [`Registry::standard`].
+    ///
+    /// # Panics
+    /// When an alert type is already owned by another handler, or a row names another
+    /// service: a registry that routes one type two ways must never start.
     pub fn register(mut self, handler: impl ServiceHandler + 'static) -> Self {
+        let index = self.handlers.len();
+        for entry in handler.catalog() {
+            assert_eq!(
+                entry.service,
+                handler.service(),
+                "catalogue row {} of the {} handler names the {} service",
+                entry.alert_type,
+                handler.service(),
+                entry.service
+            );
+            let key = entry.alert_type.to_ascii_lowercase();
+            if let Some((other, _)) = self.by_type.insert(key, (index, entry)) {
+                panic!(
+                    "alert type {} is claimed by both the {} and the {} handler",
+                    entry.alert_type,
+                    self.handlers[other].service(),
+                    handler.service()
+                );
+            }
+        }
         self.handlers.push(Box::new(handler));
         self
     }
@@ -66,41 +147,35 @@ impl Registry {
             .register(ResourceManager)
     }
 
-    /// The service an alert routes to, from the catalogue (simulator prefix removed).
-    pub fn route(&self, alert: &SecurityAlert) -> (Service, Option<&'static CatalogEntry>) {
-        match catalog::lookup(alert.base_alert_type()) {
-            Some(entry) if self.handlers.iter().any(|h| h.service() == entry.service) => {
-                (entry.service, Some(entry))
-            }
-            Some(entry) => (Service::Unknown, Some(entry)),
-            None => (Service::Unknown, None),
-        }
+    /// The registered handlers, in registration order.
+    pub fn handlers(&self) -> impl Iterator<Item = &dyn ServiceHandler> {
+        self.handlers.iter().map(|handler| handler.as_ref())
     }
 
-    /// Plans the response to an alert and applies the policy's global safety rules.
-    pub fn plan(&self, alert: &SecurityAlert, policy: &Policy) -> (Service, ResponsePlan) {
-        let (service, entry) = self.route(alert);
-        let alert_ref = AlertRef::new(alert, service);
-        let input = PlanInput {
-            alert,
-            entry,
-            policy,
-            alert_ref: &alert_ref,
-        };
-        let handler: &dyn ServiceHandler = self
-            .handlers
+    /// Every documented alert type the registry routes.
+    pub fn catalog(&self) -> impl Iterator<Item = &'static CatalogEntry> + '_ {
+        self.handlers
             .iter()
-            .find(|handler| handler.service() == service)
-            .map(|handler| handler.as_ref())
-            .unwrap_or(&self.fallback);
-        let mut plan = without_unnamed_targets(handler.plan(&input));
-        if plan.is_empty() {
-            // Nothing is ever dropped silently: a handler that found nothing to do still tells
-            // the security team.
-            plan = self.fallback.plan(&input);
+            .flat_map(|handler| handler.catalog().iter())
+    }
+
+    /// Routes an alert once: by its exact type (simulator prefix removed, case-insensitive).
+    pub fn route(&self, alert: &SecurityAlert) -> Route<'_> {
+        let key = alert.base_alert_type().trim().to_ascii_lowercase();
+        match self.by_type.get(&key) {
+            Some(&(index, entry)) => Route {
+                service: self.handlers[index].service(),
+                entry: Some(entry),
+                handler: self.handlers[index].as_ref(),
+                fallback: &self.fallback,
+            },
+            None => Route {
+                service: Service::Unknown,
+                entry: None,
+                handler: &self.fallback,
+                fallback: &self.fallback,
+            },
         }
-        policy.finalize(alert, &mut plan);
-        (service, plan)
     }
 }
 
@@ -116,55 +191,16 @@ pub(crate) fn notify_targets(policy: &Policy, resource: Option<&AzureResourceId>
     policy.recipients_for(resource)
 }
 
-/// Whether a task target names something a worker can act on (a resource id, a vault object
-/// URI, an object id, a UPN or a resource name) rather than a placeholder sentence.
-fn is_actionable_target(target: &str) -> bool {
-    let target = target.trim();
-    !target.is_empty() && !target.contains(char::is_whitespace) && !target.contains('(')
-}
-
-/// Containment the alert gives no target for cannot be carried out: each such task becomes a
-/// checklist item (and its steps) on the plan's first notification, so nothing is dropped.
-fn without_unnamed_targets(plan: ResponsePlan) -> ResponsePlan {
-    let (mut kept, unnamed): (Vec<Task>, Vec<Task>) = plan
-        .into_tasks()
-        .into_iter()
-        .partition(|task| !task.queue.is_containment() || is_actionable_target(&task.target));
-    if let Some(note) = kept.iter_mut().find(|task| !task.queue.is_containment()) {
-        for task in unnamed {
-            for step in &task.steps {
-                if !note.steps.contains(step) {
-                    note.steps.push(step.clone());
-                }
-            }
-            note.checklist.push(format!(
-                "{}: the alert names no target for {}, so it is not planned as a task; do it by hand if needed: {}",
-                task.steps.join(", "),
-                task.action,
-                task.reason
-            ));
-        }
-    }
-    let mut plan = ResponsePlan::new();
-    for task in kept {
-        plan.push(task);
-    }
-    plan
-}
-
-/// Adds what the notification worker needs to find the resource's owner by tag (an ARM read
-/// the pure handlers cannot do): the tag name and the resource to read it from.
-pub(crate) fn with_owner_lookup(
-    task: Task,
+/// Where the notification worker reads the resource's owner by tag (an ARM read the pure
+/// handlers cannot do).
+pub(crate) fn owner_lookup(
     policy: &Policy,
     resource: Option<&AzureResourceId>,
-) -> Task {
-    match resource {
-        Some(resource) => task
-            .fact("owner_tag", policy.owner_tag.clone())
-            .fact("owner_lookup_resource", resource.as_str()),
-        None => task,
-    }
+) -> Option<OwnerLookup> {
+    resource.map(|resource| OwnerLookup {
+        tag: policy.owner_tag.clone(),
+        resource: resource.clone(),
+    })
 }
 
 #[cfg(test)]

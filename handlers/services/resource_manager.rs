@@ -1,18 +1,78 @@
 //! Defender for Resource Manager alerts → playbook steps ARM-1 … ARM-2c (and KV-4a for vault dumps).
 
 use super::facts::{self, Principal};
-use super::{with_owner_lookup, PlanInput, ServiceHandler};
-use crate::domain::catalog::Traits;
-use crate::domain::{Action, AzureResourceId, ResponsePlan, SecurityAlert, Service, Task};
+use super::{owner_lookup, PlanInput, ServiceHandler};
+use crate::domain::catalog::{entry, CatalogEntry, Traits};
+use crate::domain::parameters::{
+    KeyRotationTarget, ResourceTarget, RoleAssignmentTarget, ScanType, SecretRotationTarget,
+    StorageKeyName,
+};
+use crate::domain::{
+    Action, Activity, AzureResourceId, KeyVaultId, Parameters, ResponsePlan, SecurityAlert,
+    Service, Severity, Subject, SubscriptionScope, Task, TimeWindow,
+};
 
 /// The Resource Manager handler.
 pub struct ResourceManager;
+
+/// The documented alert types this handler owns (alert-catalog.md).
+#[rustfmt::skip]
+pub(crate) const CATALOG: &[CatalogEntry] = &[
+    entry("ARM_OperationFromSuspiciousIP", Service::ResourceManager, Severity::Medium, "Execution", "Azure Resource Manager operation from suspicious IP address", Traits::NONE),
+    entry("ARM_OperationFromSuspiciousProxyIP", Service::ResourceManager, Severity::Medium, "Defense Evasion", "Azure Resource Manager operation from suspicious proxy IP address", Traits::NONE),
+    entry("ARM_MicroBurst.AzDomainInfo", Service::ResourceManager, Severity::Low, "-", "MicroBurst exploitation toolkit used to enumerate resources in your subscriptions", Traits::NONE),
+    entry("ARM_MicroBurst.AzureDomainInfo", Service::ResourceManager, Severity::Low, "-", "MicroBurst exploitation toolkit used to enumerate resources in your subscriptions", Traits::NONE),
+    entry("ARM_MicroBurst.AzVMBulkCMD", Service::ResourceManager, Severity::High, "Execution", "MicroBurst exploitation toolkit used to execute code on your virtual machine", Traits::VM_COMPROMISE),
+    entry("RM_MicroBurst.AzureRmVMBulkCMD", Service::ResourceManager, Severity::High, "-", "MicroBurst exploitation toolkit used to execute code on your virtual machine", Traits::VM_COMPROMISE),
+    entry("ARM_MicroBurst.AzKeyVaultKeysREST", Service::ResourceManager, Severity::High, "-", "MicroBurst exploitation toolkit used to extract keys from your Azure key vaults", Traits::KEY_VAULT_DUMP),
+    entry("ARM_MicroBurst.AZStorageKeysREST", Service::ResourceManager, Severity::High, "Collection", "MicroBurst exploitation toolkit used to extract keys to your storage accounts", Traits::STORAGE_KEYS),
+    entry("ARM_MicroBurst.AzKeyVaultSecretsREST", Service::ResourceManager, Severity::High, "-", "MicroBurst exploitation toolkit used to extract secrets from your Azure key vaults", Traits::KEY_VAULT_DUMP),
+    entry("ARM_PowerZure.AzureElevatedPrivileges", Service::ResourceManager, Severity::High, "-", "PowerZure exploitation toolkit used to elevate access from Azure AD to Azure", Traits::ROLE_CHANGE),
+    entry("ARM_PowerZure.GetAzureTargets", Service::ResourceManager, Severity::High, "Collection", "PowerZure exploitation toolkit used to enumerate resources", Traits::NONE),
+    entry("ARM_PowerZure.ShowStorageContent", Service::ResourceManager, Severity::High, "-", "PowerZure exploitation toolkit used to enumerate storage containers, shares, and tables", Traits::NONE),
+    entry("ARM_PowerZure.StartRunbook", Service::ResourceManager, Severity::High, "-", "PowerZure exploitation toolkit used to execute a Runbook in your subscription", Traits::AUTOMATION),
+    entry("ARM_PowerZure.AzureRunbookContent", Service::ResourceManager, Severity::High, "Collection", "PowerZure exploitation toolkit used to extract Runbooks content", Traits::AUTOMATION),
+    entry("ARM_Azurite", Service::ResourceManager, Severity::High, "Collection", "PREVIEW - Azurite toolkit run detected", Traits::NONE),
+    entry("ARM_SuspiciousComputeCreation", Service::ResourceManager, Severity::Medium, "Impact", "PREVIEW - Suspicious creation of compute resources detected", Traits::VM_COMPROMISE),
+    entry("Arm_Suspicious_Vault_Recovering", Service::ResourceManager, Severity::Medium, "Lateral movement", "PREVIEW - Suspicious key vault recovery detected", Traits::KEY_VAULT_DUMP),
+    entry("ARM_UnusedAccountPersistence", Service::ResourceManager, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using an inactive account detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.CredentialAccess", Service::ResourceManager, Severity::Medium, "Credential access", "PREVIEW - Suspicious invocation of a high-risk 'Credential Access' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.Collection", Service::ResourceManager, Severity::Medium, "Collection", "PREVIEW - Suspicious invocation of a high-risk 'Data Collection' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.DefenseEvasion", Service::ResourceManager, Severity::Medium, "Defense Evasion", "PREVIEW - Suspicious invocation of a high-risk 'Defense Evasion' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.Execution", Service::ResourceManager, Severity::Medium, "Defense Execution (sic; doc typo for Execution)", "PREVIEW - Suspicious invocation of a high-risk 'Execution' operation by a service principal detected", Traits::VM_COMPROMISE),
+    entry("ARM_AnomalousServiceOperation.Impact", Service::ResourceManager, Severity::Medium, "Impact", "PREVIEW - Suspicious invocation of a high-risk 'Impact' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.InitialAccess", Service::ResourceManager, Severity::Medium, "Initial access", "PREVIEW - Suspicious invocation of a high-risk 'Initial Access' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.LateralMovement", Service::ResourceManager, Severity::Medium, "Lateral movement", "PREVIEW - Suspicious invocation of a high-risk 'Lateral Movement Access' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.Persistence", Service::ResourceManager, Severity::Medium, "Persistence", "PREVIEW - Suspicious invocation of a high-risk 'persistence' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.PrivilegeEscalation", Service::ResourceManager, Severity::Medium, "Privilege escalation", "PREVIEW - Suspicious invocation of a high-risk 'Privilege Escalation' operation by a service principal detected", Traits::ROLE_CHANGE),
+    entry("ARM_UnusedAppPowershellPersistence", Service::ResourceManager, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using PowerShell detected", Traits::NONE),
+    entry("ARM_UnusedAppIbizaPersistence", Service::ResourceManager, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using Azure portal detected", Traits::NONE),
+    entry("ARM_PrivilegedRoleDefinitionCreation", Service::ResourceManager, Severity::Informational, "Privilege Escalation, Defense Evasion", "Privileged custom role created for your subscription in a suspicious way (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_AnomalousRBACRoleAssignment", Service::ResourceManager, Severity::Low, "Lateral Movement, Defense Evasion", "Suspicious Azure role assignment detected (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_AnomalousOperation.CredentialAccess", Service::ResourceManager, Severity::Medium, "Credential Access", "Suspicious invocation of a high-risk 'Credential Access' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.Collection", Service::ResourceManager, Severity::Medium, "Collection", "Suspicious invocation of a high-risk 'Data Collection' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.DefenseEvasion", Service::ResourceManager, Severity::Medium, "Defense Evasion", "Suspicious invocation of a high-risk 'Defense Evasion' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.Execution", Service::ResourceManager, Severity::Medium, "Execution", "Suspicious invocation of a high-risk 'Execution' operation detected (Preview)", Traits::VM_COMPROMISE),
+    entry("ARM_AnomalousOperation.Impact", Service::ResourceManager, Severity::Medium, "Impact", "Suspicious invocation of a high-risk 'Impact' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.InitialAccess", Service::ResourceManager, Severity::Medium, "Initial Access", "Suspicious invocation of a high-risk 'Initial Access' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.LateralMovement", Service::ResourceManager, Severity::Medium, "Lateral Movement", "Suspicious invocation of a high-risk 'Lateral Movement' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousElevateAccess", Service::ResourceManager, Severity::Medium, "Privilege Escalation", "Suspicious elevate access operation (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_AnomalousOperation.Persistence", Service::ResourceManager, Severity::Medium, "Persistence", "Suspicious invocation of a high-risk 'Persistence' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.PrivilegeEscalation", Service::ResourceManager, Severity::Medium, "Privilege Escalation", "Suspicious invocation of a high-risk 'Privilege Escalation' operation detected (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_MicroBurst.RunCodeOnBehalf", Service::ResourceManager, Severity::High, "Persistence, Credential Access", "Usage of MicroBurst exploitation toolkit to run an arbitrary code or exfiltrate Azure Automation account credentials", Traits::AUTOMATION),
+    entry("ARM_NetSPI.MaintainPersistence", Service::ResourceManager, Severity::High, "-", "Usage of NetSPI techniques to maintain persistence in your Azure environment", Traits::AUTOMATION),
+    entry("ARM_PowerZure.RunCodeOnBehalf", Service::ResourceManager, Severity::High, "-", "Usage of PowerZure exploitation toolkit to run an arbitrary code or exfiltrate Azure Automation account credentials", Traits::AUTOMATION),
+    entry("ARM_PowerZure.MaintainPersistence", Service::ResourceManager, Severity::High, "-", "Usage of PowerZure function to maintain persistence in your Azure environment", Traits::AUTOMATION),
+    entry("ARM_AnomalousClassicRoleAssignment", Service::ResourceManager, Severity::High, "Lateral Movement, Defense Evasion", "Suspicious classic role assignment detected (Preview)", Traits::ROLE_CHANGE),
+];
 
 /// The facts the Resource Manager steps need.
 struct ArmFacts {
     principal: Principal,
     ips: Vec<String>,
     client_application: Option<String>,
+    user_agent: Option<String>,
+    window: Option<TimeWindow>,
     subscription: Option<String>,
     /// The scope the alert is about (its resource, else the subscription).
     scope: Option<AzureResourceId>,
@@ -44,7 +104,7 @@ impl ArmFacts {
         let scope = alert.resource_id.clone().or_else(|| {
             subscription
                 .as_deref()
-                .and_then(|sub| AzureResourceId::parse(&format!("/subscriptions/{sub}")))
+                .and_then(|sub| AzureResourceId::parse(&format!("/subscriptions/{sub}")).ok())
         });
         let scope_label = scope
             .as_ref()
@@ -54,14 +114,30 @@ impl ArmFacts {
             .as_deref()
             .map(|sub| format!("/subscriptions/{sub}"))
             .unwrap_or_else(|| scope_label.clone());
+        let mut principal = facts::principal(
+            alert,
+            &["Object ID", "Attacker Object ID", "principal ID"],
+            &[
+                "User principal name",
+                "User Principal Name",
+                "Client principal name",
+            ],
+        );
+        // `Client principal name` names a service principal (not a UPN): the best label.
+        if let (None, Some(name)) = (&principal.upn, alert.extended("Client principal name")) {
+            principal.name = Some(name.to_string());
+        }
+        // The AnomalousServiceOperation types are "by a service principal" by definition.
+        principal.service_principal = alert
+            .base_alert_type()
+            .to_ascii_lowercase()
+            .starts_with("arm_anomalousserviceoperation.");
         ArmFacts {
-            principal: facts::principal(
-                alert,
-                &["Object ID", "Attacker Object ID"],
-                &["User principal name", "User Principal Name"],
-            ),
+            principal,
             ips: facts::ips(alert, &["Client IP address", "Attacker IP Address"]),
             client_application: alert.extended("Client application").map(str::to_string),
+            user_agent: alert.extended("user Agent").map(str::to_string),
+            window: TimeWindow::new(alert.start_time.clone(), alert.end_time.clone()),
             subscription,
             scope,
             scope_label,
@@ -93,11 +169,31 @@ impl ArmFacts {
         }
     }
 
+    fn activity(&self) -> Activity {
+        Activity {
+            principal: self.principal.reference(),
+            application_id: self.principal.app_id.clone(),
+            caller_ips: facts::typed_ips(&self.ips),
+            operations: self.operations.clone(),
+            window: self.window.clone(),
+        }
+    }
+
+    /// The subscription scope as an id (where IAM and the other ARM-2b reviews happen).
+    fn subscription_scope(&self) -> Option<AzureResourceId> {
+        AzureResourceId::parse(&self.subscription_label).ok()
+    }
+
     fn facts(&self, task: Task) -> Task {
-        task.fact("caller", self.principal.label())
+        task.activity(self.activity())
+            .fact("caller", self.principal.label())
             .fact(
                 "object_id",
-                self.principal.object_id.clone().unwrap_or_default(),
+                self.principal
+                    .object_id
+                    .as_ref()
+                    .map(|id| id.as_str().to_string())
+                    .unwrap_or_default(),
             )
             .fact(
                 "user_principal_name",
@@ -105,8 +201,13 @@ impl ArmFacts {
             )
             .fact(
                 "application_id",
-                self.principal.app_id.clone().unwrap_or_default(),
+                self.principal
+                    .app_id
+                    .as_ref()
+                    .map(|id| id.as_str().to_string())
+                    .unwrap_or_default(),
             )
+            .fact("user_agent", self.user_agent.clone().unwrap_or_default())
             .fact(
                 "tenant_id",
                 self.principal.tenant_id.clone().unwrap_or_default(),
@@ -127,6 +228,18 @@ impl ArmFacts {
 impl ServiceHandler for ResourceManager {
     fn service(&self) -> Service {
         Service::ResourceManager
+    }
+
+    fn catalog(&self) -> &'static [CatalogEntry] {
+        CATALOG
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        &["ARM-1", "ARM-2a", "ARM-2b", "ARM-2c", "KV-4a"]
+    }
+
+    fn contact_step(&self) -> &'static str {
+        "ARM-1"
     }
 
     fn plan(&self, input: &PlanInput<'_>) -> ResponsePlan {
@@ -170,9 +283,11 @@ fn contact(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
     ];
     let task = Task::new(
         input.alert_ref,
-        Action::ContactOwner,
+        Parameters::ContactOwner {
+            subject: Subject::from_label(scope),
+            owner_lookup: owner_lookup(input.policy, f.scope.as_ref()),
+        },
         &["ARM-1", "ARM-2a", "ARM-2b"],
-        scope.clone(),
         format!(
             "ARM-1: {who}{from} performed {} ({what}) in {scope}; ask the owner whether this activity was expected or intentional.",
             f.operations_text()
@@ -181,25 +296,20 @@ fn contact(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
     .fact("alert_display_name", what.clone())
     .checklist(checklist)
     .recipients(input.policy.recipients_for(f.scope.as_ref()));
-    plan.push(with_owner_lookup(
-        f.facts(task),
-        input.policy,
-        f.scope.as_ref(),
-    ));
+    plan.push(f.facts(task));
 }
 
 /// ARM-2a: delete an unfamiliar account, or change a familiar one's credentials.
 fn accounts(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
-    let Some(target) = f.principal.target() else {
+    let Some(principal) = f.principal.reference() else {
         return;
     };
     let who = f.who();
     let task = match input.policy.known_principal(f.principal.ids()) {
         Some(known) => Task::new(
             input.alert_ref,
-            Action::ResetCredentials,
+            Parameters::ResetCredentials { principal },
             &["ARM-2a"],
-            target,
             format!(
                 "ARM-2a: {who} is a familiar account (known principal {}); if the activity was not expected, change its authentication credentials.",
                 known.name.as_deref().unwrap_or(&known.id)
@@ -207,9 +317,8 @@ fn accounts(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
         ),
         None => Task::new(
             input.alert_ref,
-            Action::DeleteUnfamiliarAccount,
+            Parameters::DeleteUnfamiliarAccount { principal },
             &["ARM-2a"],
-            target,
             format!(
                 "ARM-2a: {who} is not among the policy's known principals; if the activity was not expected, delete the account (a threat actor may have created it)."
             ),
@@ -218,138 +327,236 @@ fn accounts(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
     plan.push(f.facts(task));
 }
 
+/// The named resources of a kind, or the subscription scope when the alert names none.
+fn resource_targets(
+    f: &ArmFacts,
+    found: &[AzureResourceId],
+) -> Vec<(Option<ResourceTarget>, String, bool)> {
+    if found.is_empty() {
+        let target = f
+            .subscription_scope()
+            .map(|scope| ResourceTarget::InScope { scope });
+        vec![(target, f.subscription_label.clone(), false)]
+    } else {
+        found
+            .iter()
+            .map(|id| {
+                (
+                    Some(ResourceTarget::Resource {
+                        resource: id.clone(),
+                    }),
+                    id.as_str().to_string(),
+                    true,
+                )
+            })
+            .collect()
+    }
+}
+
+/// Pushes a task when its target is exact, else the step as a manual item.
+fn push_or_manual(
+    plan: &mut ResponsePlan,
+    f: &ArmFacts,
+    input: &PlanInput<'_>,
+    parameters: Option<Parameters>,
+    action: Action,
+    steps: &[&str],
+    reason: String,
+) {
+    match parameters {
+        Some(parameters) => {
+            plan.push(f.facts(Task::new(input.alert_ref, parameters, steps, reason)))
+        }
+        None => plan.push_manual(steps, action, reason),
+    }
+}
+
 /// ARM-2b: runbooks, role assignments, and the credentials the alert says were taken.
 fn subscription(input: &PlanInput<'_>, f: &ArmFacts, traits: Traits, plan: &mut ResponsePlan) {
     let who = f.who();
     let scope = &f.subscription_label;
-    let targets = |found: &[AzureResourceId]| -> Vec<(String, bool)> {
-        if found.is_empty() {
-            vec![(scope.clone(), false)]
-        } else {
-            found
-                .iter()
-                .map(|id| (id.as_str().to_string(), true))
-                .collect()
-        }
-    };
+    let principal = f.principal.reference();
     if traits.contains(Traits::AUTOMATION) {
-        for (target, named) in targets(&f.automation) {
+        for (target, label, named) in resource_targets(f, &f.automation) {
             let subject = if named {
-                format!("Automation account {target}")
+                format!("Automation account {label}")
             } else {
-                format!("every Automation account in {target}")
+                format!("every Automation account in {label}")
             };
-            plan.push(f.facts(
-                Task::new(
-                    input.alert_ref,
-                    Action::RemoveRunbook,
-                    &["ARM-2b"],
-                    target.clone(),
-                    format!(
-                        "ARM-2b: {who} used Automation ({}); remove the unfamiliar runbooks and webhooks from {subject}.",
-                        f.operations_text()
-                    ),
-                )
-                .fact("scope", format!("runbooks and webhooks created or changed by {who}")),
-            ));
-            plan.push(f.facts(Task::new(
-                input.alert_ref,
+            push_or_manual(
+                plan,
+                f,
+                input,
+                target.clone().map(|target| Parameters::RemoveRunbook {
+                    target,
+                    created_by: principal.clone(),
+                }),
+                Action::RemoveRunbook,
+                &["ARM-2b"],
+                format!(
+                    "ARM-2b: {who} used Automation ({}); remove the unfamiliar runbooks and webhooks from {subject}.",
+                    f.operations_text()
+                ),
+            );
+            push_or_manual(
+                plan,
+                f,
+                input,
+                target.map(|target| Parameters::RotateAutomationCredentials { target }),
                 Action::RotateAutomationCredentials,
                 &["ARM-2b"],
-                target.clone(),
                 format!(
                     "ARM-2b: Automation credentials may have been read or used by {who}; rotate the credentials, connections and encrypted variables of {subject}."
                 ),
-            )));
+            );
         }
     }
     let unfamiliar =
         f.principal.is_identified() && input.policy.known_principal(f.principal.ids()).is_none();
     if traits.contains(Traits::ROLE_CHANGE) {
-        for (target, named) in targets(&f.role_objects) {
-            let subject = if named {
-                target.clone()
-            } else {
-                format!("the role assignments and definitions {who} created in {target}")
-            };
-            plan.push(f.facts(
-                Task::new(
-                    input.alert_ref,
-                    Action::RemoveRoleAssignments,
-                    &["ARM-2b"],
-                    target.clone(),
-                    format!(
-                        "ARM-2b: {} changed permissions ({}); remove {subject} if it was not expected.",
-                        who,
-                        f.operations_text()
-                    ),
-                )
-                .fact("created_by", f.principal.target().unwrap_or_default()),
-            ));
+        if f.role_objects.is_empty() {
+            let subject = format!("the role assignments and definitions {who} created in {scope}");
+            push_or_manual(
+                plan,
+                f,
+                input,
+                f.subscription_scope().map(|scope| Parameters::RemoveRoleAssignments {
+                    target: RoleAssignmentTarget::InScope {
+                        scope,
+                        created_by: principal.clone(),
+                        assigned_to: None,
+                    },
+                }),
+                Action::RemoveRoleAssignments,
+                &["ARM-2b"],
+                format!(
+                    "ARM-2b: {who} changed permissions ({}); remove {subject} if it was not expected.",
+                    f.operations_text()
+                ),
+            );
+        }
+        for id in &f.role_objects {
+            push_or_manual(
+                plan,
+                f,
+                input,
+                Some(Parameters::RemoveRoleAssignments {
+                    target: RoleAssignmentTarget::Named { id: id.clone() },
+                }),
+                Action::RemoveRoleAssignments,
+                &["ARM-2b"],
+                format!(
+                    "ARM-2b: {who} changed permissions ({}); remove {id} if it was not expected.",
+                    f.operations_text()
+                ),
+            );
         }
     }
     if unfamiliar {
-        plan.push(
-            f.facts(
-                Task::new(
-                    input.alert_ref,
-                    Action::RemoveRoleAssignments,
-                    &["ARM-2b"],
-                    scope.clone(),
-                    format!(
-                    "ARM-2b: {who} is an unfamiliar account; remove its permissions in {scope}."
-                ),
-                )
-                .fact("principal", f.principal.target().unwrap_or_default()),
-            ),
+        push_or_manual(
+            plan,
+            f,
+            input,
+            f.subscription_scope()
+                .map(|scope| Parameters::RemoveRoleAssignments {
+                    target: RoleAssignmentTarget::InScope {
+                        scope,
+                        created_by: None,
+                        assigned_to: principal.clone(),
+                    },
+                }),
+            Action::RemoveRoleAssignments,
+            &["ARM-2b"],
+            format!("ARM-2b: {who} is an unfamiliar account; remove its permissions in {scope}."),
         );
     }
     if traits.contains(Traits::KEY_VAULT_DUMP) {
         let keys = input.alert.base_alert_type().contains("Keys");
-        let action = if keys {
-            Action::RotateKey
+        let (action, kind) = if keys {
+            (Action::RotateKey, "keys")
         } else {
-            Action::RotateSecret
+            (Action::RotateSecret, "secrets")
         };
-        let kind = if keys { "keys" } else { "secrets" };
-        for (target, named) in targets(&f.key_vaults) {
-            let subject = if named {
-                format!("key vault {target}")
-            } else {
-                format!("every key vault in {target} that {who} could read")
-            };
-            plan.push(f.facts(
-                Task::new(
-                    input.alert_ref,
-                    action,
-                    &["ARM-2b", "KV-4a"],
-                    target.clone(),
-                    format!(
-                        "KV-4a: {who} extracted key vault {kind} through Resource Manager ({}); rotate all {kind} of {subject}.",
-                        f.operations_text()
-                    ),
-                )
-                .fact("scope", format!("all {kind} read by {who}")),
+        let mut targets: Vec<(Option<Parameters>, String)> = Vec::new();
+        if f.key_vaults.is_empty() {
+            let subscription = SubscriptionScope::parse(scope).ok();
+            let parameters = subscription.map(|subscription| {
+                if keys {
+                    Parameters::RotateKey {
+                        target: KeyRotationTarget::Subscription { subscription },
+                        read_by: principal.clone(),
+                    }
+                } else {
+                    Parameters::RotateSecret {
+                        target: SecretRotationTarget::Subscription { subscription },
+                        read_by: principal.clone(),
+                    }
+                }
+            });
+            targets.push((
+                parameters,
+                format!("every key vault in {scope} that {who} could read"),
             ));
+        }
+        for id in &f.key_vaults {
+            let parameters = KeyVaultId::from_id(id.clone()).map(|vault| {
+                if keys {
+                    Parameters::RotateKey {
+                        target: KeyRotationTarget::Vault {
+                            vault,
+                            except: Vec::new(),
+                        },
+                        read_by: principal.clone(),
+                    }
+                } else {
+                    Parameters::RotateSecret {
+                        target: SecretRotationTarget::Vault {
+                            vault,
+                            except: Vec::new(),
+                        },
+                        read_by: principal.clone(),
+                    }
+                }
+            });
+            targets.push((parameters, format!("key vault {id}")));
+        }
+        for (parameters, subject) in targets {
+            push_or_manual(
+                plan,
+                f,
+                input,
+                parameters,
+                action,
+                &["ARM-2b", "KV-4a"],
+                format!(
+                    "KV-4a: {who} extracted key vault {kind} through Resource Manager ({}); rotate all {kind} of {subject}.",
+                    f.operations_text()
+                ),
+            );
         }
     }
     if traits.contains(Traits::STORAGE_KEYS) {
-        for (target, named) in targets(&f.storage_accounts) {
+        for (target, label, named) in resource_targets(f, &f.storage_accounts) {
             let subject = if named {
-                format!("storage account {target}")
+                format!("storage account {label}")
             } else {
-                format!("every storage account in {target} whose keys {who} listed")
+                format!("every storage account in {label} whose keys {who} listed")
             };
-            plan.push(f.facts(Task::new(
-                input.alert_ref,
+            push_or_manual(
+                plan,
+                f,
+                input,
+                target.map(|target| Parameters::RotateStorageKeys {
+                    target,
+                    key_names: vec![StorageKeyName::Key1, StorageKeyName::Key2],
+                }),
                 Action::RotateStorageKeys,
                 &["ARM-2b"],
-                target.clone(),
                 format!(
                     "ARM-2b: {who} listed storage account keys ({}); rotate both access keys of {subject} and update their consumers.",
                     f.operations_text()
                 ),
-            )));
+            );
         }
     }
 }
@@ -357,9 +564,11 @@ fn subscription(input: &PlanInput<'_>, f: &ArmFacts, traits: Traits, plan: &mut 
 /// ARM-2c: the virtual machines the activity touched.
 fn machines(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
     let who = f.who();
-    let targets: Vec<(String, String)> = if f.vms.is_empty() {
+    let targets: Vec<(Option<ResourceTarget>, String)> = if f.vms.is_empty() {
         vec![(
-            f.scope_label.clone(),
+            AzureResourceId::parse(&f.scope_label)
+                .ok()
+                .map(|scope| ResourceTarget::InScope { scope }),
             format!(
                 "every virtual machine in {} that {who} ran code on or created",
                 f.scope_label
@@ -368,31 +577,41 @@ fn machines(input: &PlanInput<'_>, f: &ArmFacts, plan: &mut ResponsePlan) {
     } else {
         f.vms
             .iter()
-            .map(|id| (id.as_str().to_string(), format!("virtual machine {id}")))
+            .map(|id| {
+                (
+                    Some(ResourceTarget::Resource {
+                        resource: id.clone(),
+                    }),
+                    format!("virtual machine {id}"),
+                )
+            })
             .collect()
     };
     for (target, subject) in targets {
         let steps = [
             (
                 Action::ChangeVmPasswords,
+                target
+                    .clone()
+                    .map(|target| Parameters::ChangeVmPasswords { target }),
                 format!("ARM-2c: {who} ran {} affecting {subject}; change the passwords of all its users.", f.operations_text()),
             ),
             (
                 Action::RunAntimalwareScan,
+                target.clone().map(|target| Parameters::RunAntimalwareScan {
+                    target,
+                    scan_type: ScanType::Full,
+                }),
                 format!("ARM-2c: run a full antimalware scan on {subject}."),
             ),
             (
                 Action::ReimageVm,
+                target.clone().map(|target| Parameters::ReimageVm { target }),
                 format!("ARM-2c: if the activity was not expected, reimage {subject} from a malware-free source."),
             ),
         ];
-        for (action, reason) in steps {
-            plan.push(
-                f.facts(
-                    Task::new(input.alert_ref, action, &["ARM-2c"], target.clone(), reason)
-                        .fact("scope", subject.clone()),
-                ),
-            );
+        for (action, parameters, reason) in steps {
+            push_or_manual(plan, f, input, parameters, action, &["ARM-2c"], reason);
         }
     }
 }

@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 
 use super::Registry;
 use crate::decode::{decode_body, EventKind};
-use crate::domain::{Action, Entity, SecurityAlert, Task, TaskStatus};
+use crate::domain::parameters::SecretRotationTarget;
+use crate::domain::{
+    Action, Entity, Parameters, PrincipalKind, PrincipalRef, SecurityAlert, Service, Task,
+    TaskStatus, PLAYBOOK_STEPS,
+};
 use crate::policy::{file::parse_policy, KnownPrincipal, Policy};
 
 const TENANT: &str = "c0506a98-9c27-4b6a-9a14-0cc99837071d";
@@ -25,8 +29,12 @@ fn fixture(name: &str) -> SecurityAlert {
         .expect("fixture holds an alert")
 }
 
+/// Routes and plans like the pipeline does: the handler's plan, then the policy.
 fn plan(alert: &SecurityAlert, policy: &Policy) -> Vec<Task> {
-    Registry::standard().plan(alert, policy).1.into_tasks()
+    let registry = Registry::standard();
+    let mut plan = registry.route(alert).plan(alert, policy);
+    policy.finalize(alert, &mut plan);
+    plan.into_tasks()
 }
 
 fn with_action(tasks: &[Task], action: Action) -> Vec<&Task> {
@@ -101,7 +109,20 @@ fn kv2a_follows_the_trusted_ranges() {
     assert!(firewall
         .reason
         .starts_with("KV-2a: 203.0.113.45 is outside"));
-    assert_eq!(firewall.facts["default_action"], "Deny");
+    let Parameters::EnableKeyVaultFirewall {
+        vault,
+        block_addresses,
+        ..
+    } = &firewall.parameters
+    else {
+        panic!("firewall parameters: {:?}", firewall.parameters);
+    };
+    assert_eq!(vault.resource_id().name(), Some("kv-contoso-payments"));
+    assert_eq!(block_addresses.len(), 1);
+    assert!(
+        firewall.facts.is_empty(),
+        "containment carries no prose facts"
+    );
     assert!(firewall.target.ends_with("/vaults/kv-contoso-payments"));
 
     let trusting = Policy {
@@ -135,7 +156,10 @@ fn kv2a_ip_comes_from_extended_properties_when_there_are_no_entities() {
     let alert = fixture("keyvault-KV_TORAccess-missingoptional.json");
     let tasks = plan(&alert, &Policy::default());
     let firewall = one(&tasks, Action::EnableKeyVaultFirewall);
-    assert!(!firewall.facts["block_addresses"].is_empty());
+    assert!(matches!(
+        &firewall.parameters,
+        Parameters::EnableKeyVaultFirewall { block_addresses, .. } if !block_addresses.is_empty()
+    ));
 }
 
 #[test]
@@ -147,7 +171,17 @@ fn kv2b_restricts_unknown_and_unauthorised_principals_only() {
     assert!(restrict
         .reason
         .contains("not among the policy's known principals"));
-    assert!(restrict.facts["permission_model"].contains("enableRbacAuthorization"));
+    let Parameters::RestrictPrincipal { vault, principal } = &restrict.parameters else {
+        panic!("restrict parameters: {:?}", restrict.parameters);
+    };
+    assert!(vault.as_str().ends_with("/vaults/kv-contoso-hr"));
+    assert!(matches!(
+        principal,
+        PrincipalRef::ObjectId {
+            kind: PrincipalKind::User,
+            ..
+        }
+    ));
 
     let mut policy = in_tenant();
     let mut bob = known("bob.ops@contoso.com");
@@ -282,7 +316,19 @@ fn kv4a_caps_per_object_tasks_and_covers_the_rest_vault_wide() {
         .iter()
         .find(|t| t.target.starts_with("/subscriptions/"))
         .expect("vault-wide task");
-    assert_eq!(vault_wide.facts["remaining_objects"], "391");
+    assert!(vault_wide.reason.contains("the 391 further object(s)"));
+    let Parameters::RotateSecret {
+        target: SecretRotationTarget::Vault { except, .. },
+        ..
+    } = &vault_wide.parameters
+    else {
+        panic!("vault-wide parameters: {:?}", vault_wide.parameters);
+    };
+    assert_eq!(
+        except.len(),
+        10,
+        "the objects with their own task are excepted"
+    );
     assert_eq!(with_action(&tasks, Action::DisableSecret).len(), 10);
     let report = one(&tasks, Action::NotifySecurityTeam);
     assert_eq!(report.facts["accessed_count"], "401");
@@ -300,7 +346,16 @@ fn kv4a_without_named_objects_rotates_what_the_caller_read_in_the_vault() {
     let tasks = plan(&alert, &Policy::default());
     let rotation = one(&tasks, Action::RotateSecret);
     assert!(rotation.target.ends_with("/vaults/kv-contoso-hr"));
-    assert!(rotation.facts["scope"].starts_with("all secrets, keys and certificates read by"));
+    assert!(rotation
+        .reason
+        .contains("rotate all secrets, keys and certificates read by"));
+    assert!(matches!(
+        &rotation.parameters,
+        Parameters::RotateSecret {
+            target: SecretRotationTarget::Vault { .. },
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -352,7 +407,10 @@ fn dns_contacts_the_owner_with_the_queries_and_plans_isolation_and_a_scan() {
     );
     assert_eq!(contact.facts["answers"], "203.0.113.23, 198.51.100.34");
     assert_eq!(contact.facts["source_ips"], "10.40.2.9");
-    assert_eq!(contact.facts["owner_tag"], "owner");
+    assert!(matches!(
+        &contact.parameters,
+        Parameters::ContactOwner { owner_lookup: Some(lookup), .. } if lookup.tag == "owner"
+    ));
     assert_eq!(
         contact.recipients,
         vec!["build-team@contoso.com", "secops@contoso.com"]
@@ -377,7 +435,8 @@ fn dns_on_a_resource_that_is_not_a_machine_keeps_the_scan_as_a_checklist_item() 
     alert.entities.retain(|e| !matches!(e, Entity::Host { .. }));
     alert.resource_id = crate::domain::AzureResourceId::parse(
         "/subscriptions/0f0fc553-4fc4-49b5-a8d7-146d155a577a/resourceGroups/rg-web/providers/Microsoft.Web/sites/app-web",
-    );
+    )
+    .ok();
     let tasks = plan(&alert, &Policy::default());
     assert!(with_action(&tasks, Action::RunAntimalwareScan).is_empty());
     let contact = one(&tasks, Action::ContactOwner);
@@ -495,4 +554,134 @@ fn containment_without_a_target_becomes_a_checklist_item_not_a_task() {
         .iter()
         .any(|item| item
             .starts_with("DNS-2: the alert names no target for isolate_resource_network")));
+}
+
+// ---- Bounds ----
+
+#[test]
+fn an_alert_with_125k_vault_uris_is_capped_with_a_warning_and_plans_quickly() {
+    let mut alert = fixture("keyvault-KV_UserAnomaly-egrest.json");
+    for index in 0..125_000 {
+        alert.extended_properties.insert(
+            format!("Accessed secret {index:06}"),
+            format!("https://kv-contoso-hr.vault.azure.net/secrets/s-{index}/0a1b2c{index}"),
+        );
+    }
+    let started = std::time::Instant::now();
+    let registry = Registry::standard();
+    let route = registry.route(&alert);
+    let mut plan = route.plan(&alert, &Policy::default());
+    Policy::default().finalize(&alert, &mut plan);
+    println!(
+        "planned an alert with 125,000 Key Vault object URIs in {:?}",
+        started.elapsed()
+    );
+    let dropped = 125_000 + 1 - super::MAX_VAULT_OBJECTS_PER_ALERT;
+    assert!(
+        plan.warnings()
+            .iter()
+            .any(|warning| warning.contains(&format!("{dropped} further Key Vault object URI(s)"))),
+        "{:?}",
+        plan.warnings()
+    );
+    let tasks = plan.into_tasks();
+    let report = one(&tasks, Action::NotifySecurityTeam);
+    assert_eq!(report.facts["accessed_count"], "125001");
+    // The per-object tasks stop at the policy's cap; one vault-wide task covers the rest.
+    assert_eq!(
+        with_action(&tasks, Action::DisableSecret).len(),
+        crate::policy::DEFAULT_MAX_ROTATION_TASKS
+    );
+    assert!(with_action(&tasks, Action::RotateSecret)
+        .iter()
+        .any(|task| task.reason.contains("further object(s)")));
+}
+
+// ---- Registry ----
+
+#[test]
+fn registry_routes_all_73_documented_types_once_each_to_its_handler() {
+    let registry = Registry::standard();
+    let rows: Vec<_> = registry.catalog().collect();
+    assert_eq!(rows.len(), 73);
+    let count = |service| rows.iter().filter(|row| row.service == service).count();
+    assert_eq!(count(Service::KeyVault), 14);
+    assert_eq!(count(Service::Dns), 13);
+    assert_eq!(count(Service::ResourceManager), 46);
+    for row in &rows {
+        let mut alert = fixture("keyvault-KV_UserAnomaly-egrest.json");
+        alert.alert_type = format!("SIMULATED_{}", row.alert_type.to_ascii_uppercase());
+        let route = registry.route(&alert);
+        assert_eq!(route.service, row.service, "{}", row.alert_type);
+        assert_eq!(route.entry.map(|e| e.alert_type), Some(row.alert_type));
+    }
+    // Prefixes are not routes.
+    let mut alert = fixture("keyvault-KV_UserAnomaly-egrest.json");
+    alert.alert_type = "KV_FutureDetectionV2".into();
+    assert_eq!(registry.route(&alert).service, Service::Unknown);
+    assert_eq!(registry.route(&alert).contact_step(), "GEN-1");
+}
+
+#[test]
+fn registry_every_service_has_a_handler_steps_in_the_playbook_and_a_docs_section() {
+    let registry = Registry::standard();
+    let docs = include_str!("../../docs/playbooks.md");
+    let registered: Vec<Service> = registry.handlers().map(|h| h.service()).collect();
+    for service in Service::ALL {
+        if *service == Service::Unknown {
+            continue;
+        }
+        assert!(
+            registered.contains(service),
+            "the {service} service has no handler: add a `.register(...)` line to Registry::standard"
+        );
+    }
+    let mut cited: Vec<&str> = vec!["GEN-1"];
+    for handler in registry.handlers() {
+        let service = handler.service();
+        assert!(
+            !handler.catalog().is_empty(),
+            "the {service} handler declares no catalogue rows"
+        );
+        assert!(
+            handler.steps().contains(&handler.contact_step()),
+            "the {service} handler's contact step {} is not among its steps",
+            handler.contact_step()
+        );
+        for step in handler.steps() {
+            assert!(
+                PLAYBOOK_STEPS.contains(step),
+                "the {service} handler cites {step}, which PLAYBOOK_STEPS does not list"
+            );
+            assert!(
+                mentions(docs, step),
+                "docs/playbooks.md does not describe step {step} of the {service} handler"
+            );
+            cited.push(step);
+        }
+    }
+    for step in PLAYBOOK_STEPS {
+        assert!(
+            cited.contains(step),
+            "no handler cites playbook step {step}: a handler's steps() is incomplete"
+        );
+    }
+}
+
+/// Whether a text names a step id as a word (`DNS-2` is not named by `DNS-2a`).
+fn mentions(text: &str, step: &str) -> bool {
+    text.match_indices(step).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + step.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+#[test]
+#[should_panic(expected = "alert type KV_SuspiciousIPAccess is claimed by both")]
+fn registry_refuses_two_handlers_claiming_one_alert_type() {
+    let _ = Registry::empty()
+        .register(super::KeyVault)
+        .register(super::KeyVault);
 }

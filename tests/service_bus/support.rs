@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use defender_responder::adapters::{QueueNames, ServiceBusPublisher, ServiceBusSettings};
-use defender_responder::domain::{Action, AlertRef, Task};
+use defender_responder::domain::{Action, AlertRef, AlertStatus, Service, Severity, Task};
 use serde_json::Value;
 
 /// The local broker (scripts/ensure-broker.sh): RabbitMQ with AMQP 1.0, guest/guest.
@@ -120,13 +120,13 @@ pub(crate) fn alert_tasks(alert: &str) -> Vec<Task> {
     let alert_ref = AlertRef {
         system_alert_id: alert.into(),
         alert_type: "KV_SuspiciousIPAccess".into(),
-        service: "key_vault".into(),
-        severity: "High".into(),
-        status: "Active".into(),
+        service: Service::KeyVault,
+        severity: Severity::High,
+        status: AlertStatus::Active,
         resource: "kv-contoso".into(),
         alert_uri: None,
     };
-    let mut rotate = Task::new(
+    let mut rotate = Task::example(
         &alert_ref,
         Action::RotateSecret,
         &["KV-3"],
@@ -135,14 +135,14 @@ pub(crate) fn alert_tasks(alert: &str) -> Vec<Task> {
     );
     rotate.dry_run = true;
     vec![
-        Task::new(
+        Task::example(
             &alert_ref,
             Action::ContactOwner,
             &["KV-1"],
             "owner@example.com",
             format!("alert {alert}"),
         ),
-        Task::new(
+        Task::example(
             &alert_ref,
             Action::RestrictPrincipal,
             &["KV-1", "KV-2a"],

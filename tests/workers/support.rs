@@ -128,18 +128,10 @@ pub(crate) fn blob_journal_on(container_of: &BlobJournal) -> BlobJournal {
     .unwrap()
 }
 
-/// A containment task waiting for a decision, on `target`.
+/// A containment task waiting for a decision, on a target named after `target`.
 pub(crate) fn pending_task(alert: &str, target: &str) -> Task {
-    let mut task = Task::new(
-        &AlertRef {
-            system_alert_id: alert.to_string(),
-            alert_type: "KV_UserAnomaly".into(),
-            service: "key_vault".into(),
-            severity: "Medium".into(),
-            status: "Active".into(),
-            resource: "kv-prod".into(),
-            alert_uri: None,
-        },
+    let mut task = Task::example(
+        &AlertRef::sample(alert),
         Action::EnableKeyVaultFirewall,
         &["KV-2a"],
         target,

@@ -91,16 +91,8 @@ fn channel(receiver: &Receiver, secret: &str, attempts: u32) -> WebhookChannel {
 }
 
 fn notification(target: &str) -> Task {
-    Task::new(
-        &AlertRef {
-            system_alert_id: "sys-hook".into(),
-            alert_type: "KV_UserAnomaly".into(),
-            service: "key_vault".into(),
-            severity: "Medium".into(),
-            status: "Active".into(),
-            resource: "kv-prod".into(),
-            alert_uri: None,
-        },
+    Task::example(
+        &AlertRef::sample("sys-hook"),
         Action::ContactOwner,
         &["KV-1"],
         target,

@@ -1,7 +1,7 @@
 //! Unit tests of the Service Bus adapter: settings, SAS tokens, messages, link choice (no broker).
 
 use super::*;
-use crate::domain::{Action, AlertRef, Queue};
+use crate::domain::{Action, AlertRef, AlertStatus, Queue, Service, Severity};
 use azure_core_amqp::AmqpSymbol;
 use std::collections::HashMap;
 
@@ -19,13 +19,13 @@ fn task() -> Task {
     let alert = AlertRef {
         system_alert_id: "alert-1".into(),
         alert_type: "KV_Anomaly".into(),
-        service: "key_vault".into(),
-        severity: "High".into(),
-        status: "Active".into(),
+        service: Service::KeyVault,
+        severity: Severity::High,
+        status: AlertStatus::Active,
         resource: "kv-1".into(),
         alert_uri: None,
     };
-    let mut task = Task::new(
+    let mut task = Task::example(
         &alert,
         Action::RestrictPrincipal,
         &["KV-2a", "KV-2b"],
@@ -215,10 +215,7 @@ fn message_fields() {
     );
     assert_eq!(p.subject.as_deref(), Some("restrict_principal"));
     assert_eq!(p.content_type, Some(AmqpSymbol("application/json".into())));
-    assert_eq!(
-        p.group_id.as_deref(),
-        Some("/subscriptions/x/resourceGroups/y")
-    );
+    assert_eq!(p.group_id.as_deref(), Some(t.target.as_str()));
     let AmqpMessageBody::Binary(sections) = &m.body else {
         panic!("body is not data")
     };

@@ -82,7 +82,7 @@ start_handler() {
 # One line per event of a `send` reply file: the file, the event's outcome and its reason.
 summarise_replies() {
   python3 - "$1" <<'PY'
-import json, sys
+import json, sys, textwrap
 lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
 for header, body in zip(lines[0::2], lines[1::2]):
     name, status = header.split(" -> ")[0].rsplit("/", 1)[-1], header.rsplit(": ", 1)[-1]
@@ -91,7 +91,7 @@ for header, body in zip(lines[0::2], lines[1::2]):
     for report in reports:
         tasks = len(report.get("tasks") or [])
         print(f"   {name:<48} {status:<7} {report['outcome']:<10} {tasks} task(s)")
-        print(f"      {report['reason'][:110]}")
+        print("      " + textwrap.shorten(report["reason"], 100, placeholder=" ..."))
 PY
 }
 

@@ -81,7 +81,7 @@ pub(super) fn plan(output: &PlanOutput, width: usize) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    render_waiting(&mut text, &waiting);
+    render_waiting(&mut text, &waiting, "Waiting for a decision");
     text
 }
 
@@ -137,7 +137,11 @@ pub(super) fn queues(store: &str, views: &[QueueView], width: usize) -> String {
     }
     if !waiting.is_empty() {
         text.push('\n');
-        render_waiting(&mut text, &waiting);
+        render_waiting(
+            &mut text,
+            &waiting,
+            "Of the tasks shown, waiting for a decision",
+        );
     }
     text
 }
@@ -182,7 +186,7 @@ fn render_task_header(text: &mut String, tasks: &[&Task], with_alert: bool) {
     let widths = Widths::of(tasks);
     let _ = write!(
         text,
-        "    {:<q$}  {:<s$}  {:<a$}  {:<t$}  STATUS",
+        "    {:<q$}  {:<s$}  {:<a$}  {:<t$}  ",
         "QUEUE",
         "STEPS",
         "ACTION",
@@ -192,39 +196,41 @@ fn render_task_header(text: &mut String, tasks: &[&Task], with_alert: bool) {
         a = widths.action,
         t = widths.target
     );
-    text.push_str(if with_alert { "  ALERT\n" } else { "\n" });
+    if with_alert {
+        let _ = write!(text, "{:<w$}  ", "ALERT", w = widths.alert);
+    }
+    text.push_str("STATUS\n");
 }
 
 fn render_task(text: &mut String, task: &Task, all: &[&Task], with_alert: bool, width: usize) {
     let widths = Widths::of(all);
     let _ = write!(
         text,
-        "    {:<q$}  {:<s$}  {:<a$}  {:<t$}  {}",
+        "    {:<q$}  {:<s$}  {:<a$}  {:<t$}  ",
         task.queue.as_str(),
         task.steps.join(","),
         task.action.as_str(),
         short_target(&task.target),
-        status_name(task),
         q = widths.queue,
         s = widths.steps,
         a = widths.action,
         t = widths.target
     );
     if with_alert {
-        let _ = write!(text, "  {}", task.alert.alert_type);
+        let _ = write!(text, "{:<w$}  ", task.alert.alert_type, w = widths.alert);
     }
-    text.push('\n');
+    let _ = writeln!(text, "{}", status_name(task));
     wrap_into(text, "      why: ", &shorten_ids(&task.reason), width);
 }
 
-fn render_waiting(text: &mut String, waiting: &[&Task]) {
+fn render_waiting(text: &mut String, waiting: &[&Task], heading: &str) {
     if waiting.is_empty() {
         let _ = writeln!(text, "Nothing waits for a decision.");
         return;
     }
     let _ = writeln!(
         text,
-        "Waiting for a decision ({}): the worker holds each until the owner approves or rejects it",
+        "{heading} ({}): the worker holds each until the owner approves or rejects it",
         waiting.len()
     );
     for task in waiting {
@@ -246,6 +252,7 @@ struct Widths {
     steps: usize,
     action: usize,
     target: usize,
+    alert: usize,
 }
 
 impl Widths {
@@ -263,6 +270,7 @@ impl Widths {
             steps: widest(&|task| task.steps.join(",").len(), "STEPS"),
             action: widest(&|task| task.action.as_str().len(), "ACTION"),
             target: widest(&|task| short_target(&task.target).chars().count(), "TARGET"),
+            alert: widest(&|task| task.alert.alert_type.len(), "ALERT"),
         }
     }
 }

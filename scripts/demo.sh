@@ -40,9 +40,10 @@ build() {
     say "Building the release binary (cargo build --release; seconds when nothing changed)"
   else
     say "Building the release binary (cargo build --release)"
-    echo "   The first build downloads and compiles about 300 crates with optimisations"
-    echo "   (the AMQP and Azure clients, SQLite, the HTTP stack): 5 to 20 minutes on 2 cores."
-    echo "   Later runs reuse target/ and take seconds. cargo's progress follows."
+    echo "   The first build downloads and compiles about 230 crates with optimisations (the"
+    echo "   AMQP and Azure clients, SQLite, the HTTP stack): about 8 minutes on a shared 2-core"
+    echo "   machine, longer on a busy one. Later runs reuse target/ and take seconds."
+    echo "   cargo's progress follows."
   fi
   cargo build --release --locked --bin defender-responder
 }

@@ -320,7 +320,7 @@ fn shorten_ids(reason: &str) -> String {
         .map(|word| match word.find("/subscriptions/") {
             Some(start) => {
                 let id_end = word[start..]
-                    .find(|c: char| matches!(c, ';' | ',' | ')' | '\'' | '"'))
+                    .find([';', ',', ')', '\'', '"'])
                     .map_or(word.len(), |end| start + end);
                 let id_end = if word[..id_end].ends_with('.') {
                     id_end - 1

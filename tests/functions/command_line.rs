@@ -278,3 +278,25 @@ async fn send_reports_no_progress_unless_asked_when_stderr_is_not_a_terminal() {
     assert!(output.status.success());
     assert!(!String::from_utf8_lossy(&output.stderr).contains("send: 1/1"));
 }
+
+#[test]
+fn plan_prints_a_table_on_a_terminal() {
+    // python3's pty module gives the binary a terminal for stdout (and copies what it prints).
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import pty, sys; pty.spawn(sys.argv[1:])",
+            BINARY,
+            "plan",
+        ])
+        .arg(alert("dns-AzureDNS_SinkholedDomain-egrest.json"))
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success());
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains("PLANNED AzureDNS_SinkholedDomain"),
+        "a table on a terminal: {screen}"
+    );
+    assert!(!screen.trim_start().starts_with('{'), "{screen}");
+}

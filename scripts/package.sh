@@ -5,8 +5,9 @@
 #     host.json
 #     <Function>/function.json        (every top-level folder that has a function.json)
 #     <defaultExecutablePath>         (the binary, mode 0755, where host.json says it is)
-# The zip is what `az functionapp deployment source config-zip` (both plans) publishes; see
-# docs/deploy.md. Run from anywhere inside a clone:  scripts/package.sh
+# The zip is what `az functionapp deployment source config-zip` publishes on Flex Consumption,
+# and what Elastic Premium runs from once uploaded to its package blob; see docs/deploy.md.
+# Run from anywhere inside a clone:  scripts/package.sh
 #
 # The packaging FAILS when the binary needs a newer glibc than the baseline (its GLIBC_x.y
 # version needs, read with objdump or readelf): Functions images based on Debian 11 ship glibc

@@ -1,12 +1,13 @@
 //! Binary entry point: parses the command line, sets up logging, runs a command.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use defender_responder::adapters::{EmbeddedStore, ServiceBusPublisher, SharedPublisher};
-use defender_responder::cli::{self, Cli, Command};
+use defender_responder::cli::{self, Cli, Command, Format};
 use defender_responder::config::Config;
 use defender_responder::pipeline::Pipeline;
 use defender_responder::services::Registry;
@@ -24,31 +25,47 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {err}"
+            );
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // Whoever read stdout stopped (`| head`, a pager that quit): a normal end, as for any
+        // Unix tool; nothing is left to say to a reader who is gone.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the error is (or wraps) a write to a closed pipe.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
-        Command::Plan { files } => cli::plan(&files, &config),
-        Command::Queues { peek } => cli::queues(&config, peek),
+        Command::Plan { files, format } => cli::plan(&files, &config, Format::resolve(format)),
+        Command::Queues { peek, format } => cli::queues(&config, peek, Format::resolve(format)),
         Command::Send {
             files,
             url,
             mode,
             string_form,
-        } => cli::send(&files, &url, mode, string_form).await,
+            progress,
+        } => cli::send(&files, &url, mode, string_form, progress).await,
     }
 }
 

@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 
 use crate::helpers::{events_of, root};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_defender-responder");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_defender-responder");
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Server {
@@ -31,7 +31,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start(store: &Path) -> Server {
+pub(crate) async fn start(store: &Path) -> Server {
     let port = free_port();
     let child = Command::new(BINARY)
         .arg("serve")
@@ -58,7 +58,7 @@ async fn start(store: &Path) -> Server {
     panic!("the handler did not answer its readiness probe within 15 s");
 }
 
-fn store_counts(path: &Path) -> Vec<(String, u64)> {
+pub(crate) fn store_counts(path: &Path) -> Vec<(String, u64)> {
     EmbeddedStore::open(path, QueueNames::default())
         .unwrap()
         .counts()

@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions panic on purpose when a fixture is broken.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod command_line;
 mod corpus;
 mod defender_alert;
 mod end_to_end;

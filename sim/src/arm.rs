@@ -458,7 +458,15 @@ fn put(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) -> An
         body.insert("x-sim-content".into(), json!(""));
     }
     let created = existing.is_none();
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let lower = kind.to_ascii_lowercase();
+    let status = if lower == "microsoft.compute/snapshots" || lower == "microsoft.compute/disks" {
+        // Managed disks and snapshots answer 202 (Azure-AsyncOperation + Location) to a create or update.
+        StatusCode::ACCEPTED
+    } else if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     if is_long_running_put(kind) {
         return Ok(start_write_lro(state, req, key, Value::Object(body), status, location));
     }
@@ -685,9 +693,14 @@ fn start_write_lro(state: &mut State, req: &Req, key: String, mut value: Value, 
     state.arm.insert(key.clone(), value);
     let (async_url, _) = new_operation(state, req, &namespace_of(&kind), location, polls, outcome, Effect::Provisioned(key.clone()), None);
     let view = rendered(state, &state.arm[&key]);
-    Reply::json(status, view)
-        .with_header("azure-asyncoperation", async_url)
-        .with_header("retry-after", "0")
+    let reply = Reply::json(status, view)
+        .with_header("azure-asyncoperation", async_url.clone())
+        .with_header("retry-after", "0");
+    if status == StatusCode::ACCEPTED {
+        reply.with_header("location", async_url.replace("/operations/", "/operationResults/"))
+    } else {
+        reply
+    }
 }
 
 /// Applies an operation's effect once, when it completes.

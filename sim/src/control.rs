@@ -15,6 +15,10 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Reply {
     match (method, &parts[1..]) {
         (Method::GET, ["health"]) => Reply::ok(json!({"status": "ok"})),
         (Method::GET, ["state"]) => Reply::ok(sim.lock().snapshot()),
+        (Method::POST, ["reset"]) => {
+            sim.reset();
+            Reply::empty(StatusCode::NO_CONTENT)
+        }
         (Method::GET, ["requests"]) => {
             let state = sim.lock();
             let wanted = |entry: &&Value, key: &str| {

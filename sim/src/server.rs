@@ -519,6 +519,11 @@ impl SimulatorHandle {
             .map(crate::state::public_view)
     }
 
+    /// Puts the world back to the seed: state, faults, tokens and the request log.
+    pub fn reset(&self) {
+        self.sim.reset();
+    }
+
     /// Stops the listeners.
     pub fn shutdown(self) {
         drop(self);

@@ -150,6 +150,8 @@ pub(crate) struct State {
 #[derive(Debug)]
 pub(crate) struct Sim {
     state: Mutex<State>,
+    /// The seed, kept so `/_sim/reset` can start over.
+    seed: Seed,
 }
 
 impl Sim {
@@ -163,8 +165,26 @@ impl Sim {
     /// Builds the state from a seed.
     pub(crate) fn new(seed: Seed) -> Result<Sim, SimError> {
         Ok(Sim {
-            state: Mutex::new(State::from_seed(seed)?),
+            state: Mutex::new(State::from_seed(seed.clone())?),
+            seed,
         })
+    }
+
+    /// Puts the world back to the seed (faults, tokens and the request log included); vault URLs stay.
+    pub(crate) fn reset(&self) {
+        let Ok(mut fresh) = State::from_seed(self.seed.clone()) else {
+            return;
+        };
+        let mut state = self.lock();
+        let urls: Vec<(String, String)> = state
+            .vaults
+            .iter()
+            .map(|(name, vault)| (name.clone(), vault.url.clone()))
+            .collect();
+        for (name, url) in urls {
+            fresh.attach_vault_url(&name, &url);
+        }
+        *state = fresh;
     }
 }
 

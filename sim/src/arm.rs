@@ -1132,7 +1132,7 @@ fn authorization(state: &mut State, req: &Req, scope: &str, rest: &[&str]) -> Op
     }
 }
 
-fn scope_covers(outer: &str, inner: &str) -> bool {
+pub(crate) fn scope_covers(outer: &str, inner: &str) -> bool {
     let outer = outer.trim_end_matches('/').to_ascii_lowercase();
     let inner = inner.trim_end_matches('/').to_ascii_lowercase();
     outer.is_empty() || inner == outer || inner.starts_with(&format!("{outer}/"))

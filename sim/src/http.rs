@@ -50,6 +50,8 @@ pub(crate) struct Req {
     pub(crate) caller: Option<String>,
     /// A slow / failing LRO fault that hit this request.
     pub(crate) lro_fault: Option<crate::faults::Fault>,
+    /// The client's address.
+    pub(crate) peer: std::net::IpAddr,
 }
 
 impl Req {

@@ -15,6 +15,7 @@
 //! ```
 
 mod arm;
+mod access;
 mod auth;
 mod control;
 mod faults;

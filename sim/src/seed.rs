@@ -46,6 +46,10 @@ pub struct Seed {
     /// Resource Graph `resourcechanges` rows.
     #[serde(default)]
     pub(crate) resource_changes: Vec<Value>,
+    /// Whether the vault data plane enforces each vault's firewall, access policies or RBAC
+    /// role assignments (default true).
+    #[serde(default)]
+    pub(crate) enforce_vault_access: Option<bool>,
     /// ARM throttling limits (the documented defaults when absent).
     #[serde(default)]
     pub(crate) throttle: Option<ThrottleConfig>,

@@ -48,6 +48,8 @@ struct Connection {
     /// The vault this listener serves, for per-vault ports.
     vault: Option<String>,
     port: u16,
+    /// The client's address (Key Vault's firewall checks it).
+    peer: std::net::IpAddr,
 }
 
 impl Simulator {
@@ -146,7 +148,7 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
             _ = stopped.changed() => return,
         };
-        let Ok((stream, _peer)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -160,6 +162,7 @@ async fn accept_loop(
                 tls: is_tls,
                 vault,
                 port,
+                peer: peer.ip(),
             };
             let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(connection.clone());
@@ -231,6 +234,7 @@ async fn pipeline(
         origin: format!("{scheme}://{host}"),
         caller: None,
         lro_fault: None,
+        peer: connection.peer,
     };
     let surface = surface_of(&connection, &host, &req.path);
     if surface == Surface::Control {

@@ -144,6 +144,8 @@ pub(crate) struct State {
     pub(crate) operations: HashMap<String, Operation>,
     pub(crate) resource_changes: Vec<Value>,
     pub(crate) requests: Vec<Value>,
+    /// The vault data plane checks firewall, access policies and RBAC.
+    pub(crate) enforce_vault_access: bool,
 }
 
 /// The shared simulator: its state behind one lock.
@@ -294,6 +296,7 @@ impl State {
             operations: HashMap::new(),
             resource_changes: seed.resource_changes.clone(),
             requests: Vec::new(),
+            enforce_vault_access: seed.enforce_vault_access.unwrap_or(true),
         };
         if let Some(throttle) = seed.throttle {
             state.throttle.configure(throttle);

@@ -224,10 +224,11 @@ pub(crate) fn handle(sim: &Sim, vault: &str, req: &Req) -> Answer {
         }
     }
     let mut state = sim.lock();
+    let parts = segments(&req.path);
+    crate::access::authorize(&state, vault, req, &parts)?;
     let Some(data) = state.vaults.get_mut(vault) else {
         return Err(Reply::error(StatusCode::NOT_FOUND, "VaultNotFound", &format!("The vault '{vault}' does not exist in this simulator.")));
     };
-    let parts = segments(&req.path);
     let url = data.url.clone();
     let trailing_empty = req.path.ends_with('/');
     match parts.first().map(|s| s.to_ascii_lowercase()).as_deref() {

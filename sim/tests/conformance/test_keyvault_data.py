@@ -104,3 +104,60 @@ def test_unknown_data_plane_version_is_refused(credential):
                          headers={"Authorization": "Bearer " + credential.get_token("https://vault.azure.net/.default").token})
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "BadParameter"
     assert "payments-db-password" in state()["vaults"]["kv-contoso-payments"]["secrets"]
+
+
+def _mgmt_vaults(credential):
+    from azure.mgmt.keyvault import KeyVaultManagementClient
+
+    from conftest import mgmt, SUB
+    return mgmt(KeyVaultManagementClient, credential, SUB, api_version="2025-05-01").vaults
+
+
+@covers("KV firewall: 403 ForbiddenByFirewall after networkAcls Deny")
+def test_the_firewall_closes_the_data_plane(secrets, credential):
+    vaults = _mgmt_vaults(credential)
+    acls = {"defaultAction": "Deny", "bypass": "AzureServices", "ipRules": [{"value": "198.51.100.0/24"}], "virtualNetworkRules": []}
+    vaults.update("rg-payments-prod", VAULT, {"properties": {"networkAcls": acls}})
+    with pytest.raises(HttpResponseError) as refused:
+        secrets.get_secret("payments-db-password")
+    assert refused.value.status_code == 403 and "Client address is not authorized" in refused.value.message
+    acls["ipRules"].append({"value": "127.0.0.1"})
+    vaults.update("rg-payments-prod", VAULT, {"properties": {"networkAcls": acls}})
+    assert secrets.get_secret("payments-db-password").value == "azure-sim-canary-current-password"
+
+
+@covers("KV access policy enforced: 403 AccessDenied after accessPolicies/remove")
+def test_removing_an_access_policy_locks_the_principal_out(credential):
+    from conftest import MALLORY_SP, SimCredential, TENANT
+    mallory = SecretClient(vault_url(VAULT), SimCredential(MALLORY_SP), **KW)
+    assert mallory.get_secret("payments-db-password").value == "azure-sim-canary-current-password"
+    with pytest.raises(HttpResponseError) as no_keys:
+        KeyClient(vault_url(VAULT), SimCredential(MALLORY_SP), **KW).get_key("payments-cmk")
+    assert no_keys.value.status_code == 403 and "does not have keys get permission" in no_keys.value.message
+    entry = {"tenantId": TENANT, "objectId": MALLORY_SP, "permissions": {"secrets": ["all"]}}
+    _mgmt_vaults(credential).update_access_policy("rg-payments-prod", VAULT, "remove", {"properties": {"accessPolicies": [entry]}})
+    with pytest.raises(HttpResponseError) as refused:
+        mallory.get_secret("payments-db-password")
+    assert refused.value.status_code == 403 and "does not have secrets get permission" in refused.value.message
+
+
+@covers("KV RBAC enforced: 403 ForbiddenByRbac by data action")
+def test_an_rbac_vault_checks_role_assignments(credential):
+    from azure.mgmt.authorization import AuthorizationManagementClient
+
+    from conftest import MALLORY_SP, SUB, SimCredential, mgmt
+    mallory = SecretClient(vault_url("kv-contoso-hr"), SimCredential(MALLORY_SP), **KW)
+    assert mallory.get_secret("hr-api-key").value == "azure-sim-canary-hr-key"
+    with pytest.raises(HttpResponseError) as read_only:
+        mallory.set_secret("hr-api-key", "overwritten")
+    assert read_only.value.status_code == 403 and "secrets/setSecret/action" in read_only.value.message
+    responder = SecretClient(vault_url("kv-contoso-hr"), credential, **KW)
+    assert responder.set_secret("hr-api-key", "rotated").value == "rotated"
+    authorization = mgmt(AuthorizationManagementClient, credential, SUB)
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg-hr-prod/providers/Microsoft.KeyVault/vaults/kv-contoso-hr"
+    for assignment in authorization.role_assignments.list_for_scope(scope, filter=f"assignedTo('{MALLORY_SP}')"):
+        if assignment.scope.lower() == scope.lower():
+            authorization.role_assignments.delete_by_id(assignment.id)
+    with pytest.raises(HttpResponseError) as revoked:
+        mallory.get_secret("hr-api-key")
+    assert revoked.value.status_code == 403

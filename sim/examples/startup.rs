@@ -19,10 +19,17 @@ fn summary(label: &str, mut samples: Vec<Duration>) {
 }
 
 fn main() {
-    let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
     let binary = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().and_then(|dir| dir.parent()).map(|dir| dir.join("azure-sim")))
+        .and_then(|exe| {
+            exe.parent()
+                .and_then(|dir| dir.parent())
+                .map(|dir| dir.join("azure-sim"))
+        })
         .filter(|path| path.exists());
     let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/seeds/example.json");
     match binary {
@@ -37,13 +44,18 @@ fn main() {
                     .expect("spawn azure-sim");
                 let stdout = child.stdout.take().expect("stdout");
                 let mut line = String::new();
-                BufReader::new(stdout).read_line(&mut line).expect("ready line");
+                BufReader::new(stdout)
+                    .read_line(&mut line)
+                    .expect("ready line");
                 samples.push(started.elapsed());
                 assert!(line.starts_with("azure-sim ready "), "unexpected: {line}");
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            summary(&format!("binary spawn → ready ({})", binary.display()), samples);
+            summary(
+                &format!("binary spawn → ready ({})", binary.display()),
+                samples,
+            );
         }
         None => println!("binary: target/debug/azure-sim not built (cargo build -p azure-sim)"),
     }

@@ -18,38 +18,121 @@ struct Needed {
 
 fn needed(method: &Method, parts: &[&str]) -> Option<Needed> {
     let first = parts.first()?.to_ascii_lowercase();
-    let last = parts.last().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-    let need = |collection, permission, data_action| Some(Needed { collection, permission, data_action });
+    let last = parts
+        .last()
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let need = |collection, permission, data_action| {
+        Some(Needed {
+            collection,
+            permission,
+            data_action,
+        })
+    };
     match first.as_str() {
         "secrets" => match (method, parts.len()) {
-            (&Method::GET, 1) => need("secrets", "list", "Microsoft.KeyVault/vaults/secrets/readMetadata/action"),
-            (&Method::GET, 3) if last == "versions" => need("secrets", "list", "Microsoft.KeyVault/vaults/secrets/readMetadata/action"),
-            (&Method::GET, _) => need("secrets", "get", "Microsoft.KeyVault/vaults/secrets/getSecret/action"),
-            (&Method::PUT, _) => need("secrets", "set", "Microsoft.KeyVault/vaults/secrets/setSecret/action"),
-            (&Method::PATCH, _) => need("secrets", "set", "Microsoft.KeyVault/vaults/secrets/update/action"),
-            (&Method::DELETE, _) => need("secrets", "delete", "Microsoft.KeyVault/vaults/secrets/delete"),
+            (&Method::GET, 1) => need(
+                "secrets",
+                "list",
+                "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+            ),
+            (&Method::GET, 3) if last == "versions" => need(
+                "secrets",
+                "list",
+                "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+            ),
+            (&Method::GET, _) => need(
+                "secrets",
+                "get",
+                "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+            ),
+            (&Method::PUT, _) => need(
+                "secrets",
+                "set",
+                "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+            ),
+            (&Method::PATCH, _) => need(
+                "secrets",
+                "set",
+                "Microsoft.KeyVault/vaults/secrets/update/action",
+            ),
+            (&Method::DELETE, _) => need(
+                "secrets",
+                "delete",
+                "Microsoft.KeyVault/vaults/secrets/delete",
+            ),
             _ => None,
         },
-        "deletedsecrets" => match method {
-            &Method::POST => need("secrets", "recover", "Microsoft.KeyVault/vaults/deletedSecrets/recover/action"),
-            &Method::DELETE => need("secrets", "purge", "Microsoft.KeyVault/vaults/deletedSecrets/delete"),
-            _ => need("secrets", "list", "Microsoft.KeyVault/vaults/deletedSecrets/read"),
+        "deletedsecrets" => match *method {
+            Method::POST => need(
+                "secrets",
+                "recover",
+                "Microsoft.KeyVault/vaults/deletedSecrets/recover/action",
+            ),
+            Method::DELETE => need(
+                "secrets",
+                "purge",
+                "Microsoft.KeyVault/vaults/deletedSecrets/delete",
+            ),
+            _ => need(
+                "secrets",
+                "list",
+                "Microsoft.KeyVault/vaults/deletedSecrets/read",
+            ),
         },
         "keys" => match (method, last.as_str()) {
-            (&Method::POST, "create") => need("keys", "create", "Microsoft.KeyVault/vaults/keys/create/action"),
-            (&Method::POST, "rotate") => need("keys", "rotate", "Microsoft.KeyVault/vaults/keys/rotate/action"),
-            (&Method::GET, "rotationpolicy") => need("keys", "getrotationpolicy", "Microsoft.KeyVault/vaults/keys/rotationpolicy/read"),
-            (&Method::PUT, "rotationpolicy") => need("keys", "setrotationpolicy", "Microsoft.KeyVault/vaults/keys/rotationpolicy/write"),
-            (&Method::GET, _) if parts.len() == 1 || last == "versions" => need("keys", "list", "Microsoft.KeyVault/vaults/keys/read"),
+            (&Method::POST, "create") => need(
+                "keys",
+                "create",
+                "Microsoft.KeyVault/vaults/keys/create/action",
+            ),
+            (&Method::POST, "rotate") => need(
+                "keys",
+                "rotate",
+                "Microsoft.KeyVault/vaults/keys/rotate/action",
+            ),
+            (&Method::GET, "rotationpolicy") => need(
+                "keys",
+                "getrotationpolicy",
+                "Microsoft.KeyVault/vaults/keys/rotationpolicy/read",
+            ),
+            (&Method::PUT, "rotationpolicy") => need(
+                "keys",
+                "setrotationpolicy",
+                "Microsoft.KeyVault/vaults/keys/rotationpolicy/write",
+            ),
+            (&Method::GET, _) if parts.len() == 1 || last == "versions" => {
+                need("keys", "list", "Microsoft.KeyVault/vaults/keys/read")
+            }
             (&Method::GET, _) => need("keys", "get", "Microsoft.KeyVault/vaults/keys/read"),
-            (&Method::PATCH, _) => need("keys", "update", "Microsoft.KeyVault/vaults/keys/update/action"),
+            (&Method::PATCH, _) => need(
+                "keys",
+                "update",
+                "Microsoft.KeyVault/vaults/keys/update/action",
+            ),
             _ => None,
         },
         "certificates" => match (method, last.as_str()) {
-            (&Method::POST, _) => need("certificates", "create", "Microsoft.KeyVault/vaults/certificates/create/action"),
-            (&Method::GET, _) if parts.len() == 1 || last == "versions" => need("certificates", "list", "Microsoft.KeyVault/vaults/certificates/read"),
-            (&Method::GET, _) => need("certificates", "get", "Microsoft.KeyVault/vaults/certificates/read"),
-            (&Method::PATCH, _) => need("certificates", "update", "Microsoft.KeyVault/vaults/certificates/update/action"),
+            (&Method::POST, _) => need(
+                "certificates",
+                "create",
+                "Microsoft.KeyVault/vaults/certificates/create/action",
+            ),
+            (&Method::GET, _) if parts.len() == 1 || last == "versions" => need(
+                "certificates",
+                "list",
+                "Microsoft.KeyVault/vaults/certificates/read",
+            ),
+            (&Method::GET, _) => need(
+                "certificates",
+                "get",
+                "Microsoft.KeyVault/vaults/certificates/read",
+            ),
+            (&Method::PATCH, _) => need(
+                "certificates",
+                "update",
+                "Microsoft.KeyVault/vaults/certificates/update/action",
+            ),
             _ => None,
         },
         _ => None,
@@ -58,10 +141,18 @@ fn needed(method: &Method, parts: &[&str]) -> Option<Needed> {
 
 fn ipv4_in(address: IpAddr, rule: &str) -> bool {
     let (network, bits) = rule.split_once('/').unwrap_or((rule, "32"));
-    let (Ok(network), Ok(bits), IpAddr::V4(address)) = (network.parse::<std::net::Ipv4Addr>(), bits.parse::<u32>(), address) else {
+    let (Ok(network), Ok(bits), IpAddr::V4(address)) = (
+        network.parse::<std::net::Ipv4Addr>(),
+        bits.parse::<u32>(),
+        address,
+    ) else {
         return false;
     };
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits.min(32)) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits.min(32))
+    };
     (u32::from(address) & mask) == (u32::from(network) & mask)
 }
 
@@ -73,34 +164,70 @@ fn forbidden(message: String, inner: &str) -> Reply {
 }
 
 /// Refuses the request as Key Vault would, or lets it through.
-pub(crate) fn authorize(state: &State, vault: &str, req: &Req, parts: &[&str]) -> Result<(), Reply> {
+pub(crate) fn authorize(
+    state: &State,
+    vault: &str,
+    req: &Req,
+    parts: &[&str],
+) -> Result<(), Reply> {
     if !state.enforce_vault_access {
         return Ok(());
     }
     let Some(resource) = state.arm.values().find(|value| {
-        value.get("type").and_then(Value::as_str).is_some_and(|kind| kind.eq_ignore_ascii_case("Microsoft.KeyVault/vaults"))
-            && value.get("name").and_then(Value::as_str).is_some_and(|name| name.eq_ignore_ascii_case(vault))
+        value
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("Microsoft.KeyVault/vaults"))
+            && value
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.eq_ignore_ascii_case(vault))
     }) else {
         return Ok(());
     };
     let vault_id = resource.get("id").and_then(Value::as_str).unwrap_or("");
-    let location = resource.get("location").and_then(Value::as_str).unwrap_or("westeurope");
+    let location = resource
+        .get("location")
+        .and_then(Value::as_str)
+        .unwrap_or("westeurope");
     let caller = req.caller.clone().unwrap_or_default();
-    let client_id = state.identity(&caller).map(|identity| identity.client_id).unwrap_or_else(|| caller.clone());
-    let who = format!("appid={client_id};oid={caller};iss=https://sts.windows.net/{}/", state.tenant_id);
+    let client_id = state
+        .identity(&caller)
+        .map(|identity| identity.client_id)
+        .unwrap_or_else(|| caller.clone());
+    let who = format!(
+        "appid={client_id};oid={caller};iss=https://sts.windows.net/{}/",
+        state.tenant_id
+    );
     let properties = resource.get("properties").cloned().unwrap_or(Value::Null);
-    if properties.get("publicNetworkAccess").and_then(Value::as_str).is_some_and(|access| access.eq_ignore_ascii_case("Disabled")) {
+    if properties
+        .get("publicNetworkAccess")
+        .and_then(Value::as_str)
+        .is_some_and(|access| access.eq_ignore_ascii_case("Disabled"))
+    {
         return Err(forbidden(
             "Public network access is disabled and request is not from a trusted service nor via an approved private link.".into(),
             "ForbiddenByConnection",
         ));
     }
-    let acls = properties.get("networkAcls").cloned().unwrap_or(Value::Null);
-    if acls.get("defaultAction").and_then(Value::as_str).is_some_and(|action| action.eq_ignore_ascii_case("Deny")) {
+    let acls = properties
+        .get("networkAcls")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if acls
+        .get("defaultAction")
+        .and_then(Value::as_str)
+        .is_some_and(|action| action.eq_ignore_ascii_case("Deny"))
+    {
         let allowed = acls
             .get("ipRules")
             .and_then(Value::as_array)
-            .is_some_and(|rules| rules.iter().filter_map(|rule| rule.get("value").and_then(Value::as_str)).any(|rule| ipv4_in(req.peer, rule)));
+            .is_some_and(|rules| {
+                rules
+                    .iter()
+                    .filter_map(|rule| rule.get("value").and_then(Value::as_str))
+                    .any(|rule| ipv4_in(req.peer, rule))
+            });
         if !allowed {
             return Err(forbidden(
                 format!("Client address is not authorized and caller is not a trusted service.\r\nClient address: {}\r\nCaller: {who}\r\nVault: {vault};location={location}", req.peer),
@@ -111,18 +238,33 @@ pub(crate) fn authorize(state: &State, vault: &str, req: &Req, parts: &[&str]) -
     let Some(need) = needed(&req.method, parts) else {
         return Ok(());
     };
-    let rbac = properties.get("enableRbacAuthorization").and_then(Value::as_bool).unwrap_or(false);
+    let rbac = properties
+        .get("enableRbacAuthorization")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if !rbac {
         let granted = properties
             .get("accessPolicies")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter(|entry| entry.get("objectId").and_then(Value::as_str).is_some_and(|oid| oid.eq_ignore_ascii_case(&caller)))
-            .filter_map(|entry| entry.pointer(&format!("/permissions/{}", need.collection)).and_then(Value::as_array))
+            .filter(|entry| {
+                entry
+                    .get("objectId")
+                    .and_then(Value::as_str)
+                    .is_some_and(|oid| oid.eq_ignore_ascii_case(&caller))
+            })
+            .filter_map(|entry| {
+                entry
+                    .pointer(&format!("/permissions/{}", need.collection))
+                    .and_then(Value::as_array)
+            })
             .flatten()
             .filter_map(Value::as_str)
-            .any(|permission| permission.eq_ignore_ascii_case(need.permission) || permission.eq_ignore_ascii_case("all"));
+            .any(|permission| {
+                permission.eq_ignore_ascii_case(need.permission)
+                    || permission.eq_ignore_ascii_case("all")
+            });
         if granted {
             return Ok(());
         }
@@ -137,28 +279,68 @@ pub(crate) fn authorize(state: &State, vault: &str, req: &Req, parts: &[&str]) -
     let allowed = state
         .arm
         .values()
-        .filter(|value| value.get("type").and_then(Value::as_str).is_some_and(|kind| kind.eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments")))
-        .filter(|assignment| assignment.pointer("/properties/principalId").and_then(Value::as_str).is_some_and(|p| p.eq_ignore_ascii_case(&caller)))
+        .filter(|value| {
+            value
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|kind| {
+                    kind.eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments")
+                })
+        })
         .filter(|assignment| {
-            let scope = assignment.pointer("/properties/scope").and_then(Value::as_str).unwrap_or("/");
+            assignment
+                .pointer("/properties/principalId")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p.eq_ignore_ascii_case(&caller))
+        })
+        .filter(|assignment| {
+            let scope = assignment
+                .pointer("/properties/scope")
+                .and_then(Value::as_str)
+                .unwrap_or("/");
             crate::arm::scope_covers(scope, vault_id)
         })
         .filter_map(|assignment| {
-            let role = assignment.pointer("/properties/roleDefinitionId").and_then(Value::as_str)?;
+            let role = assignment
+                .pointer("/properties/roleDefinitionId")
+                .and_then(Value::as_str)?;
             let guid = role.rsplit('/').next()?.to_ascii_lowercase();
             state.arm.iter().find(|(id, value)| {
-                value.get("type").and_then(Value::as_str).is_some_and(|kind| kind.eq_ignore_ascii_case("Microsoft.Authorization/roleDefinitions"))
+                value
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|kind| {
+                        kind.eq_ignore_ascii_case("Microsoft.Authorization/roleDefinitions")
+                    })
                     && id.ends_with(&format!("/{guid}"))
             })
         })
-        .filter_map(|(_, definition)| definition.pointer("/properties/permissions").and_then(Value::as_array))
+        .filter_map(|(_, definition)| {
+            definition
+                .pointer("/properties/permissions")
+                .and_then(Value::as_array)
+        })
         .flatten()
         .any(|permission| {
             let patterns = |key: &str| -> Vec<String> {
-                permission.get(key).and_then(Value::as_array).map(|list| list.iter().filter_map(Value::as_str).map(str::to_ascii_lowercase).collect()).unwrap_or_default()
+                permission
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_ascii_lowercase)
+                            .collect()
+                    })
+                    .unwrap_or_default()
             };
             let action = need.data_action.to_ascii_lowercase();
-            patterns("dataActions").iter().any(|p| glob_match(p, &action)) && !patterns("notDataActions").iter().any(|p| glob_match(p, &action))
+            patterns("dataActions")
+                .iter()
+                .any(|p| glob_match(p, &action))
+                && !patterns("notDataActions")
+                    .iter()
+                    .any(|p| glob_match(p, &action))
         });
     if allowed {
         return Ok(());
@@ -191,7 +373,13 @@ mod tests {
     fn each_operation_names_its_permission() {
         let get = needed(&Method::GET, &["secrets", "a", ""]).map(|n| n.permission);
         assert_eq!(get, Some("get"));
-        assert_eq!(needed(&Method::GET, &["secrets", "a", "versions"]).map(|n| n.permission), Some("list"));
-        assert_eq!(needed(&Method::POST, &["keys", "k", "rotate"]).map(|n| n.permission), Some("rotate"));
+        assert_eq!(
+            needed(&Method::GET, &["secrets", "a", "versions"]).map(|n| n.permission),
+            Some("list")
+        );
+        assert_eq!(
+            needed(&Method::POST, &["keys", "k", "rotate"]).map(|n| n.permission),
+            Some("rotate")
+        );
     }
 }

@@ -12,14 +12,81 @@ use crate::time::now_rfc3339;
 /// defaults of the current Azure SDKs).
 fn supported_versions(namespace: &str) -> &'static [&'static str] {
     match namespace.to_ascii_lowercase().as_str() {
-        "microsoft.keyvault" => &["2019-09-01", "2021-10-01", "2022-07-01", "2023-02-01", "2023-07-01", "2024-11-01", "2025-05-01", "2026-02-01", "2026-05-15"],
-        "microsoft.network" => &["2023-09-01", "2023-11-01", "2024-01-01", "2024-03-01", "2024-05-01", "2024-07-01", "2024-10-01", "2025-01-01", "2025-03-01", "2025-05-01", "2026-03-01"],
-        "microsoft.compute" => &["2023-09-01", "2024-03-01", "2024-03-02", "2024-07-01", "2024-11-01", "2025-01-02", "2025-04-01", "2026-03-02", "2026-03-03", "2026-04-01"],
-        "microsoft.storage" => &["2023-01-01", "2023-05-01", "2024-01-01", "2025-01-01", "2025-06-01", "2026-09-01"],
-        "microsoft.automation" => &["2015-10-31", "2019-06-01", "2022-08-08", "2023-11-01", "2024-10-23"],
-        "microsoft.authorization" => &["2015-07-01", "2018-01-01-preview", "2020-10-01", "2020-10-01-preview", "2021-12-01-preview", "2022-04-01", "2022-04-01-preview", "2024-09-01-preview"],
+        "microsoft.keyvault" => &[
+            "2019-09-01",
+            "2021-10-01",
+            "2022-07-01",
+            "2023-02-01",
+            "2023-07-01",
+            "2024-11-01",
+            "2025-05-01",
+            "2026-02-01",
+            "2026-05-15",
+        ],
+        "microsoft.network" => &[
+            "2023-09-01",
+            "2023-11-01",
+            "2024-01-01",
+            "2024-03-01",
+            "2024-05-01",
+            "2024-07-01",
+            "2024-10-01",
+            "2025-01-01",
+            "2025-03-01",
+            "2025-05-01",
+            "2026-03-01",
+        ],
+        "microsoft.compute" => &[
+            "2023-09-01",
+            "2024-03-01",
+            "2024-03-02",
+            "2024-07-01",
+            "2024-11-01",
+            "2025-01-02",
+            "2025-04-01",
+            "2026-03-02",
+            "2026-03-03",
+            "2026-04-01",
+        ],
+        "microsoft.storage" => &[
+            "2023-01-01",
+            "2023-05-01",
+            "2024-01-01",
+            "2025-01-01",
+            "2025-06-01",
+            "2026-09-01",
+        ],
+        "microsoft.automation" => &[
+            "2015-10-31",
+            "2019-06-01",
+            "2022-08-08",
+            "2023-11-01",
+            "2024-10-23",
+        ],
+        "microsoft.authorization" => &[
+            "2015-07-01",
+            "2018-01-01-preview",
+            "2020-10-01",
+            "2020-10-01-preview",
+            "2021-12-01-preview",
+            "2022-04-01",
+            "2022-04-01-preview",
+            "2024-09-01-preview",
+        ],
         "microsoft.security" => &["2019-01-01", "2020-01-01", "2021-01-01", "2022-01-01"],
-        "microsoft.resources" => &["2019-10-01", "2020-06-01", "2021-01-01", "2021-04-01", "2022-09-01", "2022-12-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-01-01", "2025-04-01"],
+        "microsoft.resources" => &[
+            "2019-10-01",
+            "2020-06-01",
+            "2021-01-01",
+            "2021-04-01",
+            "2022-09-01",
+            "2022-12-01",
+            "2024-03-01",
+            "2024-07-01",
+            "2024-11-01",
+            "2025-01-01",
+            "2025-04-01",
+        ],
         "microsoft.resourcegraph" => &["2019-04-01", "2021-03-01", "2022-10-01", "2024-04-01"],
         _ => &[],
     }
@@ -51,15 +118,20 @@ fn check_api_version(req: &Req, namespace: &str, kind: &str, location: &str) -> 
     }
     let list = supported.join(", ");
     let well_formed = version.len() >= 10
-        && version.as_bytes()[..10]
-            .iter()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+        && version.as_bytes()[..10].iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if !well_formed {
         return Err(Reply::error(
             StatusCode::BAD_REQUEST,
             "InvalidApiVersionParameter",
-            &format!("The api-version '{version}' is invalid. The supported versions are '{list}'."),
+            &format!(
+                "The api-version '{version}' is invalid. The supported versions are '{list}'."
+            ),
         ));
     }
     Err(Reply::error(
@@ -106,7 +178,11 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
     if is(namespace, "Microsoft.Resources") && rest.len() == 2 && is(rest[0], "tags") {
         return tags(&mut state, req, &scope);
     }
-    if is(namespace, "Microsoft.Security") && rest.len() == 1 && is(rest[0], "alerts") && req.method == Method::GET {
+    if is(namespace, "Microsoft.Security")
+        && rest.len() == 1
+        && is(rest[0], "alerts")
+        && req.method == Method::GET
+    {
         return Ok(list_where(&state, |id, value| {
             id.starts_with(&scope.to_ascii_lowercase())
                 && type_is(value, "Microsoft.Security/locations/alerts")
@@ -118,15 +194,23 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
         }
     }
     let id = format!("/{}", parts.join("/"));
-    if rest.len() % 2 == 0 {
+    if rest.len().is_multiple_of(2) {
         if is(namespace, "Microsoft.KeyVault") && rest.len() == 4 && is(rest[2], "accessPolicies") {
             return access_policies(&mut state, req, &id, rest[3]);
         }
-        if is(namespace, "Microsoft.Automation") && rest.len() == 6 && is(rest[2], "runbooks") && is(rest[4], "draft") && is(rest[5], "content") {
+        if is(namespace, "Microsoft.Automation")
+            && rest.len() == 6
+            && is(rest[2], "runbooks")
+            && is(rest[4], "draft")
+            && is(rest[5], "content")
+        {
             // (odd-looking but even: runbooks/{r}/draft/content)
             return runbook_draft_content(&mut state, req, &id);
         }
-        if req.method == Method::POST && rest.len() >= 4 && is(rest[rest.len() - 2], "agentRegistrationInformation") {
+        if req.method == Method::POST
+            && rest.len() >= 4
+            && is(rest[rest.len() - 2], "agentRegistrationInformation")
+        {
             let account = format!("/{}", parts[..parts.len() - 2].join("/"));
             return action(&mut state, req, &account, rest[rest.len() - 1], &location);
         }
@@ -146,7 +230,8 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
         Method::GET => {
             let prefix = format!("{}/", id.to_ascii_lowercase());
             Ok(list_where(&state, |key, _| {
-                key.strip_prefix(&prefix).is_some_and(|tail| !tail.contains('/'))
+                key.strip_prefix(&prefix)
+                    .is_some_and(|tail| !tail.contains('/'))
             }))
         }
         Method::POST => action(&mut state, req, &parent, last, &location),
@@ -158,7 +243,10 @@ fn method_not_allowed(req: &Req) -> Reply {
     Reply::error(
         StatusCode::METHOD_NOT_ALLOWED,
         "HttpMethodNotAllowed",
-        &format!("The requested resource does not support http method '{}'.", req.method),
+        &format!(
+            "The requested resource does not support http method '{}'.",
+            req.method
+        ),
     )
 }
 
@@ -166,7 +254,10 @@ fn not_found_path(req: &Req) -> Reply {
     Reply::error(
         StatusCode::NOT_FOUND,
         "NoRegisteredProviderFound",
-        &format!("The resource path '{}' is not served by any registered resource provider.", req.path),
+        &format!(
+            "The resource path '{}' is not served by any registered resource provider.",
+            req.path
+        ),
     )
 }
 
@@ -191,7 +282,11 @@ fn list_where(state: &State, keep: impl Fn(&str, &Value) -> bool) -> Reply {
 fn rendered(state: &State, value: &Value) -> Value {
     let mut view = public_view(value);
     if type_is(value, "Microsoft.Network/networkSecurityGroups") {
-        let id = value.get("id").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        let id = value
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let nics: Vec<Value> = state
             .arm
             .values()
@@ -221,12 +316,22 @@ fn scope_only(state: &State, req: &Req, parts: &[&str]) -> Answer {
     let version_namespace = "Microsoft.Resources";
     match parts {
         [s, _] if is(s, "subscriptions") => {
-            check_api_version(req, version_namespace, "Microsoft.Resources/subscriptions", "global")?;
+            check_api_version(
+                req,
+                version_namespace,
+                "Microsoft.Resources/subscriptions",
+                "global",
+            )?;
             check_scope(state, parts)?;
             get(state, &req.path)
         }
         [s, _, g, _] if is(s, "subscriptions") && is(g, "resourceGroups") => {
-            check_api_version(req, version_namespace, "Microsoft.Resources/resourceGroups", "global")?;
+            check_api_version(
+                req,
+                version_namespace,
+                "Microsoft.Resources/resourceGroups",
+                "global",
+            )?;
             check_scope(state, parts)?;
             get(state, &req.path)
         }
@@ -263,7 +368,12 @@ fn location_of(state: &State, scope: &str) -> String {
     let parts = segments(scope);
     if parts.len() >= 4 {
         let group = format!("/{}", parts[..4].join("/")).to_ascii_lowercase();
-        if let Some(location) = state.arm.get(&group).and_then(|g| g.get("location")).and_then(Value::as_str) {
+        if let Some(location) = state
+            .arm
+            .get(&group)
+            .and_then(|g| g.get("location"))
+            .and_then(Value::as_str)
+        {
             return location.to_string();
         }
     }
@@ -299,15 +409,25 @@ fn new_etag() -> String {
 }
 
 /// Fills what ARM adds to a written resource: ids, provisioning state, etags, defaults.
-fn normalize(kind: &str, id: &str, body: &mut Map<String, Value>, existing: Option<&Value>, location: &str, tenant: &str) {
+fn normalize(
+    kind: &str,
+    id: &str,
+    body: &mut Map<String, Value>,
+    existing: Option<&Value>,
+    location: &str,
+    tenant: &str,
+) {
     let name = id.rsplit('/').next().unwrap_or_default().to_string();
     body.insert("id".into(), json!(id));
     body.insert("name".into(), json!(name));
     body.insert("type".into(), json!(kind));
     let lower = kind.to_ascii_lowercase();
-    let top_level = !lower.trim_start_matches("microsoft.").contains('/')
-        || lower.matches('/').count() == 1;
-    if top_level && !lower.starts_with("microsoft.authorization") && !lower.starts_with("microsoft.security") {
+    let top_level =
+        !lower.trim_start_matches("microsoft.").contains('/') || lower.matches('/').count() == 1;
+    if top_level
+        && !lower.starts_with("microsoft.authorization")
+        && !lower.starts_with("microsoft.security")
+    {
         let fallback = existing
             .and_then(|e| e.get("location"))
             .cloned()
@@ -325,7 +445,10 @@ fn normalize(kind: &str, id: &str, body: &mut Map<String, Value>, existing: Opti
     let Some(properties) = properties.as_object_mut() else {
         return;
     };
-    if !lower.starts_with("microsoft.authorization") && !lower.starts_with("microsoft.security") && !lower.starts_with("microsoft.automation") {
+    if !lower.starts_with("microsoft.authorization")
+        && !lower.starts_with("microsoft.security")
+        && !lower.starts_with("microsoft.automation")
+    {
         properties.insert("provisioningState".into(), json!("Succeeded"));
     }
     if lower.starts_with("microsoft.network/") {
@@ -338,16 +461,26 @@ fn normalize(kind: &str, id: &str, body: &mut Map<String, Value>, existing: Opti
         let properties = body.get_mut("properties").and_then(Value::as_object_mut);
         if let Some(properties) = properties {
             let children = if lower == "microsoft.network/networksecuritygroups" {
-                Some(("securityRules", "Microsoft.Network/networkSecurityGroups/securityRules"))
+                Some((
+                    "securityRules",
+                    "Microsoft.Network/networkSecurityGroups/securityRules",
+                ))
             } else if lower == "microsoft.network/networkinterfaces" {
-                Some(("ipConfigurations", "Microsoft.Network/networkInterfaces/ipConfigurations"))
+                Some((
+                    "ipConfigurations",
+                    "Microsoft.Network/networkInterfaces/ipConfigurations",
+                ))
             } else {
                 None
             };
             if let Some((field, child_kind)) = children {
                 if let Some(Value::Array(items)) = properties.get_mut(field) {
                     for item in items.iter_mut().filter_map(Value::as_object_mut) {
-                        let child = item.get("name").and_then(Value::as_str).unwrap_or("default").to_string();
+                        let child = item
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("default")
+                            .to_string();
                         item.insert("id".into(), json!(format!("{id}/{field}/{child}")));
                         item.insert("etag".into(), json!(new_etag()));
                         item.insert("type".into(), json!(child_kind));
@@ -367,9 +500,13 @@ fn normalize(kind: &str, id: &str, body: &mut Map<String, Value>, existing: Opti
     if lower == "microsoft.keyvault/vaults" {
         if let Some(properties) = body.get_mut("properties").and_then(Value::as_object_mut) {
             properties.entry("tenantId").or_insert(json!(tenant));
-            properties.entry("sku").or_insert(json!({"family": "A", "name": "standard"}));
+            properties
+                .entry("sku")
+                .or_insert(json!({"family": "A", "name": "standard"}));
             properties.entry("accessPolicies").or_insert(json!([]));
-            properties.entry("enableRbacAuthorization").or_insert(json!(false));
+            properties
+                .entry("enableRbacAuthorization")
+                .or_insert(json!(false));
             if let Some(uri) = existing.and_then(|e| e.pointer("/properties/vaultUri")) {
                 properties.insert("vaultUri".into(), uri.clone());
             }
@@ -377,15 +514,30 @@ fn normalize(kind: &str, id: &str, body: &mut Map<String, Value>, existing: Opti
     }
     if lower == "microsoft.compute/snapshots" || lower == "microsoft.compute/disks" {
         if let Some(properties) = body.get_mut("properties").and_then(Value::as_object_mut) {
-            properties.entry("timeCreated").or_insert(json!(now_rfc3339()));
-            properties.entry("diskState").or_insert(json!(if lower.ends_with("snapshots") { "Unattached" } else { "Attached" }));
-            properties.entry("uniqueId").or_insert(json!(uuid::Uuid::new_v4().to_string()));
+            properties
+                .entry("timeCreated")
+                .or_insert(json!(now_rfc3339()));
+            properties
+                .entry("diskState")
+                .or_insert(json!(if lower.ends_with("snapshots") {
+                    "Unattached"
+                } else {
+                    "Attached"
+                }));
+            properties
+                .entry("uniqueId")
+                .or_insert(json!(uuid::Uuid::new_v4().to_string()));
         }
     }
 }
 
 fn default_security_rules(nsg: &str) -> Value {
-    let rule = |name: &str, priority: u32, direction: &str, access: &str, source: &str, destination: &str| {
+    let rule = |name: &str,
+                priority: u32,
+                direction: &str,
+                access: &str,
+                source: &str,
+                destination: &str| {
         json!({
             "name": name, "id": format!("{nsg}/defaultSecurityRules/{name}"), "etag": new_etag(),
             "type": "Microsoft.Network/networkSecurityGroups/defaultSecurityRules",
@@ -395,11 +547,39 @@ fn default_security_rules(nsg: &str) -> Value {
         })
     };
     json!([
-        rule("AllowVnetInBound", 65000, "Inbound", "Allow", "VirtualNetwork", "VirtualNetwork"),
-        rule("AllowAzureLoadBalancerInBound", 65001, "Inbound", "Allow", "AzureLoadBalancer", "*"),
+        rule(
+            "AllowVnetInBound",
+            65000,
+            "Inbound",
+            "Allow",
+            "VirtualNetwork",
+            "VirtualNetwork"
+        ),
+        rule(
+            "AllowAzureLoadBalancerInBound",
+            65001,
+            "Inbound",
+            "Allow",
+            "AzureLoadBalancer",
+            "*"
+        ),
         rule("DenyAllInBound", 65500, "Inbound", "Deny", "*", "*"),
-        rule("AllowVnetOutBound", 65000, "Outbound", "Allow", "VirtualNetwork", "VirtualNetwork"),
-        rule("AllowInternetOutBound", 65001, "Outbound", "Allow", "*", "Internet"),
+        rule(
+            "AllowVnetOutBound",
+            65000,
+            "Outbound",
+            "Allow",
+            "VirtualNetwork",
+            "VirtualNetwork"
+        ),
+        rule(
+            "AllowInternetOutBound",
+            65001,
+            "Outbound",
+            "Allow",
+            "*",
+            "Internet"
+        ),
         rule("DenyAllOutBound", 65500, "Outbound", "Deny", "*", "*"),
     ])
 }
@@ -408,9 +588,11 @@ fn default_security_rules(nsg: &str) -> Value {
 fn check_references(state: &State, kind: &str, body: &Map<String, Value>) -> Result<(), Reply> {
     let lower = kind.to_ascii_lowercase();
     let reference = if lower == "microsoft.network/networkinterfaces" {
-        body.get("properties").and_then(|p| p.pointer("/networkSecurityGroup/id"))
+        body.get("properties")
+            .and_then(|p| p.pointer("/networkSecurityGroup/id"))
     } else if lower == "microsoft.compute/snapshots" {
-        body.get("properties").and_then(|p| p.pointer("/creationData/sourceResourceId"))
+        body.get("properties")
+            .and_then(|p| p.pointer("/creationData/sourceResourceId"))
     } else {
         None
     };
@@ -439,7 +621,10 @@ fn put(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) -> An
             .and_then(Value::as_str)
             .and_then(|source| state.arm.get(&source.to_ascii_lowercase()))
         {
-            let size = source.pointer("/properties/diskSizeGB").cloned().unwrap_or(json!(30));
+            let size = source
+                .pointer("/properties/diskSizeGB")
+                .cloned()
+                .unwrap_or(json!(30));
             let os = source.pointer("/properties/osType").cloned();
             if let Some(properties) = body.get_mut("properties").and_then(Value::as_object_mut) {
                 properties.entry("diskSizeGB").or_insert(size);
@@ -454,7 +639,9 @@ fn put(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) -> An
     if kind.eq_ignore_ascii_case("Microsoft.Automation/automationAccounts/credentials") {
         stash_secret(&mut body, "password");
     }
-    if kind.eq_ignore_ascii_case("Microsoft.Automation/automationAccounts/runbooks") && existing.is_none() {
+    if kind.eq_ignore_ascii_case("Microsoft.Automation/automationAccounts/runbooks")
+        && existing.is_none()
+    {
         body.insert("x-sim-content".into(), json!(""));
     }
     let created = existing.is_none();
@@ -468,7 +655,14 @@ fn put(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) -> An
         StatusCode::OK
     };
     if is_long_running_put(kind) {
-        return Ok(start_write_lro(state, req, key, Value::Object(body), status, location));
+        return Ok(start_write_lro(
+            state,
+            req,
+            key,
+            Value::Object(body),
+            status,
+            location,
+        ));
     }
     state.arm.insert(key.clone(), Value::Object(body));
     let view = rendered(state, &state.arm[&key]);
@@ -496,7 +690,12 @@ fn merge(target: &mut Value, patch: &Value, replace: &[&str], path: &str) {
                 } else if replace.contains(&child.as_str()) {
                     target.insert(key.clone(), value.clone());
                 } else {
-                    merge(target.entry(key.clone()).or_insert(Value::Null), value, replace, &child);
+                    merge(
+                        target.entry(key.clone()).or_insert(Value::Null),
+                        value,
+                        replace,
+                        &child,
+                    );
                 }
             }
         }
@@ -519,17 +718,35 @@ fn patch(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) -> 
     };
     let mut body = body;
     if lower == "microsoft.automation/automationaccounts/credentials" {
-        if let Some(password) = body.pointer_mut("/properties").and_then(Value::as_object_mut).and_then(|p| p.remove("password")) {
-            updated.as_object_mut().map(|u| u.insert("x-sim-password".into(), password));
+        if let Some(password) = body
+            .pointer_mut("/properties")
+            .and_then(Value::as_object_mut)
+            .and_then(|p| p.remove("password"))
+        {
+            updated
+                .as_object_mut()
+                .map(|u| u.insert("x-sim-password".into(), password));
         }
     }
     if lower == "microsoft.automation/automationaccounts/variables" {
-        let encrypted = body.pointer("/properties/isEncrypted").and_then(Value::as_bool).unwrap_or_else(|| {
-            existing.pointer("/properties/isEncrypted").and_then(Value::as_bool).unwrap_or(false)
-        });
+        let encrypted = body
+            .pointer("/properties/isEncrypted")
+            .and_then(Value::as_bool)
+            .unwrap_or_else(|| {
+                existing
+                    .pointer("/properties/isEncrypted")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            });
         if encrypted {
-            if let Some(value) = body.pointer_mut("/properties").and_then(Value::as_object_mut).and_then(|p| p.remove("value")) {
-                updated.as_object_mut().map(|u| u.insert("x-sim-value".into(), value));
+            if let Some(value) = body
+                .pointer_mut("/properties")
+                .and_then(Value::as_object_mut)
+                .and_then(|p| p.remove("value"))
+            {
+                updated
+                    .as_object_mut()
+                    .map(|u| u.insert("x-sim-value".into(), value));
             }
         }
     }
@@ -546,7 +763,14 @@ fn patch(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) -> 
         }
     }
     if is_long_running_put(kind) {
-        return Ok(start_write_lro(state, req, key, Value::Object(map), StatusCode::OK, location));
+        return Ok(start_write_lro(
+            state,
+            req,
+            key,
+            Value::Object(map),
+            StatusCode::OK,
+            location,
+        ));
     }
     state.arm.insert(key.clone(), Value::Object(map));
     Ok(Reply::ok(rendered(state, &state.arm[&key])))
@@ -578,7 +802,11 @@ fn delete(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) ->
         }
     }
     if lower == "microsoft.authorization/roledefinitions" {
-        let guid = id.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
+        let guid = id
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let in_use = state.arm.values().any(|assignment| {
             type_is(assignment, "Microsoft.Authorization/roleAssignments")
                 && assignment
@@ -598,19 +826,44 @@ fn delete(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) ->
         let lro_fault = req.lro_fault.clone();
         if lro_fault.is_none() {
             remove_with_children(state, &key);
-            let (async_url, location_url) = new_operation(state, req, &namespace_of(kind), location, 0, Outcome::Succeeded, Effect::Nothing, None);
+            let (async_url, location_url) = new_operation(
+                state,
+                req,
+                &namespace_of(kind),
+                location,
+                0,
+                Outcome::Succeeded,
+                Effect::Nothing,
+                None,
+            );
             return Ok(accepted(async_url, location_url));
         }
-        if let Some(value) = state.arm.get_mut(&key).and_then(|v| v.pointer_mut("/properties")).and_then(Value::as_object_mut) {
+        if let Some(value) = state
+            .arm
+            .get_mut(&key)
+            .and_then(|v| v.pointer_mut("/properties"))
+            .and_then(Value::as_object_mut)
+        {
             value.insert("provisioningState".into(), json!("Deleting"));
         }
         let (polls, outcome) = lro_plan(&lro_fault);
-        let (async_url, location_url) = new_operation(state, req, &namespace_of(kind), location, polls, outcome, Effect::Delete(key), None);
+        let (async_url, location_url) = new_operation(
+            state,
+            req,
+            &namespace_of(kind),
+            location,
+            polls,
+            outcome,
+            Effect::Delete(key),
+            None,
+        );
         return Ok(accepted(async_url, location_url));
     }
     let removed = state.arm.get(&key).map(public_view);
     remove_with_children(state, &key);
-    if lower == "microsoft.authorization/roleassignments" || lower == "microsoft.authorization/roledefinitions" {
+    if lower == "microsoft.authorization/roleassignments"
+        || lower == "microsoft.authorization/roledefinitions"
+    {
         return Ok(Reply::ok(removed.unwrap_or(Value::Null)));
     }
     Ok(Reply::empty(StatusCode::OK))
@@ -618,7 +871,9 @@ fn delete(state: &mut State, req: &Req, id: &str, kind: &str, location: &str) ->
 
 fn remove_with_children(state: &mut State, key: &str) {
     let prefix = format!("{key}/");
-    state.arm.retain(|id, _| id != key && !id.starts_with(&prefix));
+    state
+        .arm
+        .retain(|id, _| id != key && !id.starts_with(&prefix));
 }
 
 fn accepted(async_url: String, location_url: String) -> Reply {
@@ -629,17 +884,26 @@ fn accepted(async_url: String, location_url: String) -> Reply {
 }
 
 fn namespace_of(kind: &str) -> String {
-    kind.split('/').next().unwrap_or("Microsoft.Resources").to_string()
+    kind.split('/')
+        .next()
+        .unwrap_or("Microsoft.Resources")
+        .to_string()
 }
 
 fn lro_plan(fault: &Option<Fault>) -> (u32, Outcome) {
     match fault {
         Some(Fault::LroSlow { polls }) => (*polls, Outcome::Succeeded),
-        Some(Fault::LroFail { polls, code, message }) => (
+        Some(Fault::LroFail {
+            polls,
+            code,
+            message,
+        }) => (
             *polls,
             Outcome::Failed {
                 code: code.clone().unwrap_or_else(|| "InternalServerError".into()),
-                message: message.clone().unwrap_or_else(|| "The operation failed (injected by azure-sim).".into()),
+                message: message
+                    .clone()
+                    .unwrap_or_else(|| "The operation failed (injected by azure-sim).".into()),
             },
         ),
         _ => (0, Outcome::Succeeded),
@@ -658,9 +922,15 @@ fn new_operation(
     result: Option<Value>,
 ) -> (String, String) {
     let id = uuid::Uuid::new_v4().to_string();
-    let subscription = segments(&req.path).get(1).map(|s| s.to_string()).unwrap_or_default();
+    let subscription = segments(&req.path)
+        .get(1)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let version = req.query("api-version").unwrap_or("2025-01-01");
-    let base = format!("{}/subscriptions/{subscription}/providers/{namespace}/locations/{location}", req.origin);
+    let base = format!(
+        "{}/subscriptions/{subscription}/providers/{namespace}/locations/{location}",
+        req.origin
+    );
     let operation = Operation {
         id: id.clone(),
         polls_left: polls,
@@ -682,22 +952,48 @@ fn new_operation(
 }
 
 /// Stores a long-running write: applied now (still `Updating` while a slow / failing fault holds it).
-fn start_write_lro(state: &mut State, req: &Req, key: String, mut value: Value, status: StatusCode, location: &str) -> Reply {
-    let kind = value.get("type").and_then(Value::as_str).unwrap_or("Microsoft.Resources").to_string();
+fn start_write_lro(
+    state: &mut State,
+    req: &Req,
+    key: String,
+    mut value: Value,
+    status: StatusCode,
+    location: &str,
+) -> Reply {
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Microsoft.Resources")
+        .to_string();
     let (polls, outcome) = lro_plan(&req.lro_fault);
     if req.lro_fault.is_some() {
-        if let Some(properties) = value.pointer_mut("/properties").and_then(Value::as_object_mut) {
+        if let Some(properties) = value
+            .pointer_mut("/properties")
+            .and_then(Value::as_object_mut)
+        {
             properties.insert("provisioningState".into(), json!("Updating"));
         }
     }
     state.arm.insert(key.clone(), value);
-    let (async_url, _) = new_operation(state, req, &namespace_of(&kind), location, polls, outcome, Effect::Provisioned(key.clone()), None);
+    let (async_url, _) = new_operation(
+        state,
+        req,
+        &namespace_of(&kind),
+        location,
+        polls,
+        outcome,
+        Effect::Provisioned(key.clone()),
+        None,
+    );
     let view = rendered(state, &state.arm[&key]);
     let reply = Reply::json(status, view)
         .with_header("azure-asyncoperation", async_url.clone())
         .with_header("retry-after", "0");
     if status == StatusCode::ACCEPTED {
-        reply.with_header("location", async_url.replace("/operations/", "/operationResults/"))
+        reply.with_header(
+            "location",
+            async_url.replace("/operations/", "/operationResults/"),
+        )
     } else {
         reply
     }
@@ -717,13 +1013,26 @@ fn finish(state: &mut State, id: &str) {
     match effect {
         Effect::Nothing => {}
         Effect::Provisioned(key) => {
-            if let Some(properties) = state.arm.get_mut(&key).and_then(|v| v.pointer_mut("/properties")).and_then(Value::as_object_mut) {
-                properties.insert("provisioningState".into(), json!(if failed { "Failed" } else { "Succeeded" }));
+            if let Some(properties) = state
+                .arm
+                .get_mut(&key)
+                .and_then(|v| v.pointer_mut("/properties"))
+                .and_then(Value::as_object_mut)
+            {
+                properties.insert(
+                    "provisioningState".into(),
+                    json!(if failed { "Failed" } else { "Succeeded" }),
+                );
             }
         }
         Effect::Delete(key) => {
             if failed {
-                if let Some(properties) = state.arm.get_mut(&key).and_then(|v| v.pointer_mut("/properties")).and_then(Value::as_object_mut) {
+                if let Some(properties) = state
+                    .arm
+                    .get_mut(&key)
+                    .and_then(|v| v.pointer_mut("/properties"))
+                    .and_then(Value::as_object_mut)
+                {
                     properties.insert("provisioningState".into(), json!("Succeeded"));
                 }
             } else {
@@ -735,20 +1044,42 @@ fn finish(state: &mut State, id: &str) {
 
 fn poll(state: &mut State, req: &Req, id: &str, location_style: bool) -> Answer {
     let Some(operation) = state.operations.get_mut(id) else {
-        return Err(Reply::error(StatusCode::NOT_FOUND, "OperationNotFound", &format!("The operation '{id}' was not found.")));
+        return Err(Reply::error(
+            StatusCode::NOT_FOUND,
+            "OperationNotFound",
+            &format!("The operation '{id}' was not found."),
+        ));
     };
     if operation.finished.is_none() && operation.polls_left > 0 {
         operation.polls_left -= 1;
         if location_style {
-            let url = format!("{}{}?{}", req.origin, req.path, req.query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"));
-            return Ok(Reply::empty(StatusCode::ACCEPTED).with_header("location", url).with_header("retry-after", "0"));
+            let url = format!(
+                "{}{}?{}",
+                req.origin,
+                req.path,
+                req.query
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            );
+            return Ok(Reply::empty(StatusCode::ACCEPTED)
+                .with_header("location", url)
+                .with_header("retry-after", "0"));
         }
-        return Ok(Reply::ok(json!({"id": id, "name": id, "status": "InProgress", "startTime": operation.started})).with_header("retry-after", "0"));
+        return Ok(Reply::ok(
+            json!({"id": id, "name": id, "status": "InProgress", "startTime": operation.started}),
+        )
+        .with_header("retry-after", "0"));
     }
     let operation_id = operation.id.clone();
     finish(state, &operation_id);
     let Some(operation) = state.operations.get(id) else {
-        return Err(Reply::error(StatusCode::NOT_FOUND, "OperationNotFound", "gone"));
+        return Err(Reply::error(
+            StatusCode::NOT_FOUND,
+            "OperationNotFound",
+            "gone",
+        ));
     };
     match (&operation.outcome, location_style) {
         (Outcome::Succeeded, false) => {
@@ -766,7 +1097,11 @@ fn poll(state: &mut State, req: &Req, id: &str, location_style: bool) -> Answer 
             "id": id, "name": id, "status": "Failed", "startTime": operation.started, "endTime": operation.finished,
             "error": {"code": code, "message": message},
         }))),
-        (Outcome::Failed { code, message }, true) => Err(Reply::error(StatusCode::INTERNAL_SERVER_ERROR, code, message)),
+        (Outcome::Failed { code, message }, true) => Err(Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            message,
+        )),
     }
 }
 
@@ -775,7 +1110,11 @@ fn action(state: &mut State, req: &Req, parent: &str, action: &str, location: &s
     let Some(resource) = state.arm.get(&key).cloned() else {
         return Err(not_found(parent));
     };
-    let kind = resource.get("type").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    let kind = resource
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let body = req.json()?;
     let record = |state: &mut State, entry: Value| {
         if let Some(map) = state.arm.get_mut(&key).and_then(Value::as_object_mut) {
@@ -786,8 +1125,15 @@ fn action(state: &mut State, req: &Req, parent: &str, action: &str, location: &s
         }
     };
     match (kind.as_str(), action.to_ascii_lowercase().as_str()) {
-        ("microsoft.compute/virtualmachines", verb @ ("restart" | "reimage" | "runcommand" | "start" | "poweroff" | "deallocate" | "redeploy")) => {
-            record(state, json!({"action": verb, "at": now_rfc3339(), "body": body}));
+        (
+            "microsoft.compute/virtualmachines",
+            verb @ ("restart" | "reimage" | "runcommand" | "start" | "poweroff" | "deallocate"
+            | "redeploy"),
+        ) => {
+            record(
+                state,
+                json!({"action": verb, "at": now_rfc3339(), "body": body}),
+            );
             let result = (verb == "runcommand").then(|| {
                 json!({"value": [
                     {"code": "ComponentStatus/StdOut/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "message": format!("azure-sim ran {}", body.get("commandId").and_then(Value::as_str).unwrap_or("a command"))},
@@ -795,14 +1141,29 @@ fn action(state: &mut State, req: &Req, parent: &str, action: &str, location: &s
                 ]})
             });
             let (polls, outcome) = lro_plan(&req.lro_fault);
-            let (async_url, location_url) = new_operation(state, req, "Microsoft.Compute", location, polls, outcome, Effect::Nothing, result);
+            let (async_url, location_url) = new_operation(
+                state,
+                req,
+                "Microsoft.Compute",
+                location,
+                polls,
+                outcome,
+                Effect::Nothing,
+                result,
+            );
             Ok(accepted(async_url, location_url))
         }
-        ("microsoft.storage/storageaccounts", "listkeys") => Ok(Reply::ok(storage_keys(state, &key, None))),
+        ("microsoft.storage/storageaccounts", "listkeys") => {
+            Ok(Reply::ok(storage_keys(state, &key, None)))
+        }
         ("microsoft.storage/storageaccounts", "regeneratekey") => {
             let name = body.get("keyName").and_then(Value::as_str).unwrap_or("");
             if !matches!(name.to_ascii_lowercase().as_str(), "key1" | "key2") {
-                return Err(Reply::error(StatusCode::BAD_REQUEST, "InvalidValuesForRequestParameters", &format!("Values for request parameters are invalid: keyName '{name}'.")));
+                return Err(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidValuesForRequestParameters",
+                    &format!("Values for request parameters are invalid: keyName '{name}'."),
+                ));
             }
             Ok(Reply::ok(storage_keys(state, &key, Some(name))))
         }
@@ -818,32 +1179,69 @@ fn action(state: &mut State, req: &Req, parent: &str, action: &str, location: &s
                 }
             }
             let (polls, outcome) = lro_plan(&req.lro_fault);
-            let (_, location_url) = new_operation(state, req, "Microsoft.Automation", location, polls, outcome, Effect::Nothing, None);
-            Ok(Reply::empty(StatusCode::ACCEPTED).with_header("location", location_url).with_header("retry-after", "0"))
+            let (_, location_url) = new_operation(
+                state,
+                req,
+                "Microsoft.Automation",
+                location,
+                polls,
+                outcome,
+                Effect::Nothing,
+                None,
+            );
+            Ok(Reply::empty(StatusCode::ACCEPTED)
+                .with_header("location", location_url)
+                .with_header("retry-after", "0"))
         }
         ("microsoft.automation/automationaccounts/jobs", "stop") => {
-            if let Some(properties) = state.arm.get_mut(&key).and_then(|v| v.pointer_mut("/properties")).and_then(Value::as_object_mut) {
+            if let Some(properties) = state
+                .arm
+                .get_mut(&key)
+                .and_then(|v| v.pointer_mut("/properties"))
+                .and_then(Value::as_object_mut)
+            {
                 properties.insert("status".into(), json!("Stopped"));
             }
             Ok(Reply::empty(StatusCode::OK))
         }
-        ("microsoft.automation/automationaccounts/agentregistrationinformation", "regeneratekey") | ("microsoft.automation/automationaccounts", "regeneratekey") => {
-            let which = body.get("keyName").and_then(Value::as_str).unwrap_or("primary").to_ascii_lowercase();
-            let mut keys = resource.get("x-sim-registrationKeys").cloned().unwrap_or(json!({"primary": new_secret(), "secondary": new_secret()}));
+        (
+            "microsoft.automation/automationaccounts/agentregistrationinformation",
+            "regeneratekey",
+        )
+        | ("microsoft.automation/automationaccounts", "regeneratekey") => {
+            let which = body
+                .get("keyName")
+                .and_then(Value::as_str)
+                .unwrap_or("primary")
+                .to_ascii_lowercase();
+            let mut keys = resource
+                .get("x-sim-registrationKeys")
+                .cloned()
+                .unwrap_or(json!({"primary": new_secret(), "secondary": new_secret()}));
             keys[which.as_str()] = json!(new_secret());
             if let Some(map) = state.arm.get_mut(&key).and_then(Value::as_object_mut) {
                 map.insert("x-sim-registrationKeys".into(), keys.clone());
             }
-            Ok(Reply::ok(json!({"id": parent, "endpoint": format!("{}/agentsvc", req.origin), "keys": {"primary": keys["primary"], "secondary": keys["secondary"]}})))
+            Ok(Reply::ok(
+                json!({"id": parent, "endpoint": format!("{}/agentsvc", req.origin), "keys": {"primary": keys["primary"], "secondary": keys["secondary"]}}),
+            ))
         }
-        (kind, verb @ ("activate" | "inprogress" | "resolve" | "dismiss")) if kind == "microsoft.security/locations/alerts" => {
+        (
+            "microsoft.security/locations/alerts",
+            verb @ ("activate" | "inprogress" | "resolve" | "dismiss"),
+        ) => {
             let status = match verb {
                 "activate" => "Active",
                 "inprogress" => "InProgress",
                 "resolve" => "Resolved",
                 _ => "Dismissed",
             };
-            if let Some(properties) = state.arm.get_mut(&key).and_then(|v| v.pointer_mut("/properties")).and_then(Value::as_object_mut) {
+            if let Some(properties) = state
+                .arm
+                .get_mut(&key)
+                .and_then(|v| v.pointer_mut("/properties"))
+                .and_then(Value::as_object_mut)
+            {
                 properties.insert("status".into(), json!(status));
             }
             record(state, json!({"action": verb, "at": now_rfc3339()}));
@@ -859,7 +1257,13 @@ fn action(state: &mut State, req: &Req, parent: &str, action: &str, location: &s
 
 fn new_secret() -> String {
     use base64::Engine;
-    let bytes: Vec<u8> = uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).chain(uuid::Uuid::new_v4().as_bytes()).copied().collect();
+    let bytes: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
     base64::engine::general_purpose::STANDARD.encode(&bytes[..48])
 }
 
@@ -876,7 +1280,10 @@ fn storage_keys(state: &mut State, key: &str, regenerate: Option<&str>) -> Value
     });
     if let (Some(name), Some(list)) = (regenerate, keys.as_array_mut()) {
         for entry in list.iter_mut() {
-            if entry["keyName"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)) {
+            if entry["keyName"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            {
                 entry["value"] = json!(new_secret());
                 entry["creationTime"] = json!(now_rfc3339());
             }
@@ -887,7 +1294,12 @@ fn storage_keys(state: &mut State, key: &str, regenerate: Option<&str>) -> Value
         .as_array()
         .map(|list| {
             list.iter()
-                .map(|entry| (entry["keyName"].as_str().unwrap_or("").to_string(), entry["creationTime"].clone()))
+                .map(|entry| {
+                    (
+                        entry["keyName"].as_str().unwrap_or("").to_string(),
+                        entry["creationTime"].clone(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -901,7 +1313,11 @@ fn runbook_content(state: &State, runbook: &str) -> Answer {
     match state.arm.get(&runbook.to_ascii_lowercase()) {
         Some(value) => Ok(Reply::text(
             StatusCode::OK,
-            value.get("x-sim-content").and_then(Value::as_str).unwrap_or("").to_string(),
+            value
+                .get("x-sim-content")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
             "text/powershell",
         )),
         None => Err(not_found(runbook)),
@@ -909,8 +1325,14 @@ fn runbook_content(state: &State, runbook: &str) -> Answer {
 }
 
 fn runbook_draft_content(state: &mut State, req: &Req, id: &str) -> Answer {
-    let runbook = id.trim_end_matches("/content").trim_end_matches("/draft").to_ascii_lowercase();
-    let runbook = runbook.strip_suffix("/draft/content").map(str::to_string).unwrap_or(runbook);
+    let runbook = id
+        .trim_end_matches("/content")
+        .trim_end_matches("/draft")
+        .to_ascii_lowercase();
+    let runbook = runbook
+        .strip_suffix("/draft/content")
+        .map(str::to_string)
+        .unwrap_or(runbook);
     if !state.arm.contains_key(&runbook) {
         return Err(not_found(id));
     }
@@ -925,13 +1347,32 @@ fn runbook_draft_content(state: &mut State, req: &Req, id: &str) -> Answer {
             }
             let (polls, outcome) = lro_plan(&req.lro_fault);
             let location = location_of(state, id);
-            let (_, location_url) = new_operation(state, req, "Microsoft.Automation", &location, polls, outcome, Effect::Nothing, None);
-            Ok(Reply::empty(StatusCode::ACCEPTED).with_header("location", location_url).with_header("retry-after", "0"))
+            let (_, location_url) = new_operation(
+                state,
+                req,
+                "Microsoft.Automation",
+                &location,
+                polls,
+                outcome,
+                Effect::Nothing,
+                None,
+            );
+            Ok(Reply::empty(StatusCode::ACCEPTED)
+                .with_header("location", location_url)
+                .with_header("retry-after", "0"))
         }
         Method::GET => {
             let value = &state.arm[&runbook];
-            let text = value.get("x-sim-draft").or_else(|| value.get("x-sim-content")).and_then(Value::as_str).unwrap_or("");
-            Ok(Reply::text(StatusCode::OK, text.to_string(), "text/powershell"))
+            let text = value
+                .get("x-sim-draft")
+                .or_else(|| value.get("x-sim-content"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            Ok(Reply::text(
+                StatusCode::OK,
+                text.to_string(),
+                "text/powershell",
+            ))
         }
         _ => Err(method_not_allowed(req)),
     }
@@ -941,19 +1382,41 @@ fn access_policies(state: &mut State, req: &Req, id: &str, operation: &str) -> A
     if req.method != Method::PUT {
         return Err(method_not_allowed(req));
     }
-    let vault = id.rsplit_once("/accessPolicies/").map(|(v, _)| v.to_string()).unwrap_or_default();
+    let vault = id
+        .rsplit_once("/accessPolicies/")
+        .map(|(v, _)| v.to_string())
+        .unwrap_or_default();
     let key = vault.to_ascii_lowercase();
     let Some(existing) = state.arm.get(&key).cloned() else {
         return Err(not_found(&vault));
     };
     let body = req.json()?;
-    let Some(entries) = body.pointer("/properties/accessPolicies").and_then(Value::as_array).cloned() else {
-        return Err(Reply::error(StatusCode::BAD_REQUEST, "BadRequest", "The parameter properties.accessPolicies is required."));
+    let Some(entries) = body
+        .pointer("/properties/accessPolicies")
+        .and_then(Value::as_array)
+        .cloned()
+    else {
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The parameter properties.accessPolicies is required.",
+        ));
     };
-    let mut current: Vec<Value> = existing.pointer("/properties/accessPolicies").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut current: Vec<Value> = existing
+        .pointer("/properties/accessPolicies")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let same = |a: &Value, b: &Value| {
-        let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-        field(a, "tenantId") == field(b, "tenantId") && field(a, "objectId") == field(b, "objectId") && field(a, "applicationId") == field(b, "applicationId")
+        let field = |v: &Value, k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        };
+        field(a, "tenantId") == field(b, "tenantId")
+            && field(a, "objectId") == field(b, "objectId")
+            && field(a, "applicationId") == field(b, "applicationId")
     };
     let kinds = ["keys", "secrets", "certificates", "storage"];
     match operation.to_ascii_lowercase().as_str() {
@@ -992,21 +1455,37 @@ fn access_policies(state: &mut State, req: &Req, id: &str, operation: &str) -> A
                     let removing = permissions(entry, kind);
                     let kept: Vec<String> = permissions(found, kind)
                         .into_iter()
-                        .filter(|p| !removing.iter().any(|r| r.eq_ignore_ascii_case(p) || r.eq_ignore_ascii_case("all")))
+                        .filter(|p| {
+                            !removing
+                                .iter()
+                                .any(|r| r.eq_ignore_ascii_case(p) || r.eq_ignore_ascii_case("all"))
+                        })
                         .collect();
                     found["permissions"][kind] = json!(kept);
                 }
             }
-            current.retain(|entry| kinds.iter().any(|kind| !permissions(entry, kind).is_empty()));
+            current.retain(|entry| {
+                kinds
+                    .iter()
+                    .any(|kind| !permissions(entry, kind).is_empty())
+            });
         }
         other => {
             return Err(Reply::error(StatusCode::BAD_REQUEST, "BadRequest", &format!("The access policy update kind '{other}' is invalid: use add, replace or remove.")));
         }
     }
-    if let Some(properties) = state.arm.get_mut(&key).and_then(|v| v.pointer_mut("/properties")).and_then(Value::as_object_mut) {
+    if let Some(properties) = state
+        .arm
+        .get_mut(&key)
+        .and_then(|v| v.pointer_mut("/properties"))
+        .and_then(Value::as_object_mut)
+    {
         properties.insert("accessPolicies".into(), json!(current.clone()));
     }
-    let location = existing.get("location").cloned().unwrap_or(json!("westeurope"));
+    let location = existing
+        .get("location")
+        .cloned()
+        .unwrap_or(json!("westeurope"));
     Ok(Reply::ok(json!({
         "id": id, "name": operation, "type": "Microsoft.KeyVault/vaults/accessPolicies", "location": location,
         "properties": {"accessPolicies": current},
@@ -1017,7 +1496,12 @@ fn permissions(entry: &Value, kind: &str) -> Vec<String> {
     entry
         .pointer(&format!("/permissions/{kind}"))
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -1030,13 +1514,22 @@ fn tags(state: &mut State, req: &Req, scope: &str) -> Answer {
         Method::GET => {}
         Method::PUT | Method::PATCH => {
             let body = req.json()?;
-            let new_tags = body.pointer("/properties/tags").cloned().unwrap_or(json!({}));
-            let operation = body.get("operation").and_then(Value::as_str).unwrap_or("Replace").to_string();
+            let new_tags = body
+                .pointer("/properties/tags")
+                .cloned()
+                .unwrap_or(json!({}));
+            let operation = body
+                .get("operation")
+                .and_then(Value::as_str)
+                .unwrap_or("Replace")
+                .to_string();
             if let Some(map) = state.arm.get_mut(&key).and_then(Value::as_object_mut) {
                 let current = map.entry("tags").or_insert(json!({}));
                 if req.method == Method::PUT || operation.eq_ignore_ascii_case("Replace") {
                     *current = new_tags;
-                } else if let (Some(current), Some(new_tags)) = (current.as_object_mut(), new_tags.as_object()) {
+                } else if let (Some(current), Some(new_tags)) =
+                    (current.as_object_mut(), new_tags.as_object())
+                {
                     for (name, value) in new_tags {
                         if operation.eq_ignore_ascii_case("Delete") {
                             current.remove(name);
@@ -1101,31 +1594,49 @@ fn authorization(state: &mut State, req: &Req, scope: &str, rest: &[&str]) -> Op
     match (kind.as_str(), rest.len(), &req.method) {
         ("roleassignments", 1, &Method::GET) => Some(list_assignments(state, req, scope)),
         ("roleassignments", 2, &Method::GET) => {
-            let id = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}", rest[1]).replace("//", "/");
+            let id = format!(
+                "{scope}/providers/Microsoft.Authorization/roleAssignments/{}",
+                rest[1]
+            )
+            .replace("//", "/");
             Some(match state.arm.get(&id.to_ascii_lowercase()) {
                 Some(value) => Ok(Reply::ok(public_view(value))),
-                None => Err(Reply::error(StatusCode::NOT_FOUND, "RoleAssignmentNotFound", &format!("The role assignment '{}' is not found.", rest[1]))),
+                None => Err(Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "RoleAssignmentNotFound",
+                    &format!("The role assignment '{}' is not found.", rest[1]),
+                )),
             })
         }
         ("roleassignments", 2, &Method::PUT) => Some(put_assignment(state, req, scope, rest[1])),
-        ("roledefinitions", 1, &Method::GET) => {
-            Some(Ok(list_where(state, |_, value| type_is(value, "Microsoft.Authorization/roleDefinitions"))))
-        }
+        ("roledefinitions", 1, &Method::GET) => Some(Ok(list_where(state, |_, value| {
+            type_is(value, "Microsoft.Authorization/roleDefinitions")
+        }))),
         ("roledefinitions", 2, &Method::GET) => {
             let guid = rest[1].to_ascii_lowercase();
             let found = state.arm.iter().find(|(id, value)| {
-                type_is(value, "Microsoft.Authorization/roleDefinitions") && id.ends_with(&format!("/{guid}"))
+                type_is(value, "Microsoft.Authorization/roleDefinitions")
+                    && id.ends_with(&format!("/{guid}"))
             });
             Some(match found {
                 Some((_, value)) => Ok(Reply::ok(public_view(value))),
-                None => Err(Reply::error(StatusCode::NOT_FOUND, "RoleDefinitionDoesNotExist", "The specified role definition with ID '{guid}' does not exist.".replace("{guid}", &guid).as_str())),
+                None => Err(Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "RoleDefinitionDoesNotExist",
+                    "The specified role definition with ID '{guid}' does not exist."
+                        .replace("{guid}", &guid)
+                        .as_str(),
+                )),
             })
         }
-        ("roleeligibilityschedulerequests", 2, &Method::PUT) => Some(eligibility_request(state, req, scope, rest[1])),
+        ("roleeligibilityschedulerequests", 2, &Method::PUT) => {
+            Some(eligibility_request(state, req, scope, rest[1]))
+        }
         ("roleeligibilityschedules", 1, &Method::GET) => {
             let prefix = scope.to_ascii_lowercase();
             Some(Ok(list_where(state, |id, value| {
-                type_is(value, "Microsoft.Authorization/roleEligibilitySchedules") && id.starts_with(&prefix)
+                type_is(value, "Microsoft.Authorization/roleEligibilitySchedules")
+                    && id.starts_with(&prefix)
             })))
         }
         _ => None,
@@ -1144,7 +1655,10 @@ fn list_assignments(state: &State, req: &Req, scope: &str) -> Answer {
     let at_scope = lower.contains("atscope()");
     let quoted = |marker: &str| -> Option<String> {
         let at = lower.find(marker)?;
-        filter[at + marker.len()..].split('\'').nth(1).map(str::to_string)
+        filter[at + marker.len()..]
+            .split('\'')
+            .nth(1)
+            .map(str::to_string)
     };
     let principal = quoted("principalid eq").or_else(|| quoted("assignedto("));
     if !filter.is_empty() && !at_scope && principal.is_none() {
@@ -1155,14 +1669,24 @@ fn list_assignments(state: &State, req: &Req, scope: &str) -> Answer {
         .values()
         .filter(|value| type_is(value, "Microsoft.Authorization/roleAssignments"))
         .filter(|value| {
-            let assignment_scope = value.pointer("/properties/scope").and_then(Value::as_str).unwrap_or("/");
+            let assignment_scope = value
+                .pointer("/properties/scope")
+                .and_then(Value::as_str)
+                .unwrap_or("/");
             let above_or_at = scope_covers(assignment_scope, scope);
             let below = scope_covers(scope, assignment_scope);
-            if at_scope { above_or_at } else { above_or_at || below }
+            if at_scope {
+                above_or_at
+            } else {
+                above_or_at || below
+            }
         })
         .filter(|value| {
             principal.as_ref().is_none_or(|principal| {
-                value.pointer("/properties/principalId").and_then(Value::as_str).is_some_and(|p| p.eq_ignore_ascii_case(principal))
+                value
+                    .pointer("/properties/principalId")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(principal))
             })
         })
         .map(public_view)
@@ -1173,34 +1697,85 @@ fn list_assignments(state: &State, req: &Req, scope: &str) -> Answer {
 fn put_assignment(state: &mut State, req: &Req, scope: &str, name: &str) -> Answer {
     let body = req.json()?;
     let properties = body.get("properties").cloned().unwrap_or(json!({}));
-    let role = properties.get("roleDefinitionId").and_then(Value::as_str).unwrap_or("").to_string();
-    let principal = properties.get("principalId").and_then(Value::as_str).unwrap_or("").to_string();
+    let role = properties
+        .get("roleDefinitionId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let principal = properties
+        .get("principalId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if role.is_empty() || principal.is_empty() {
-        return Err(Reply::error(StatusCode::BAD_REQUEST, "InvalidRoleAssignmentRequest", "The request must name properties.roleDefinitionId and properties.principalId."));
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRoleAssignmentRequest",
+            "The request must name properties.roleDefinitionId and properties.principalId.",
+        ));
     }
     let role_guid = role.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
-    let defined = state.arm.iter().any(|(id, value)| type_is(value, "Microsoft.Authorization/roleDefinitions") && id.ends_with(&format!("/{role_guid}")));
+    let defined = state.arm.iter().any(|(id, value)| {
+        type_is(value, "Microsoft.Authorization/roleDefinitions")
+            && id.ends_with(&format!("/{role_guid}"))
+    });
     if !defined {
-        return Err(Reply::error(StatusCode::BAD_REQUEST, "RoleDefinitionDoesNotExist", &format!("The specified role definition with ID '{role_guid}' does not exist.")));
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "RoleDefinitionDoesNotExist",
+            &format!("The specified role definition with ID '{role_guid}' does not exist."),
+        ));
     }
-    let scope = if scope.is_empty() { "/".to_string() } else { scope.to_string() };
-    let id = format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}", scope.trim_end_matches('/'));
+    let scope = if scope.is_empty() {
+        "/".to_string()
+    } else {
+        scope.to_string()
+    };
+    let id = format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
+        scope.trim_end_matches('/')
+    );
     let key = id.to_ascii_lowercase();
     let duplicate = state.arm.iter().any(|(other, value)| {
         other != &key
             && type_is(value, "Microsoft.Authorization/roleAssignments")
-            && value.pointer("/properties/scope").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(&scope))
-            && value.pointer("/properties/principalId").and_then(Value::as_str).is_some_and(|p| p.eq_ignore_ascii_case(&principal))
-            && value.pointer("/properties/roleDefinitionId").and_then(Value::as_str).is_some_and(|r| r.to_ascii_lowercase().ends_with(&role_guid))
+            && value
+                .pointer("/properties/scope")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case(&scope))
+            && value
+                .pointer("/properties/principalId")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p.eq_ignore_ascii_case(&principal))
+            && value
+                .pointer("/properties/roleDefinitionId")
+                .and_then(Value::as_str)
+                .is_some_and(|r| r.to_ascii_lowercase().ends_with(&role_guid))
     });
     if duplicate {
-        return Err(Reply::error(StatusCode::CONFLICT, "RoleAssignmentExists", "The role assignment already exists."));
+        return Err(Reply::error(
+            StatusCode::CONFLICT,
+            "RoleAssignmentExists",
+            "The role assignment already exists.",
+        ));
     }
     if let Some(existing) = state.arm.get(&key) {
-        let existing_role = existing.pointer("/properties/roleDefinitionId").and_then(Value::as_str).unwrap_or("");
-        let existing_principal = existing.pointer("/properties/principalId").and_then(Value::as_str).unwrap_or("");
-        if !existing_role.to_ascii_lowercase().ends_with(&role_guid) || !existing_principal.eq_ignore_ascii_case(&principal) {
-            return Err(Reply::error(StatusCode::BAD_REQUEST, "RoleAssignmentUpdateNotPermitted", "Tenant ID, application ID, principal ID, and scope are not allowed to be updated."));
+        let existing_role = existing
+            .pointer("/properties/roleDefinitionId")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let existing_principal = existing
+            .pointer("/properties/principalId")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !existing_role.to_ascii_lowercase().ends_with(&role_guid)
+            || !existing_principal.eq_ignore_ascii_case(&principal)
+        {
+            return Err(Reply::error(
+                StatusCode::BAD_REQUEST,
+                "RoleAssignmentUpdateNotPermitted",
+                "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+            ));
         }
         return Ok(Reply::json(StatusCode::CREATED, public_view(existing)));
     }
@@ -1226,32 +1801,60 @@ fn put_assignment(state: &mut State, req: &Req, scope: &str, name: &str) -> Answ
 fn eligibility_request(state: &mut State, req: &Req, scope: &str, name: &str) -> Answer {
     let body = req.json()?;
     let properties = body.get("properties").cloned().unwrap_or(json!({}));
-    let request_type = properties.get("requestType").and_then(Value::as_str).unwrap_or("").to_string();
-    let principal = properties.get("principalId").and_then(Value::as_str).unwrap_or("").to_string();
-    let role = properties.get("roleDefinitionId").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    let request_type = properties
+        .get("requestType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let principal = properties
+        .get("principalId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let role = properties
+        .get("roleDefinitionId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let status = if request_type.eq_ignore_ascii_case("AdminRemove") {
         let before = state.arm.len();
         state.arm.retain(|id, value| {
             !(type_is(value, "Microsoft.Authorization/roleEligibilitySchedules")
                 && id.starts_with(&scope.to_ascii_lowercase())
-                && value.pointer("/properties/principalId").and_then(Value::as_str).is_some_and(|p| p.eq_ignore_ascii_case(&principal))
-                && value.pointer("/properties/roleDefinitionId").and_then(Value::as_str).is_some_and(|r| r.eq_ignore_ascii_case(&role)))
+                && value
+                    .pointer("/properties/principalId")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(&principal))
+                && value
+                    .pointer("/properties/roleDefinitionId")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.eq_ignore_ascii_case(&role)))
         });
         if state.arm.len() == before {
-            return Err(Reply::error(StatusCode::BAD_REQUEST, "RoleAssignmentDoesNotExist", "The Role assignment does not exist."));
+            return Err(Reply::error(
+                StatusCode::BAD_REQUEST,
+                "RoleAssignmentDoesNotExist",
+                "The Role assignment does not exist.",
+            ));
         }
         "Revoked"
     } else if request_type.eq_ignore_ascii_case("AdminAssign") {
-        let schedule = format!("{scope}/providers/Microsoft.Authorization/roleEligibilitySchedules/{name}");
+        let schedule =
+            format!("{scope}/providers/Microsoft.Authorization/roleEligibilitySchedules/{name}");
         state.arm.insert(schedule.to_ascii_lowercase(), json!({
             "id": schedule, "name": name, "type": "Microsoft.Authorization/roleEligibilitySchedules",
             "properties": {"principalId": principal, "roleDefinitionId": properties.get("roleDefinitionId"), "scope": scope, "status": "Provisioned", "memberType": "Direct"}
         }));
         "Provisioned"
     } else {
-        return Err(Reply::error(StatusCode::BAD_REQUEST, "InvalidRequestType", &format!("The request type '{request_type}' is not supported.")));
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestType",
+            &format!("The request type '{request_type}' is not supported."),
+        ));
     };
-    let id = format!("{scope}/providers/Microsoft.Authorization/roleEligibilityScheduleRequests/{name}");
+    let id =
+        format!("{scope}/providers/Microsoft.Authorization/roleEligibilityScheduleRequests/{name}");
     let mut stored = properties.clone();
     stored["status"] = json!(status);
     stored["scope"] = json!(scope);

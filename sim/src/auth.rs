@@ -141,7 +141,11 @@ enum Refusal {
 }
 
 /// Checks the bearer token of a request for `surface`; on success records the caller.
-pub(crate) fn authenticate(sim: &Sim, surface: &Surface, req: &mut Req) -> Result<Option<Audience>, Reply> {
+pub(crate) fn authenticate(
+    sim: &Sim,
+    surface: &Surface,
+    req: &mut Req,
+) -> Result<Option<Audience>, Reply> {
     let Some(required) = Audience::of(surface) else {
         return Ok(None);
     };
@@ -203,13 +207,25 @@ fn refuse(surface: &Surface, tenant: &str, refusal: Refusal) -> Reply {
         }
         Surface::Graph => {
             let (code, message) = match refusal {
-                Refusal::Missing => ("InvalidAuthenticationToken", "Access token is empty.".to_string()),
-                Refusal::Invalid => ("InvalidAuthenticationToken", "IDX14100: JWT is not well formed.".to_string()),
-                Refusal::Expired(_) => ("InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.".to_string()),
-                Refusal::WrongAudience(_) => ("InvalidAuthenticationToken", "Access token validation failure. Invalid audience.".to_string()),
+                Refusal::Missing => (
+                    "InvalidAuthenticationToken",
+                    "Access token is empty.".to_string(),
+                ),
+                Refusal::Invalid => (
+                    "InvalidAuthenticationToken",
+                    "IDX14100: JWT is not well formed.".to_string(),
+                ),
+                Refusal::Expired(_) => (
+                    "InvalidAuthenticationToken",
+                    "Lifetime validation failed, the token is expired.".to_string(),
+                ),
+                Refusal::WrongAudience(_) => (
+                    "InvalidAuthenticationToken",
+                    "Access token validation failure. Invalid audience.".to_string(),
+                ),
             };
             Reply::graph_error(unauthorized, code, &message)
-                .with_header("www-authenticate", format!("Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\""))
+                .with_header("www-authenticate", "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"")
         }
         Surface::Mde => {
             let message = match refusal {
@@ -280,16 +296,28 @@ pub(crate) fn token_endpoint(sim: &Sim, req: &Req) -> Answer {
     };
     let imds = path.starts_with("/metadata/identity/oauth2/token");
     let app_service = path.starts_with("/msi/token");
-    if imds && !req.header("metadata").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
-        return Err(oauth_error("invalid_request", "Required metadata header not specified"));
+    if imds
+        && !req
+            .header("metadata")
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+    {
+        return Err(oauth_error(
+            "invalid_request",
+            "Required metadata header not specified",
+        ));
     }
     if app_service {
         let expected = sim.lock().identity_header.clone();
         if req.header("x-identity-header") != Some(expected.as_str()) {
-            return Err(oauth_error("invalid_request", "The X-IDENTITY-HEADER is missing or wrong."));
+            return Err(oauth_error(
+                "invalid_request",
+                "The X-IDENTITY-HEADER is missing or wrong.",
+            ));
         }
     }
-    let requested = field("resource").or_else(|| field("scope")).unwrap_or_default();
+    let requested = field("resource")
+        .or_else(|| field("scope"))
+        .unwrap_or_default();
     let Some(audience) = Audience::parse(&requested) else {
         return Err(oauth_error(
             "invalid_resource",
@@ -314,7 +342,9 @@ pub(crate) fn token_endpoint(sim: &Sim, req: &Req) -> Answer {
         },
     };
     if path.contains("/oauth2/v2.0/token") {
-        if let (Some(secret), Some(expected)) = (field("client_secret"), identity.client_secret.as_ref()) {
+        if let (Some(secret), Some(expected)) =
+            (field("client_secret"), identity.client_secret.as_ref())
+        {
             if &secret != expected {
                 return Err(Reply::json(
                     StatusCode::UNAUTHORIZED,

@@ -23,16 +23,17 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Reply {
             let state = sim.lock();
             let wanted = |entry: &&Value, key: &str| {
                 req.query(key).is_none_or(|want| {
-                    entry
-                        .get(key)
-                        .and_then(Value::as_str)
-                        .is_some_and(|got| glob_match(&want.to_ascii_lowercase(), &got.to_ascii_lowercase()))
+                    entry.get(key).and_then(Value::as_str).is_some_and(|got| {
+                        glob_match(&want.to_ascii_lowercase(), &got.to_ascii_lowercase())
+                    })
                 })
             };
             let entries: Vec<Value> = state
                 .requests
                 .iter()
-                .filter(|entry| wanted(entry, "surface") && wanted(entry, "method") && wanted(entry, "path"))
+                .filter(|entry| {
+                    wanted(entry, "surface") && wanted(entry, "method") && wanted(entry, "path")
+                })
                 .cloned()
                 .collect();
             Reply::ok(json!({"value": entries}))
@@ -54,10 +55,15 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Reply {
             match rules {
                 Ok(rules) => {
                     let mut state = sim.lock();
-                    let ids: Vec<u64> = rules.into_iter().map(|rule| state.faults.add(rule)).collect();
+                    let ids: Vec<u64> = rules
+                        .into_iter()
+                        .map(|rule| state.faults.add(rule))
+                        .collect();
                     Reply::json(StatusCode::CREATED, json!({"ids": ids}))
                 }
-                Err(error) => Reply::error(StatusCode::BAD_REQUEST, "InvalidFault", &error.to_string()),
+                Err(error) => {
+                    Reply::error(StatusCode::BAD_REQUEST, "InvalidFault", &error.to_string())
+                }
             }
         }
         (Method::DELETE, ["faults"]) => {
@@ -70,14 +76,20 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Reply {
             Reply::empty(StatusCode::NO_CONTENT)
         }
         (Method::GET, ["throttle"]) => Reply::ok(json!(sim.lock().throttle.config)),
-        (Method::PUT, ["throttle"]) => match req.json().map(serde_json::from_value::<ThrottleConfig>) {
-            Ok(Ok(config)) => {
-                sim.lock().throttle.configure(config);
-                Reply::ok(json!(config))
+        (Method::PUT, ["throttle"]) => {
+            match req.json().map(serde_json::from_value::<ThrottleConfig>) {
+                Ok(Ok(config)) => {
+                    sim.lock().throttle.configure(config);
+                    Reply::ok(json!(config))
+                }
+                Ok(Err(error)) => Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidThrottle",
+                    &error.to_string(),
+                ),
+                Err(reply) => reply,
             }
-            Ok(Err(error)) => Reply::error(StatusCode::BAD_REQUEST, "InvalidThrottle", &error.to_string()),
-            Err(reply) => reply,
-        },
+        }
         (Method::POST, ["tokens", "expire"]) => {
             sim.lock().tokens.expire_all();
             Reply::empty(StatusCode::NO_CONTENT)
@@ -86,7 +98,11 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Reply {
             let body = req.json().unwrap_or(Value::Null);
             let requested = body.get("audience").and_then(Value::as_str).unwrap_or("");
             let Some(audience) = Audience::parse(requested) else {
-                return Reply::error(StatusCode::BAD_REQUEST, "InvalidAudience", &format!("unknown audience '{requested}'"));
+                return Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidAudience",
+                    &format!("unknown audience '{requested}'"),
+                );
             };
             let mut state = sim.lock();
             let identity = body
@@ -99,10 +115,21 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Reply {
                 .get("lifetimeSeconds")
                 .and_then(Value::as_i64)
                 .unwrap_or(state.token_lifetime_s);
-            let (token, expires_on) =
-                state.tokens.issue(audience, &identity.object_id, &identity.client_id, &tenant, lifetime);
-            Reply::ok(json!({"access_token": token, "expires_on": expires_on, "token_type": "Bearer"}))
+            let (token, expires_on) = state.tokens.issue(
+                audience,
+                &identity.object_id,
+                &identity.client_id,
+                &tenant,
+                lifetime,
+            );
+            Reply::ok(
+                json!({"access_token": token, "expires_on": expires_on, "token_type": "Bearer"}),
+            )
         }
-        _ => Reply::error(StatusCode::NOT_FOUND, "NotFound", &format!("no control route {} {}", req.method, req.path)),
+        _ => Reply::error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("no control route {} {}", req.method, req.path),
+        ),
     }
 }

@@ -322,10 +322,25 @@ mod tests {
             },
             ..ThrottleConfig::default()
         });
-        assert!(matches!(throttle.draw("s", "me", RequestKind::Writes), Draw::Allowed(1)));
-        assert!(matches!(throttle.draw("s", "me", RequestKind::Writes), Draw::Allowed(0)));
-        assert!(matches!(throttle.draw("s", "me", RequestKind::Writes), Draw::Throttled(2)));
-        assert!(matches!(throttle.draw("s", "other", RequestKind::Writes), Draw::Allowed(1)));
-        assert!(matches!(throttle.draw("s", "me", RequestKind::Reads), Draw::Allowed(249)));
+        assert!(matches!(
+            throttle.draw("s", "me", RequestKind::Writes),
+            Draw::Allowed(1)
+        ));
+        assert!(matches!(
+            throttle.draw("s", "me", RequestKind::Writes),
+            Draw::Allowed(0)
+        ));
+        assert!(matches!(
+            throttle.draw("s", "me", RequestKind::Writes),
+            Draw::Throttled(2)
+        ));
+        assert!(matches!(
+            throttle.draw("s", "other", RequestKind::Writes),
+            Draw::Allowed(1)
+        ));
+        assert!(matches!(
+            throttle.draw("s", "me", RequestKind::Reads),
+            Draw::Allowed(249)
+        ));
     }
 }

@@ -72,7 +72,9 @@ impl Req {
             Reply::error(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestContent",
-                &format!("The request content was invalid and could not be deserialized: '{error}'."),
+                &format!(
+                    "The request content was invalid and could not be deserialized: '{error}'."
+                ),
             )
         })
     }
@@ -202,7 +204,9 @@ pub(crate) type Answer = Result<Reply, Reply>;
 
 /// Splits a path into its non-empty segments.
 pub(crate) fn segments(path: &str) -> Vec<&str> {
-    path.split('/').filter(|segment| !segment.is_empty()).collect()
+    path.split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect()
 }
 
 /// Case-insensitive segment equality.

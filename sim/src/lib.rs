@@ -14,8 +14,8 @@
 //! # Ok(()) }
 //! ```
 
-mod arm;
 mod access;
+mod arm;
 mod auth;
 mod control;
 mod faults;

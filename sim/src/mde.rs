@@ -11,11 +11,18 @@ use crate::time::now_rfc3339;
 const CONTEXT: &str = "https://api.security.microsoft.com/api/$metadata";
 
 fn field_is(value: &Value, key: &str, wanted: &str) -> bool {
-    value.get(key).and_then(Value::as_str).is_some_and(|got| got.eq_ignore_ascii_case(wanted))
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .is_some_and(|got| got.eq_ignore_ascii_case(wanted))
 }
 
 fn not_found(what: &str, id: &str) -> Reply {
-    Reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("{what} {id} was not found"))
+    Reply::error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        &format!("{what} {id} was not found"),
+    )
 }
 
 /// `a eq 'x' and b/c eq 'y'` as (pointer, value) pairs.
@@ -25,10 +32,15 @@ fn parse_filter(filter: &str) -> Result<Vec<(String, String)>, Reply> {
         .map(|clause| {
             let mut parts = clause.trim().splitn(3, ' ');
             match (parts.next(), parts.next(), parts.next()) {
-                (Some(field), Some(op), Some(value)) if op.eq_ignore_ascii_case("eq") => {
-                    Ok((format!("/{field}"), value.trim().trim_matches('\'').to_string()))
-                }
-                _ => Err(Reply::error(StatusCode::BAD_REQUEST, "InvalidRequestBody", &format!("Invalid filter clause: {clause}"))),
+                (Some(field), Some(op), Some(value)) if op.eq_ignore_ascii_case("eq") => Ok((
+                    format!("/{field}"),
+                    value.trim().trim_matches('\'').to_string(),
+                )),
+                _ => Err(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestBody",
+                    &format!("Invalid filter clause: {clause}"),
+                )),
             }
         })
         .collect()
@@ -51,12 +63,17 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
                 .iter()
                 .filter(|machine| {
                     clauses.iter().all(|(pointer, wanted)| {
-                        machine.pointer(pointer).and_then(Value::as_str).is_some_and(|got| got.eq_ignore_ascii_case(wanted))
+                        machine
+                            .pointer(pointer)
+                            .and_then(Value::as_str)
+                            .is_some_and(|got| got.eq_ignore_ascii_case(wanted))
                     })
                 })
                 .map(public_view)
                 .collect();
-            Ok(Reply::ok(json!({"@odata.context": format!("{CONTEXT}#Machines"), "value": value})))
+            Ok(Reply::ok(
+                json!({"@odata.context": format!("{CONTEXT}#Machines"), "value": value}),
+            ))
         }
         (&Method::GET, [machines, id]) if is(machines, "machines") => defender
             .machines
@@ -69,24 +86,57 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
             })
             .ok_or_else(|| not_found("Machine", id)),
         (&Method::POST, [machines, id, action]) if is(machines, "machines") => {
-            let Some(machine) = defender.machines.iter().find(|machine| field_is(machine, "id", id)).cloned() else {
+            let Some(machine) = defender
+                .machines
+                .iter()
+                .find(|machine| field_is(machine, "id", id))
+                .cloned()
+            else {
                 return Err(not_found("Machine", id));
             };
             let body = req.json()?;
             let Some(comment) = body.get("Comment").and_then(Value::as_str) else {
-                return Err(Reply::error(StatusCode::BAD_REQUEST, "InvalidRequestBody", "Request body is invalid: Comment is required."));
+                return Err(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestBody",
+                    "Request body is invalid: Comment is required.",
+                ));
             };
             let (kind, scope) = match action.to_ascii_lowercase().as_str() {
-                "isolate" => ("Isolate", body.get("IsolationType").and_then(Value::as_str).unwrap_or("Full").to_string()),
+                "isolate" => (
+                    "Isolate",
+                    body.get("IsolationType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Full")
+                        .to_string(),
+                ),
                 "unisolate" => ("Unisolate", "Full".to_string()),
-                "runantivirusscan" => ("RunAntiVirusScan", body.get("ScanType").and_then(Value::as_str).unwrap_or("Quick").to_string()),
-                _ => return Err(Reply::error(StatusCode::BAD_REQUEST, "InvalidRequestBody", &format!("Unknown machine action '{action}'."))),
+                "runantivirusscan" => (
+                    "RunAntiVirusScan",
+                    body.get("ScanType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Quick")
+                        .to_string(),
+                ),
+                _ => {
+                    return Err(Reply::error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequestBody",
+                        &format!("Unknown machine action '{action}'."),
+                    ))
+                }
             };
             let busy = defender.actions.iter().any(|existing| {
-                field_is(existing, "machineId", id) && field_is(existing, "type", kind) && matches!(existing["status"].as_str(), Some("Pending" | "InProgress"))
+                field_is(existing, "machineId", id)
+                    && field_is(existing, "type", kind)
+                    && matches!(existing["status"].as_str(), Some("Pending" | "InProgress"))
             });
             if busy {
-                return Err(Reply::error(StatusCode::BAD_REQUEST, "ActiveRequestAlreadyExists", "Action is already in progress"));
+                return Err(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "ActiveRequestAlreadyExists",
+                    "Action is already in progress",
+                ));
             }
             let action_id = uuid::Uuid::new_v4().to_string();
             let now = now_rfc3339();
@@ -104,7 +154,10 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
                 Some(Fault::LroFail { polls, .. }) => (*polls, true),
                 _ => (1, false),
             };
-            defender.polls_left.insert(action_id.clone(), if fails { polls | 0x8000_0000 } else { polls });
+            defender.polls_left.insert(
+                action_id.clone(),
+                if fails { polls | 0x8000_0000 } else { polls },
+            );
             defender.actions.push(record.clone());
             let mut reply = record;
             reply["@odata.context"] = json!(format!("{CONTEXT}#MachineActions/$entity"));
@@ -118,13 +171,26 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
             let value: Vec<Value> = defender
                 .actions
                 .iter()
-                .filter(|action| clauses.iter().all(|(pointer, wanted)| action.pointer(pointer).and_then(Value::as_str).is_some_and(|got| got.eq_ignore_ascii_case(wanted))))
+                .filter(|action| {
+                    clauses.iter().all(|(pointer, wanted)| {
+                        action
+                            .pointer(pointer)
+                            .and_then(Value::as_str)
+                            .is_some_and(|got| got.eq_ignore_ascii_case(wanted))
+                    })
+                })
                 .cloned()
                 .collect();
-            Ok(Reply::ok(json!({"@odata.context": format!("{CONTEXT}#MachineActions"), "value": value})))
+            Ok(Reply::ok(
+                json!({"@odata.context": format!("{CONTEXT}#MachineActions"), "value": value}),
+            ))
         }
         (&Method::GET, [actions, id]) if is(actions, "machineactions") => {
-            let Some(index) = defender.actions.iter().position(|action| field_is(action, "id", id)) else {
+            let Some(index) = defender
+                .actions
+                .iter()
+                .position(|action| field_is(action, "id", id))
+            else {
                 return Err(not_found("MachineAction", id));
             };
             let left = defender.polls_left.get(*id).copied().unwrap_or(0);
@@ -132,16 +198,28 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
             let count = left & 0x7fff_ffff;
             if defender.actions[index]["status"] == "Pending" {
                 if count > 0 {
-                    defender.polls_left.insert(id.to_string(), (count - 1) | (left & 0x8000_0000));
+                    defender
+                        .polls_left
+                        .insert(id.to_string(), (count - 1) | (left & 0x8000_0000));
                 } else {
                     let status = if fails { "Failed" } else { "Succeeded" };
                     defender.actions[index]["status"] = json!(status);
                     defender.actions[index]["lastUpdateDateTimeUtc"] = json!(now_rfc3339());
-                    let machine_id = defender.actions[index]["machineId"].as_str().unwrap_or("").to_string();
-                    let kind = defender.actions[index]["type"].as_str().unwrap_or("").to_string();
+                    let machine_id = defender.actions[index]["machineId"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    let kind = defender.actions[index]["type"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
                     let scope = defender.actions[index]["scope"].clone();
                     if !fails {
-                        if let Some(machine) = defender.machines.iter_mut().find(|m| field_is(m, "id", &machine_id)) {
+                        if let Some(machine) = defender
+                            .machines
+                            .iter_mut()
+                            .find(|m| field_is(m, "id", &machine_id))
+                        {
                             match kind.as_str() {
                                 "Isolate" => machine["x-sim-isolation"] = scope,
                                 "Unisolate" => machine["x-sim-isolation"] = Value::Null,
@@ -155,6 +233,13 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
             view["@odata.context"] = json!(format!("{CONTEXT}#MachineActions/$entity"));
             Ok(Reply::ok(view))
         }
-        _ => Err(Reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("No Defender for Endpoint API at {} {}", req.method, req.path))),
+        _ => Err(Reply::error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!(
+                "No Defender for Endpoint API at {} {}",
+                req.method, req.path
+            ),
+        )),
     }
 }

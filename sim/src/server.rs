@@ -112,14 +112,18 @@ fn tls_acceptor() -> Result<(tokio_rustls::TlsAcceptor, String), SimError> {
     .map_err(|e| tls_error(&e))?;
     params
         .subject_alt_names
-        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
+            127, 0, 0, 1,
+        ])));
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "azure-sim");
     let key = rcgen::KeyPair::generate().map_err(|e| tls_error(&e))?;
     let certificate = params.self_signed(&key).map_err(|e| tls_error(&e))?;
     let pem = certificate.pem();
-    let chain = vec![rustls::pki_types::CertificateDer::from(certificate.der().to_vec())];
+    let chain = vec![rustls::pki_types::CertificateDer::from(
+        certificate.der().to_vec(),
+    )];
     let private = rustls::pki_types::PrivateKeyDer::Pkcs8(
         rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
     );
@@ -172,10 +176,14 @@ async fn accept_loop(
             let builder = hyper::server::conn::http1::Builder::new();
             if is_tls {
                 if let Ok(stream) = tls.accept(stream).await {
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 }
             } else {
-                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             }
         });
     }
@@ -216,7 +224,12 @@ async fn pipeline(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, BODY_LIMIT).await else {
-        return Reply::error(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", "The request body is too large.").into_response();
+        return Reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "The request body is too large.",
+        )
+        .into_response();
     };
     let host = parts
         .headers
@@ -327,7 +340,11 @@ async fn serve(sim: &Sim, surface: &Surface, req: &mut Req) -> Reply {
 }
 
 fn unreachable_control() -> Result<Reply, Reply> {
-    Err(Reply::error(StatusCode::NOT_FOUND, "NotFound", "control routes are served before the pipeline"))
+    Err(Reply::error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "control routes are served before the pipeline",
+    ))
 }
 
 fn ratelimit_header(kind: RequestKind) -> &'static str {
@@ -349,7 +366,12 @@ fn subscription_of(path: &str) -> Option<String> {
     None
 }
 
-fn fault_reply(surface: &Surface, status: u16, code: Option<String>, message: Option<String>) -> Reply {
+fn fault_reply(
+    surface: &Surface,
+    status: u16,
+    code: Option<String>,
+    message: Option<String>,
+) -> Reply {
     let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (default_code, default_message) = match (surface, status) {
         (Surface::Arm, 429) => ("TooManyRequests", "The request is being throttled."),
@@ -372,7 +394,10 @@ fn fault_reply(surface: &Surface, status: u16, code: Option<String>, message: Op
     let message = message.unwrap_or_else(|| default_message.to_string());
     match surface {
         Surface::Graph => Reply::graph_error(status_code, &code, &message),
-        Surface::Token => Reply::json(status_code, json!({"error": code, "error_description": message})),
+        Surface::Token => Reply::json(
+            status_code,
+            json!({"error": code, "error_description": message}),
+        ),
         _ => Reply::error(status_code, &code, &message),
     }
 }
@@ -404,10 +429,16 @@ fn log(sim: &Sim, surface: &Surface, req: &Req, reply: &Reply) {
     entry.insert("audience".into(), json!(audience));
     entry.insert("caller".into(), json!(req.caller));
     entry.insert("status".into(), json!(reply.status.as_u16()));
-    let faulted = reply.headers.iter().any(|(name, _)| name.as_str() == "x-ms-sim-fault");
+    let faulted = reply
+        .headers
+        .iter()
+        .any(|(name, _)| name.as_str() == "x-ms-sim-fault");
     entry.insert("fault".into(), json!(faulted));
     if let (true, ReplyBody::Json(error)) = (reply.status.as_u16() >= 400, &reply.body) {
-        entry.insert("error".into(), error.get("error").cloned().unwrap_or(Value::Null));
+        entry.insert(
+            "error".into(),
+            error.get("error").cloned().unwrap_or(Value::Null),
+        );
     }
     sim.lock().log_request(entry);
 }

@@ -243,7 +243,9 @@ fn version_from_seed(seed: &Value, material: String) -> Version {
         material,
         content_type: take_str(seed, "contentType"),
         tags: seed.get("tags").cloned().unwrap_or(Value::Null),
-        enabled: attribute("enabled").and_then(|v| v.as_bool()).unwrap_or(true),
+        enabled: attribute("enabled")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true),
         exp: attribute("exp").and_then(|v| v.as_i64()),
         nbf: attribute("nbf").and_then(|v| v.as_i64()),
         created: attribute("created").and_then(|v| v.as_i64()).unwrap_or(now),
@@ -302,8 +304,9 @@ impl State {
             state.throttle.configure(throttle);
         }
         for subscription in &seed.subscriptions {
-            let id = take_str(subscription, "subscriptionId")
-                .ok_or_else(|| SimError::Seed("subscriptions[]: subscriptionId is required".into()))?;
+            let id = take_str(subscription, "subscriptionId").ok_or_else(|| {
+                SimError::Seed("subscriptions[]: subscriptionId is required".into())
+            })?;
             let mut value = subscription.clone();
             let map = object(&mut value, "subscriptions[]")?;
             map.insert("id".into(), json!(format!("/subscriptions/{id}")));
@@ -311,7 +314,9 @@ impl State {
             map.entry("state").or_insert(json!("Enabled"));
             map.insert("tenantId".into(), json!(tenant_id));
             map.entry("tags").or_insert(json!({}));
-            state.arm.insert(format!("/subscriptions/{id}").to_ascii_lowercase(), value);
+            state
+                .arm
+                .insert(format!("/subscriptions/{id}").to_ascii_lowercase(), value);
         }
         for group in &seed.resource_groups {
             let subscription = take_str(group, "subscriptionId").ok_or_else(|| {
@@ -368,9 +373,15 @@ impl State {
                     versions: seed
                         .versions
                         .iter()
-                        .map(|v| version_from_seed(v, crate::vault::new_certificate_der(&certificate)))
+                        .map(|v| {
+                            version_from_seed(v, crate::vault::new_certificate_der(&certificate))
+                        })
                         .collect(),
-                    policy: Some(seed.policy.clone().unwrap_or_else(|| crate::vault::default_certificate_policy(&certificate))),
+                    policy: Some(
+                        seed.policy.clone().unwrap_or_else(|| {
+                            crate::vault::default_certificate_policy(&certificate)
+                        }),
+                    ),
                     pending: None,
                 };
                 data.certificates.insert(certificate, item);

@@ -10,7 +10,17 @@ use crate::state::{new_version, PendingCertificate, Sim, VaultData, VaultItem, V
 use crate::time::now_unix;
 
 /// Data-plane api-versions accepted.
-const VERSIONS: &[&str] = &["7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"];
+const VERSIONS: &[&str] = &[
+    "7.0",
+    "7.1",
+    "7.2",
+    "7.3",
+    "7.4",
+    "7.5",
+    "7.6",
+    "2025-07-01",
+    "2026-04-01",
+];
 
 /// Random bytes (uuid v4 entropy).
 fn random_bytes(count: usize) -> Vec<u8> {
@@ -31,9 +41,11 @@ pub(crate) fn new_key_material() -> String {
 
 /// A real self-signed X.509 certificate (DER, base64) for `name`.
 pub(crate) fn new_certificate_der(name: &str) -> String {
-    let certificate = rcgen::CertificateParams::new(vec![format!("{name}.example")])
-        .and_then(|mut params| {
-            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let certificate =
+        rcgen::CertificateParams::new(vec![format!("{name}.example")]).and_then(|mut params| {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
             let key = rcgen::KeyPair::generate()?;
             params.self_signed(&key)
         });
@@ -135,7 +147,11 @@ fn item_summary(url: &str, collection: &str, name: &str, version: &Version, late
     };
     let key = if collection == "keys" { "kid" } else { "id" };
     let mut summary = json!({key: id, "attributes": attributes(version), "tags": tags_of(version)});
-    if let Some(content_type) = version.content_type.as_ref().filter(|_| collection == "secrets") {
+    if let Some(content_type) = version
+        .content_type
+        .as_ref()
+        .filter(|_| collection == "secrets")
+    {
         summary["contentType"] = json!(content_type);
     }
     if collection == "certificates" {
@@ -166,7 +182,10 @@ fn version_not_found(collection: &str, name: &str, version: &str) -> Reply {
     Reply::error(
         StatusCode::NOT_FOUND,
         &format!("{noun}NotFound"),
-        &format!("A {} with (name/id) {name}/{version} was not found in this key vault.", noun.to_ascii_lowercase()),
+        &format!(
+            "A {} with (name/id) {name}/{version} was not found in this key vault.",
+            noun.to_ascii_lowercase()
+        ),
     )
 }
 
@@ -227,23 +246,40 @@ pub(crate) fn handle(sim: &Sim, vault: &str, req: &Req) -> Answer {
     let parts = segments(&req.path);
     crate::access::authorize(&state, vault, req, &parts)?;
     let Some(data) = state.vaults.get_mut(vault) else {
-        return Err(Reply::error(StatusCode::NOT_FOUND, "VaultNotFound", &format!("The vault '{vault}' does not exist in this simulator.")));
+        return Err(Reply::error(
+            StatusCode::NOT_FOUND,
+            "VaultNotFound",
+            &format!("The vault '{vault}' does not exist in this simulator."),
+        ));
     };
-    let url = data.url.clone();
+    // Ids name the vault as the client reached it (its own port, or a `{vault}.vault.…` Host).
+    let url = req.origin.clone();
     let trailing_empty = req.path.ends_with('/');
     match parts.first().map(|s| s.to_ascii_lowercase()).as_deref() {
         Some("secrets") => secrets(data, &url, req, &parts[1..], trailing_empty),
         Some("deletedsecrets") => deleted_secrets(data, &url, req, &parts[1..]),
         Some("keys") => keys(data, &url, req, &parts[1..]),
         Some("certificates") => certificates(data, &url, req, &parts[1..]),
-        _ => Err(Reply::error(StatusCode::NOT_FOUND, "NotFound", &format!("No data-plane operation at {}.", req.path))),
+        _ => Err(Reply::error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("No data-plane operation at {}.", req.path),
+        )),
     }
 }
 
-fn list(items: &std::collections::BTreeMap<String, VaultItem>, url: &str, collection: &str) -> Reply {
+fn list(
+    items: &std::collections::BTreeMap<String, VaultItem>,
+    url: &str,
+    collection: &str,
+) -> Reply {
     let value: Vec<Value> = items
         .iter()
-        .filter_map(|(name, item)| item.versions.last().map(|latest| item_summary(url, collection, name, latest, true)))
+        .filter_map(|(name, item)| {
+            item.versions
+                .last()
+                .map(|latest| item_summary(url, collection, name, latest, true))
+        })
         .collect();
     Reply::ok(json!({"value": value, "nextLink": null}))
 }
@@ -257,9 +293,17 @@ fn versions(item: &VaultItem, url: &str, collection: &str, name: &str) -> Reply 
     Reply::ok(json!({"value": value, "nextLink": null}))
 }
 
-fn pick<'i>(item: &'i mut VaultItem, collection: &str, name: &str, version: Option<&str>) -> Result<&'i mut Version, Reply> {
+fn pick<'i>(
+    item: &'i mut VaultItem,
+    collection: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<&'i mut Version, Reply> {
     match version.filter(|v| !v.is_empty()) {
-        None => item.versions.last_mut().ok_or_else(|| not_found(collection, name)),
+        None => item
+            .versions
+            .last_mut()
+            .ok_or_else(|| not_found(collection, name)),
         Some(wanted) => item
             .versions
             .iter_mut()
@@ -268,21 +312,38 @@ fn pick<'i>(item: &'i mut VaultItem, collection: &str, name: &str, version: Opti
     }
 }
 
-fn secrets(data: &mut VaultData, url: &str, req: &Req, rest: &[&str], trailing_empty: bool) -> Answer {
+fn secrets(
+    data: &mut VaultData,
+    url: &str,
+    req: &Req,
+    rest: &[&str],
+    trailing_empty: bool,
+) -> Answer {
     let method = req.method.clone();
     match (method, rest) {
         (Method::GET, []) => Ok(list(&data.secrets, url, "secrets")),
         (Method::PUT, [name]) => {
             let body = req.json()?;
             let Some(value) = body.get("value").and_then(Value::as_str) else {
-                return Err(Reply::error(StatusCode::BAD_REQUEST, "BadParameter", "Property value is required."));
+                return Err(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "BadParameter",
+                    "Property value is required.",
+                ));
             };
-            if data.deleted_secrets.contains_key(&name.to_ascii_lowercase()) {
+            if data
+                .deleted_secrets
+                .contains_key(&name.to_ascii_lowercase())
+            {
                 return Err(Reply::error(StatusCode::CONFLICT, "Conflict", &format!("Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged.")));
             }
             let version = new_item_version(value.to_string(), &body);
             let bundle = secret_bundle(url, name, &version, true);
-            data.secrets.entry(name.to_string()).or_default().versions.push(version);
+            data.secrets
+                .entry(name.to_string())
+                .or_default()
+                .versions
+                .push(version);
             Ok(Reply::ok(bundle))
         }
         (Method::GET, [name, v]) if is(v, "versions") => match data.secrets.get(*name) {
@@ -292,28 +353,45 @@ fn secrets(data: &mut VaultData, url: &str, req: &Req, rest: &[&str], trailing_e
         (Method::GET, [name]) | (Method::GET, [name, _]) => {
             let version = rest.get(1).copied();
             let _ = trailing_empty;
-            let item = data.secrets.get_mut(*name).ok_or_else(|| not_found("secrets", name))?;
+            let item = data
+                .secrets
+                .get_mut(*name)
+                .ok_or_else(|| not_found("secrets", name))?;
             let found = pick(item, "secrets", name, version)?;
             if !found.enabled {
-                return Err(Reply::json(StatusCode::FORBIDDEN, json!({"error": {"code": "Forbidden", "message": "Operation get is not allowed on a disabled secret.", "innererror": {"code": "SecretDisabled"}}})));
+                return Err(Reply::json(
+                    StatusCode::FORBIDDEN,
+                    json!({"error": {"code": "Forbidden", "message": "Operation get is not allowed on a disabled secret.", "innererror": {"code": "SecretDisabled"}}}),
+                ));
             }
             Ok(Reply::ok(secret_bundle(url, name, found, true)))
         }
         (Method::PATCH, [name]) | (Method::PATCH, [name, _]) => {
             let body = req.json()?;
-            let item = data.secrets.get_mut(*name).ok_or_else(|| not_found("secrets", name))?;
+            let item = data
+                .secrets
+                .get_mut(*name)
+                .ok_or_else(|| not_found("secrets", name))?;
             let found = pick(item, "secrets", name, rest.get(1).copied())?;
             apply_attributes(found, &body);
             Ok(Reply::ok(secret_bundle(url, name, found, false)))
         }
         (Method::DELETE, [name]) => {
-            let item = data.secrets.remove(*name).ok_or_else(|| not_found("secrets", name))?;
+            let item = data
+                .secrets
+                .remove(*name)
+                .ok_or_else(|| not_found("secrets", name))?;
             let now = now_unix();
             let bundle = deleted_secret_bundle(url, name, &item, now);
-            data.deleted_secrets.insert(name.to_ascii_lowercase(), (item, now));
+            data.deleted_secrets
+                .insert(name.to_ascii_lowercase(), (item, now));
             Ok(Reply::ok(bundle))
         }
-        _ => Err(Reply::error(StatusCode::METHOD_NOT_ALLOWED, "BadParameter", &format!("{} is not supported on {}", req.method, req.path))),
+        _ => Err(Reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadParameter",
+            &format!("{} is not supported on {}", req.method, req.path),
+        )),
     }
 }
 
@@ -333,15 +411,31 @@ fn deleted_secrets(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) ->
     let method = req.method.clone();
     match (method, rest) {
         (Method::GET, [name]) => match data.deleted_secrets.get(&name.to_ascii_lowercase()) {
-            Some((item, deleted)) => Ok(Reply::ok(deleted_secret_bundle(url, name, item, *deleted))),
-            None => Err(Reply::error(StatusCode::NOT_FOUND, "SecretNotFound", &format!("Deleted Secret not found: {name}"))),
+            Some((item, deleted)) => {
+                Ok(Reply::ok(deleted_secret_bundle(url, name, item, *deleted)))
+            }
+            None => Err(Reply::error(
+                StatusCode::NOT_FOUND,
+                "SecretNotFound",
+                &format!("Deleted Secret not found: {name}"),
+            )),
         },
         (Method::POST, [name, action]) if is(action, "recover") => {
             let (item, _) = data
                 .deleted_secrets
                 .remove(&name.to_ascii_lowercase())
-                .ok_or_else(|| Reply::error(StatusCode::NOT_FOUND, "SecretNotFound", &format!("Deleted Secret not found: {name}")))?;
-            let bundle = item.versions.last().map(|latest| secret_bundle(url, name, latest, false)).unwrap_or(json!({}));
+                .ok_or_else(|| {
+                    Reply::error(
+                        StatusCode::NOT_FOUND,
+                        "SecretNotFound",
+                        &format!("Deleted Secret not found: {name}"),
+                    )
+                })?;
+            let bundle = item
+                .versions
+                .last()
+                .map(|latest| secret_bundle(url, name, latest, false))
+                .unwrap_or(json!({}));
             data.secrets.insert(name.to_string(), item);
             Ok(Reply::ok(bundle))
         }
@@ -349,7 +443,11 @@ fn deleted_secrets(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) ->
             data.deleted_secrets.remove(&name.to_ascii_lowercase());
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }
-        _ => Err(Reply::error(StatusCode::METHOD_NOT_ALLOWED, "BadParameter", &format!("{} is not supported on {}", req.method, req.path))),
+        _ => Err(Reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadParameter",
+            &format!("{} is not supported on {}", req.method, req.path),
+        )),
     }
 }
 
@@ -368,15 +466,26 @@ fn keys(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) -> Answer {
         (Method::POST, [name, action]) if is(action, "create") => {
             let body = req.json()?;
             let mut version = new_item_version(new_key_material(), &body);
-            if body.get("kty").and_then(Value::as_str).is_some_and(|kty| kty.starts_with("EC")) {
+            if body
+                .get("kty")
+                .and_then(Value::as_str)
+                .is_some_and(|kty| kty.starts_with("EC"))
+            {
                 version.content_type = Some("EC".into());
             }
             let bundle = key_bundle(url, name, &version);
-            data.keys.entry(name.to_string()).or_default().versions.push(version);
+            data.keys
+                .entry(name.to_string())
+                .or_default()
+                .versions
+                .push(version);
             Ok(Reply::ok(bundle))
         }
         (Method::POST, [name, action]) if is(action, "rotate") => {
-            let item = data.keys.get_mut(*name).ok_or_else(|| not_found("keys", name))?;
+            let item = data
+                .keys
+                .get_mut(*name)
+                .ok_or_else(|| not_found("keys", name))?;
             let Some(latest) = item.versions.last().cloned() else {
                 return Err(not_found("keys", name));
             };
@@ -394,16 +503,29 @@ fn keys(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) -> Answer {
             Ok(Reply::ok(bundle))
         }
         (Method::GET, [name, policy]) if is(policy, "rotationpolicy") => {
-            let item = data.keys.get(*name).ok_or_else(|| not_found("keys", name))?;
-            Ok(Reply::ok(item.policy.clone().unwrap_or_else(|| default_rotation_policy(url, name))))
+            let item = data
+                .keys
+                .get(*name)
+                .ok_or_else(|| not_found("keys", name))?;
+            Ok(Reply::ok(
+                item.policy
+                    .clone()
+                    .unwrap_or_else(|| default_rotation_policy(url, name)),
+            ))
         }
         (Method::PUT, [name, policy]) if is(policy, "rotationpolicy") => {
             let body = req.json()?;
-            let item = data.keys.get_mut(*name).ok_or_else(|| not_found("keys", name))?;
+            let item = data
+                .keys
+                .get_mut(*name)
+                .ok_or_else(|| not_found("keys", name))?;
             let now = now_unix();
             let mut stored = body.clone();
             stored["id"] = json!(format!("{url}/keys/{name}/rotationpolicy"));
-            let expiry = body.pointer("/attributes/expiryTime").cloned().unwrap_or(Value::Null);
+            let expiry = body
+                .pointer("/attributes/expiryTime")
+                .cloned()
+                .unwrap_or(Value::Null);
             stored["attributes"] = json!({"expiryTime": expiry, "created": now, "updated": now});
             item.policy = Some(stored.clone());
             Ok(Reply::ok(stored))
@@ -413,18 +535,28 @@ fn keys(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) -> Answer {
             None => Err(not_found("keys", name)),
         },
         (Method::GET, [name]) | (Method::GET, [name, _]) => {
-            let item = data.keys.get_mut(*name).ok_or_else(|| not_found("keys", name))?;
+            let item = data
+                .keys
+                .get_mut(*name)
+                .ok_or_else(|| not_found("keys", name))?;
             let found = pick(item, "keys", name, rest.get(1).copied())?;
             Ok(Reply::ok(key_bundle(url, name, found)))
         }
         (Method::PATCH, [name]) | (Method::PATCH, [name, _]) => {
             let body = req.json()?;
-            let item = data.keys.get_mut(*name).ok_or_else(|| not_found("keys", name))?;
+            let item = data
+                .keys
+                .get_mut(*name)
+                .ok_or_else(|| not_found("keys", name))?;
             let found = pick(item, "keys", name, rest.get(1).copied())?;
             apply_attributes(found, &body);
             Ok(Reply::ok(key_bundle(url, name, found)))
         }
-        _ => Err(Reply::error(StatusCode::METHOD_NOT_ALLOWED, "BadParameter", &format!("{} is not supported on {}", req.method, req.path))),
+        _ => Err(Reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadParameter",
+            &format!("{} is not supported on {}", req.method, req.path),
+        )),
     }
 }
 
@@ -500,13 +632,23 @@ fn certificates(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) -> An
             item.pending = Some(pending);
             let version = req.query("api-version").unwrap_or("2025-07-01");
             Ok(Reply::json(StatusCode::ACCEPTED, operation)
-                .with_header("location", format!("{url}/certificates/{name}/pending?api-version={version}"))
+                .with_header(
+                    "location",
+                    format!("{url}/certificates/{name}/pending?api-version={version}"),
+                )
                 .with_header("retry-after", "0"))
         }
         (Method::GET, [name, pending]) if is(pending, "pending") => {
-            let item = data.certificates.get_mut(*name).ok_or_else(|| not_found("certificates", name))?;
+            let item = data
+                .certificates
+                .get_mut(*name)
+                .ok_or_else(|| not_found("certificates", name))?;
             let Some(state) = item.pending.as_mut() else {
-                return Err(Reply::error(StatusCode::NOT_FOUND, "PendingCertificateNotFound", &format!("Pending certificate not found: {name}")));
+                return Err(Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "PendingCertificateNotFound",
+                    &format!("Pending certificate not found: {name}"),
+                ));
             };
             if state.polls_left == u32::MAX {
                 state.status = "failed";
@@ -526,23 +668,52 @@ fn certificates(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) -> An
         }
         (Method::POST, [name, pending, merge]) if is(pending, "pending") && is(merge, "merge") => {
             let body = req.json()?;
-            let item = data.certificates.get_mut(*name).ok_or_else(|| not_found("certificates", name))?;
+            let item = data
+                .certificates
+                .get_mut(*name)
+                .ok_or_else(|| not_found("certificates", name))?;
             if item.pending.is_none() {
-                return Err(Reply::error(StatusCode::NOT_FOUND, "PendingCertificateNotFound", &format!("Pending certificate not found: {name}")));
+                return Err(Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "PendingCertificateNotFound",
+                    &format!("Pending certificate not found: {name}"),
+                ));
             }
-            let chain = body.get("x5c").and_then(Value::as_array).and_then(|c| c.first()).and_then(Value::as_str).map(str::to_string);
+            let chain = body
+                .get("x5c")
+                .and_then(Value::as_array)
+                .and_then(|c| c.first())
+                .and_then(Value::as_str)
+                .map(str::to_string);
             complete_certificate(item, name);
             if let (Some(der), Some(latest)) = (chain, item.versions.last_mut()) {
                 latest.material = der;
             }
-            apply_attributes(item.versions.last_mut().ok_or_else(|| not_found("certificates", name))?, &body);
+            apply_attributes(
+                item.versions
+                    .last_mut()
+                    .ok_or_else(|| not_found("certificates", name))?,
+                &body,
+            );
             let policy = item.policy.clone();
-            let latest = item.versions.last().ok_or_else(|| not_found("certificates", name))?;
-            Ok(Reply::json(StatusCode::CREATED, certificate_bundle(url, name, latest, policy.as_ref())))
+            let latest = item
+                .versions
+                .last()
+                .ok_or_else(|| not_found("certificates", name))?;
+            Ok(Reply::json(
+                StatusCode::CREATED,
+                certificate_bundle(url, name, latest, policy.as_ref()),
+            ))
         }
         (Method::GET, [name, policy]) if is(policy, "policy") => {
-            let item = data.certificates.get(*name).ok_or_else(|| not_found("certificates", name))?;
-            let policy = item.policy.clone().unwrap_or_else(|| default_certificate_policy(name));
+            let item = data
+                .certificates
+                .get(*name)
+                .ok_or_else(|| not_found("certificates", name))?;
+            let policy = item
+                .policy
+                .clone()
+                .unwrap_or_else(|| default_certificate_policy(name));
             Ok(Reply::ok(policy_view(url, name, &policy)))
         }
         (Method::GET, [name, v]) if is(v, "versions") => match data.certificates.get(*name) {
@@ -550,26 +721,48 @@ fn certificates(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) -> An
             None => Err(not_found("certificates", name)),
         },
         (Method::GET, [name]) | (Method::GET, [name, _]) => {
-            let item = data.certificates.get_mut(*name).ok_or_else(|| not_found("certificates", name))?;
+            let item = data
+                .certificates
+                .get_mut(*name)
+                .ok_or_else(|| not_found("certificates", name))?;
             let policy = item.policy.clone();
             let found = pick(item, "certificates", name, rest.get(1).copied())?;
-            Ok(Reply::ok(certificate_bundle(url, name, found, policy.as_ref())))
+            Ok(Reply::ok(certificate_bundle(
+                url,
+                name,
+                found,
+                policy.as_ref(),
+            )))
         }
         (Method::PATCH, [name]) | (Method::PATCH, [name, _]) => {
             let body = req.json()?;
-            let item = data.certificates.get_mut(*name).ok_or_else(|| not_found("certificates", name))?;
+            let item = data
+                .certificates
+                .get_mut(*name)
+                .ok_or_else(|| not_found("certificates", name))?;
             let policy = item.policy.clone();
             let found = pick(item, "certificates", name, rest.get(1).copied())?;
             apply_attributes(found, &body);
-            Ok(Reply::ok(certificate_bundle(url, name, found, policy.as_ref())))
+            Ok(Reply::ok(certificate_bundle(
+                url,
+                name,
+                found,
+                policy.as_ref(),
+            )))
         }
-        _ => Err(Reply::error(StatusCode::METHOD_NOT_ALLOWED, "BadParameter", &format!("{} is not supported on {}", req.method, req.path))),
+        _ => Err(Reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadParameter",
+            &format!("{} is not supported on {}", req.method, req.path),
+        )),
     }
 }
 
 /// A vault's contents for `GET /_sim/state` (secret values included: the state is a test aid).
 pub(crate) fn snapshot(vault: &VaultData) -> Value {
-    let section = |items: &std::collections::BTreeMap<String, VaultItem>, with_material: bool| -> Value {
+    let section = |items: &std::collections::BTreeMap<String, VaultItem>,
+                   with_material: bool|
+     -> Value {
         let map: Map<String, Value> = items
             .iter()
             .map(|(name, item)| {

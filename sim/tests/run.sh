@@ -11,14 +11,12 @@ python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-if ! "$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null | sort | \
-    diff -q <(grep -vE '^(#|$)' "$here/requirements.txt" | sort) - >/dev/null 2>&1; then
-  missing=$(comm -23 <(grep -vE '^(#|$)' "$here/requirements.txt" | sort) \
-    <("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null | sort) || true)
-  if [ -n "$missing" ]; then
-    echo "sim/tests: installing $(echo "$missing" | wc -l) pinned packages" >&2
-    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/requirements.txt"
-  fi
+wanted="$(grep -vE '^(#|$)' "$here/requirements.txt" | sort)"
+have="$("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null | sort)"
+missing="$(comm -23 <(echo "$wanted") <(echo "$have"))"
+if [ -n "$missing" ]; then
+  echo "sim/tests: installing $(echo "$missing" | wc -l) pinned packages from PyPI" >&2
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/requirements.txt"
 fi
 
 cargo build --quiet -p azure-sim --manifest-path "$root/Cargo.toml"

@@ -174,6 +174,16 @@ pub struct ThrottleConfig {
     pub writes: ThrottleLimit,
     /// DELETE: 200, refilled 10/s.
     pub deletes: ThrottleLimit,
+    /// Defender for Endpoint machine actions per caller: 100 a minute.
+    #[serde(default = "mde_actions_default")]
+    pub mde_actions: ThrottleLimit,
+}
+
+fn mde_actions_default() -> ThrottleLimit {
+    ThrottleLimit {
+        capacity: 100,
+        refill_per_second: 100.0 / 60.0,
+    }
 }
 
 impl Default for ThrottleConfig {
@@ -191,6 +201,7 @@ impl Default for ThrottleConfig {
                 capacity: 200,
                 refill_per_second: 10.0,
             },
+            mde_actions: mde_actions_default(),
         }
     }
 }
@@ -201,6 +212,8 @@ pub(crate) enum RequestKind {
     Reads,
     Writes,
     Deletes,
+    /// Defender for Endpoint machine actions (isolate, scan…).
+    MdeActions,
 }
 
 impl RequestKind {
@@ -219,6 +232,7 @@ impl RequestKind {
             RequestKind::Reads => "reads",
             RequestKind::Writes => "writes",
             RequestKind::Deletes => "deletes",
+            RequestKind::MdeActions => "machine actions",
         }
     }
 }
@@ -251,6 +265,7 @@ impl Throttle {
             RequestKind::Reads => self.config.reads,
             RequestKind::Writes => self.config.writes,
             RequestKind::Deletes => self.config.deletes,
+            RequestKind::MdeActions => self.config.mde_actions,
         };
         let now = Instant::now();
         let bucket = self

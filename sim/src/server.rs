@@ -307,6 +307,26 @@ async fn serve(sim: &Sim, surface: &Surface, req: &mut Req) -> Reply {
         }
     }
     let _ = audience;
+    let segments = crate::http::segments(&req.path);
+    let machine_action = *surface == Surface::Mde
+        && req.method == axum::http::Method::POST
+        && segments.len() == 4
+        && segments[1].eq_ignore_ascii_case("machines");
+    if machine_action {
+        let caller = req.caller.clone().unwrap_or_default();
+        if let Draw::Throttled(wait) =
+            sim.lock()
+                .throttle
+                .draw("mde", &caller, RequestKind::MdeActions)
+        {
+            return Reply::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                &format!("Rate limit is exceeded. Try again in {wait} seconds."),
+            )
+            .with_header("retry-after", wait.to_string());
+        }
+    }
     let answer = match surface {
         Surface::Arm => crate::arm::handle(sim, req),
         Surface::Vault(name) => crate::vault::handle(sim, name, req),
@@ -351,7 +371,9 @@ fn ratelimit_header(kind: RequestKind) -> &'static str {
     match kind {
         RequestKind::Reads => "x-ms-ratelimit-remaining-subscription-reads",
         RequestKind::Writes => "x-ms-ratelimit-remaining-subscription-writes",
-        RequestKind::Deletes => "x-ms-ratelimit-remaining-subscription-deletes",
+        RequestKind::Deletes | RequestKind::MdeActions => {
+            "x-ms-ratelimit-remaining-subscription-deletes"
+        }
     }
 }
 

@@ -719,8 +719,14 @@ async fn an_empty_seed_starts_with_one_default_identity() {
 async fn a_vault_is_also_reachable_by_host_name_on_the_main_port() {
     let (sim, http) = start().await;
     let response = http
-        .get(format!("{}/secrets/payments-db-password?api-version=2025-07-01", sim.http_url()))
-        .header("host", format!("kv-contoso-payments.vault.azure.net:{}", sim.port()))
+        .get(format!(
+            "{}/secrets/payments-db-password?api-version=2025-07-01",
+            sim.http_url()
+        ))
+        .header(
+            "host",
+            format!("kv-contoso-payments.vault.azure.net:{}", sim.port()),
+        )
         .bearer_auth(sim.token(Audience::Vault))
         .send()
         .await
@@ -731,4 +737,45 @@ async fn a_vault_is_also_reachable_by_host_name_on_the_main_port() {
         body["id"],
         json!(format!("http://kv-contoso-payments.vault.azure.net:{}/secrets/payments-db-password/9f8e7d6c5b4a43210fedcba987654321", sim.port()))
     );
+}
+
+#[tokio::test]
+async fn mde_machine_actions_are_limited_per_caller() {
+    let (sim, http) = start().await;
+    sim.set_throttle(ThrottleConfig {
+        mde_actions: ThrottleLimit {
+            capacity: 2,
+            refill_per_second: 100.0 / 60.0,
+        },
+        ..ThrottleConfig::default()
+    });
+    let token = sim.token(Audience::Mde);
+    let machine = "7b2a1c9d8e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b";
+    let mut statuses = Vec::new();
+    for action in ["isolate", "unisolate", "runAntiVirusScan"] {
+        let response = http
+            .post(format!(
+                "{}/api/machines/{machine}/{action}",
+                sim.http_url()
+            ))
+            .bearer_auth(&token)
+            .json(&json!({"Comment": "dr-2"}))
+            .send()
+            .await
+            .expect("post");
+        statuses.push((
+            response.status().as_u16(),
+            response.headers().get("retry-after").is_some(),
+        ));
+    }
+    assert_eq!(statuses, vec![(201, false), (201, false), (429, true)]);
+    let (status, _) = json_of(
+        http.get(format!("{}/api/machines", sim.http_url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(status, 200, "reads are not machine actions");
 }

@@ -371,9 +371,8 @@ fn ratelimit_header(kind: RequestKind) -> &'static str {
     match kind {
         RequestKind::Reads => "x-ms-ratelimit-remaining-subscription-reads",
         RequestKind::Writes => "x-ms-ratelimit-remaining-subscription-writes",
-        RequestKind::Deletes | RequestKind::MdeActions => {
-            "x-ms-ratelimit-remaining-subscription-deletes"
-        }
+        RequestKind::Deletes => "x-ms-ratelimit-remaining-subscription-deletes",
+        RequestKind::MdeActions => "x-ms-ratelimit-remaining-machine-actions",
     }
 }
 

@@ -271,3 +271,16 @@ def test_arm_errors_reach_the_sdk_with_their_codes(credential):
     with pytest.raises(ResourceNotFoundError) as no_group:
         right.vaults.get("rg-nope", "kv-nope")
     assert no_group.value.error.code == "ResourceGroupNotFound"
+
+
+@covers("ARM PUT disks from a snapshot (LRO)", "ARM PATCH virtualMachines osDisk.managedDisk.id (undo of reimage)")
+def test_swap_back_to_the_saved_os_disk(compute):
+    snapshot = compute.snapshots.begin_create_or_update(RG_WEB, "vm-web-01-os-saved", {"location": "eastus", "properties": {
+        "creationData": {"createOption": "Copy", "sourceResourceId": DISK_ID}}}).result()
+    disk = compute.disks.begin_create_or_update(RG_WEB, "vm-web-01-os-restored", {"location": "eastus", "properties": {
+        "creationData": {"createOption": "Copy", "sourceResourceId": snapshot.id}}}).result()
+    assert disk.provisioning_state == "Succeeded"
+    compute.virtual_machines.begin_deallocate(RG_WEB, "vm-web-01").result()
+    vm = compute.virtual_machines.begin_update(RG_WEB, "vm-web-01", {"properties": {"storageProfile": {"osDisk": {"managedDisk": {"id": disk.id}}}}}).result()
+    assert vm.storage_profile.os_disk.managed_disk.id == disk.id
+    assert compute.virtual_machines.get(RG_WEB, "vm-web-01").storage_profile.os_disk.managed_disk.id == disk.id

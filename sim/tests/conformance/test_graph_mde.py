@@ -40,7 +40,7 @@ def test_delete_and_restore_accounts(graph):
     assert len(state()["graph"]["deletedItems"]) == 2
 
 
-@covers("Graph GET roleManagement/directory/roleAssignments $filter $expand", "Graph GET roleManagement/directory/roleEligibilitySchedules", "Graph DELETE roleManagement/directory/roleAssignments/{id}", "Graph POST roleEligibilityScheduleRequests adminRemove", "Graph POST roleManagement/directory/roleAssignments")
+@covers("Graph GET roleManagement/directory/roleAssignments $filter $expand", "Graph GET roleManagement/directory/roleEligibilitySchedules", "Graph DELETE roleManagement/directory/roleAssignments/{id}", "Graph POST roleEligibilityScheduleRequests adminRemove", "Graph POST roleManagement/directory/roleAssignments", "Graph POST roleAssignmentScheduleRequests adminRemove")
 def test_review_entra_roles(graph):
     active = graph.get("/roleManagement/directory/roleAssignments", params={"$filter": f"principalId eq '{MALLORY}'", "$expand": "roleDefinition"}).json()["value"]
     assert [a["roleDefinition"]["displayName"] for a in active] == ["Application Administrator"]
@@ -52,6 +52,10 @@ def test_review_entra_roles(graph):
     assert request.status_code == 201 and request.json()["status"] == "Revoked"
     again = graph.post("/roleManagement/directory/roleAssignments", json={"principalId": MALLORY, "roleDefinitionId": active[0]["roleDefinitionId"], "directoryScopeId": "/"})
     assert again.status_code == 201
+    active_pim = graph.post("/roleManagement/directory/roleAssignmentScheduleRequests", json={
+        "action": "adminRemove", "principalId": MALLORY, "roleDefinitionId": active[0]["roleDefinitionId"], "directoryScopeId": "/"})
+    assert active_pim.status_code == 201 and active_pim.json()["status"] == "Revoked"
+    assert graph.get("/roleManagement/directory/roleAssignments", params={"$filter": f"principalId eq '{MALLORY}'"}).json()["value"] == []
     bad = graph.get("/roleManagement/directory/roleAssignments", params={"$filter": "principalId ne 'x'"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "BadRequest"
 

@@ -95,6 +95,16 @@ def test_rotate_certificate_from_its_saved_policy(credential):
     assert disabled.properties.enabled is False
 
 
+@covers("KV POST /certificates/{name}/pending/merge")
+def test_merge_a_signed_certificate(credential):
+    certificates = CertificateClient(vault_url(VAULT), credential, **KW)
+    policy = CertificatePolicy(issuer_name="Unknown", subject="CN=payments-external")
+    certificates.begin_create_certificate("payments-external", policy, _polling_interval=0)
+    signed = certificates.get_certificate("payments-tls").cer
+    merged = certificates.merge_certificate("payments-external", [signed])
+    assert merged.name == "payments-external" and merged.cer == signed
+
+
 @covers("KV api-version check (BadParameter)")
 def test_unknown_data_plane_version_is_refused(credential):
     client = SecretClient(vault_url(VAULT), credential, verify_challenge_resource=False, connection_verify=False, api_version="7.6")

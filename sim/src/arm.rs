@@ -422,8 +422,8 @@ fn normalize(
     body.insert("name".into(), json!(name));
     body.insert("type".into(), json!(kind));
     let lower = kind.to_ascii_lowercase();
-    let top_level =
-        !lower.trim_start_matches("microsoft.").contains('/') || lower.matches('/').count() == 1;
+    // Top-level tracked resources (`Namespace/type`) always carry a location.
+    let top_level = lower.matches('/').count() == 1;
     if top_level
         && !lower.starts_with("microsoft.authorization")
         && !lower.starts_with("microsoft.security")
@@ -1325,14 +1325,11 @@ fn runbook_content(state: &State, runbook: &str) -> Answer {
 }
 
 fn runbook_draft_content(state: &mut State, req: &Req, id: &str) -> Answer {
-    let runbook = id
-        .trim_end_matches("/content")
-        .trim_end_matches("/draft")
-        .to_ascii_lowercase();
-    let runbook = runbook
+    let lower = id.to_ascii_lowercase();
+    let runbook = lower
         .strip_suffix("/draft/content")
-        .map(str::to_string)
-        .unwrap_or(runbook);
+        .unwrap_or(&lower)
+        .to_string();
     if !state.arm.contains_key(&runbook) {
         return Err(not_found(id));
     }

@@ -141,13 +141,9 @@ enum Refusal {
 }
 
 /// Checks the bearer token of a request for `surface`; on success records the caller.
-pub(crate) fn authenticate(
-    sim: &Sim,
-    surface: &Surface,
-    req: &mut Req,
-) -> Result<Option<Audience>, Reply> {
+pub(crate) fn authenticate(sim: &Sim, surface: &Surface, req: &mut Req) -> Result<(), Reply> {
     let Some(required) = Audience::of(surface) else {
-        return Ok(None);
+        return Ok(());
     };
     let header = req.header("authorization").unwrap_or("").to_string();
     let token = header
@@ -179,7 +175,7 @@ pub(crate) fn authenticate(
     match outcome {
         Ok(object_id) => {
             req.caller = Some(object_id);
-            Ok(Some(required))
+            Ok(())
         }
         Err(refusal) => Err(refuse(surface, &tenant, refusal)),
     }

@@ -28,9 +28,11 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Reply {
                     })
                 })
             };
+            let since: u64 = req.query("since").and_then(|n| n.parse().ok()).unwrap_or(0);
             let entries: Vec<Value> = state
                 .requests
                 .iter()
+                .filter(|entry| entry.get("seq").and_then(Value::as_u64).unwrap_or(0) > since)
                 .filter(|entry| {
                     wanted(entry, "surface") && wanted(entry, "method") && wanted(entry, "path")
                 })

@@ -284,10 +284,9 @@ async fn serve(sim: &Sim, surface: &Surface, req: &mut Req) -> Reply {
         };
         return reply.with_header("x-ms-sim-fault", "injected");
     }
-    let audience = match crate::auth::authenticate(sim, surface, req) {
-        Ok(audience) => audience,
-        Err(reply) => return reply,
-    };
+    if let Err(reply) = crate::auth::authenticate(sim, surface, req) {
+        return reply;
+    }
     let mut remaining = None;
     if *surface == Surface::Arm {
         if let (Some(caller), Some(subscription)) = (&req.caller, subscription_of(&req.path)) {
@@ -306,7 +305,6 @@ async fn serve(sim: &Sim, surface: &Surface, req: &mut Req) -> Reply {
             }
         }
     }
-    let _ = audience;
     let segments = crate::http::segments(&req.path);
     let machine_action = *surface == Surface::Mde
         && req.method == axum::http::Method::POST
@@ -424,7 +422,8 @@ fn fault_reply(
 }
 
 fn log(sim: &Sim, surface: &Surface, req: &Req, reply: &Reply) {
-    let body: Value = if req.body.is_empty() {
+    // Token requests may carry a client secret: their bodies are not kept.
+    let body: Value = if req.body.is_empty() || *surface == Surface::Token {
         Value::Null
     } else {
         serde_json::from_slice(&req.body)

@@ -331,7 +331,7 @@ async fn serve(sim: &Sim, surface: &Surface, req: &mut Req) -> Reply {
         Surface::Graph => crate::graph::handle(sim, req),
         Surface::Mde => crate::mde::handle(sim, req),
         Surface::Token => crate::auth::token_endpoint(sim, req),
-        Surface::Control => unreachable_control(),
+        Surface::Control => Ok(crate::control::handle(sim, req)),
     };
     let mut reply = answer.unwrap_or_else(|reply| reply);
     match surface {
@@ -355,14 +355,6 @@ async fn serve(sim: &Sim, surface: &Surface, req: &mut Req) -> Reply {
         _ => {}
     }
     reply
-}
-
-fn unreachable_control() -> Result<Reply, Reply> {
-    Err(Reply::error(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        "control routes are served before the pipeline",
-    ))
 }
 
 fn ratelimit_header(kind: RequestKind) -> &'static str {

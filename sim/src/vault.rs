@@ -254,9 +254,8 @@ pub(crate) fn handle(sim: &Sim, vault: &str, req: &Req) -> Answer {
     };
     // Ids name the vault as the client reached it (its own port, or a `{vault}.vault.…` Host).
     let url = req.origin.clone();
-    let trailing_empty = req.path.ends_with('/');
     match parts.first().map(|s| s.to_ascii_lowercase()).as_deref() {
-        Some("secrets") => secrets(data, &url, req, &parts[1..], trailing_empty),
+        Some("secrets") => secrets(data, &url, req, &parts[1..]),
         Some("deletedsecrets") => deleted_secrets(data, &url, req, &parts[1..]),
         Some("keys") => keys(data, &url, req, &parts[1..]),
         Some("certificates") => certificates(data, &url, req, &parts[1..]),
@@ -312,13 +311,7 @@ fn pick<'i>(
     }
 }
 
-fn secrets(
-    data: &mut VaultData,
-    url: &str,
-    req: &Req,
-    rest: &[&str],
-    trailing_empty: bool,
-) -> Answer {
+fn secrets(data: &mut VaultData, url: &str, req: &Req, rest: &[&str]) -> Answer {
     let method = req.method.clone();
     match (method, rest) {
         (Method::GET, []) => Ok(list(&data.secrets, url, "secrets")),
@@ -352,7 +345,6 @@ fn secrets(
         },
         (Method::GET, [name]) | (Method::GET, [name, _]) => {
             let version = rest.get(1).copied();
-            let _ = trailing_empty;
             let item = data
                 .secrets
                 .get_mut(*name)

@@ -21,6 +21,9 @@ struct Args {
     /// Write the self-signed certificate (PEM) here, for clients that verify TLS.
     #[arg(long)]
     cert_out: Option<PathBuf>,
+    /// Also write the ready line's JSON (URLs, vault URLs, token endpoint) to this file.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -60,6 +63,12 @@ async fn main() -> std::process::ExitCode {
         "identityHeader": sim.identity_header(),
         "startupMs": started.elapsed().as_secs_f64() * 1000.0,
     });
+    if let Some(path) = &args.ready_file {
+        if let Err(error) = std::fs::write(path, ready.to_string()) {
+            eprintln!("azure-sim: cannot write {}: {error}", path.display());
+            return std::process::ExitCode::from(1);
+        }
+    }
     println!("azure-sim ready {ready}");
     let _ = tokio::signal::ctrl_c().await;
     std::process::ExitCode::SUCCESS

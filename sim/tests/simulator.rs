@@ -779,3 +779,47 @@ async fn mde_machine_actions_are_limited_per_caller() {
     .await;
     assert_eq!(status, 200, "reads are not machine actions");
 }
+
+#[tokio::test]
+async fn client_credentials_check_the_secret_of_the_app() {
+    let (sim, http) = start().await;
+    let url = format!(
+        "{}/8d3b4c2a-6f1e-4b7a-9c55-3e2f1a0b9d11/oauth2/v2.0/token",
+        sim.http_url()
+    );
+    let form = |secret: &str| {
+        format!("grant_type=client_credentials&client_id=c0ffee00-1234-4abc-9def-00c0ffee0001&client_secret={secret}&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default")
+    };
+    let ok = http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form("mallory-secret"))
+        .send()
+        .await
+        .expect("token");
+    let (status, body) = json_of(ok).await;
+    assert_eq!((status, body["token_type"].as_str()), (200, Some("Bearer")));
+    let graph = http
+        .get(format!("{}/v1.0/users", sim.http_url()))
+        .bearer_auth(body["access_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("graph");
+    assert_eq!(graph.status(), 200);
+    let wrong = http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form("guess"))
+        .send()
+        .await
+        .expect("token");
+    let (status, body) = json_of(wrong).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert!(
+        sim.requests().iter().all(|entry| entry["body"].is_null()),
+        "token bodies are not logged"
+    );
+}

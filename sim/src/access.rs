@@ -163,6 +163,141 @@ fn forbidden(message: String, inner: &str) -> Reply {
     )
 }
 
+/// The permissions (`actions`/`notActions` or `dataActions`/`notDataActions`) the caller's role
+/// assignments at or above `scope` grant, as (allowed, denied) lower-case patterns.
+fn granted(
+    state: &State,
+    caller: &str,
+    scope: &str,
+    data: bool,
+) -> Vec<(Vec<String>, Vec<String>)> {
+    let (allow, deny) = if data {
+        ("dataActions", "notDataActions")
+    } else {
+        ("actions", "notActions")
+    };
+    state
+        .arm
+        .values()
+        .filter(|value| {
+            value
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|kind| {
+                    kind.eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments")
+                })
+        })
+        .filter(|assignment| {
+            assignment
+                .pointer("/properties/principalId")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p.eq_ignore_ascii_case(caller))
+        })
+        .filter(|assignment| {
+            crate::arm::scope_covers(
+                assignment
+                    .pointer("/properties/scope")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/"),
+                scope,
+            )
+        })
+        .filter_map(|assignment| {
+            let role = assignment
+                .pointer("/properties/roleDefinitionId")
+                .and_then(Value::as_str)?;
+            let guid = role.rsplit('/').next()?.to_ascii_lowercase();
+            state.arm.iter().find(|(id, value)| {
+                value
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|kind| {
+                        kind.eq_ignore_ascii_case("Microsoft.Authorization/roleDefinitions")
+                    })
+                    && id.ends_with(&format!("/{guid}"))
+            })
+        })
+        .filter_map(|(_, definition)| {
+            definition
+                .pointer("/properties/permissions")
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .map(|permission| {
+            let patterns = |key: &str| -> Vec<String> {
+                permission
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_ascii_lowercase)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            (patterns(allow), patterns(deny))
+        })
+        .collect()
+}
+
+fn allows(grants: &[(Vec<String>, Vec<String>)], action: &str) -> bool {
+    let action = action.to_ascii_lowercase();
+    grants.iter().any(|(allowed, denied)| {
+        allowed.iter().any(|p| glob_match(p, &action))
+            && !denied.iter().any(|p| glob_match(p, &action))
+    })
+}
+
+/// The ARM action a request performs (`Microsoft.KeyVault/vaults/write`, `…/restart/action`) and
+/// the scope it acts on.
+pub(crate) fn arm_action(method: &Method, parts: &[&str], providers_at: usize) -> (String, String) {
+    let kind = crate::state::resource_type(&format!("/{}", parts.join("/")));
+    let rest = parts.len() - providers_at - 2;
+    let id = format!("/{}", parts.join("/"));
+    if parts
+        .get(providers_at + 1)
+        .is_some_and(|ns| ns.eq_ignore_ascii_case("Microsoft.ResourceGraph"))
+    {
+        return ("Microsoft.ResourceGraph/resources/read".into(), "/".into());
+    }
+    if rest % 2 == 1 && *method == Method::POST {
+        let (parent_kind, verb) = kind.rsplit_once('/').unwrap_or((&kind, ""));
+        let parent = format!("/{}", parts[..parts.len() - 1].join("/"));
+        return (format!("{parent_kind}/{verb}/action"), parent);
+    }
+    let verb = match *method {
+        Method::GET | Method::HEAD => "read",
+        Method::DELETE => "delete",
+        Method::POST => "action",
+        _ => "write",
+    };
+    (format!("{kind}/{verb}"), id)
+}
+
+/// Refuses an ARM request whose caller holds no role granting its action at its scope
+/// (only when the seed sets `enforceArmAccess`).
+pub(crate) fn authorize_arm(
+    state: &State,
+    req: &Req,
+    parts: &[&str],
+    providers_at: usize,
+) -> Result<(), Reply> {
+    if !state.enforce_arm_access {
+        return Ok(());
+    }
+    let caller = req.caller.clone().unwrap_or_default();
+    let (action, scope) = arm_action(&req.method, parts, providers_at);
+    if allows(&granted(state, &caller, &scope, false), &action) {
+        return Ok(());
+    }
+    Err(Reply::error(
+        StatusCode::FORBIDDEN,
+        "AuthorizationFailed",
+        &format!("The client '{caller}' with object id '{caller}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials."),
+    ))
+}
+
 /// Refuses the request as Key Vault would, or lets it through.
 pub(crate) fn authorize(
     state: &State,
@@ -276,72 +411,7 @@ pub(crate) fn authorize(
             "AccessDenied",
         ));
     }
-    let allowed = state
-        .arm
-        .values()
-        .filter(|value| {
-            value
-                .get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|kind| {
-                    kind.eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments")
-                })
-        })
-        .filter(|assignment| {
-            assignment
-                .pointer("/properties/principalId")
-                .and_then(Value::as_str)
-                .is_some_and(|p| p.eq_ignore_ascii_case(&caller))
-        })
-        .filter(|assignment| {
-            let scope = assignment
-                .pointer("/properties/scope")
-                .and_then(Value::as_str)
-                .unwrap_or("/");
-            crate::arm::scope_covers(scope, vault_id)
-        })
-        .filter_map(|assignment| {
-            let role = assignment
-                .pointer("/properties/roleDefinitionId")
-                .and_then(Value::as_str)?;
-            let guid = role.rsplit('/').next()?.to_ascii_lowercase();
-            state.arm.iter().find(|(id, value)| {
-                value
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .is_some_and(|kind| {
-                        kind.eq_ignore_ascii_case("Microsoft.Authorization/roleDefinitions")
-                    })
-                    && id.ends_with(&format!("/{guid}"))
-            })
-        })
-        .filter_map(|(_, definition)| {
-            definition
-                .pointer("/properties/permissions")
-                .and_then(Value::as_array)
-        })
-        .flatten()
-        .any(|permission| {
-            let patterns = |key: &str| -> Vec<String> {
-                permission
-                    .get(key)
-                    .and_then(Value::as_array)
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_ascii_lowercase)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let action = need.data_action.to_ascii_lowercase();
-            patterns("dataActions")
-                .iter()
-                .any(|p| glob_match(p, &action))
-                && !patterns("notDataActions")
-                    .iter()
-                    .any(|p| glob_match(p, &action))
-        });
+    let allowed = allows(&granted(state, &caller, vault_id, true), need.data_action);
     if allowed {
         return Ok(());
     }
@@ -381,5 +451,72 @@ mod tests {
             needed(&Method::POST, &["keys", "k", "rotate"]).map(|n| n.permission),
             Some("rotate")
         );
+    }
+}
+
+#[cfg(test)]
+mod arm_tests {
+    use super::*;
+
+    fn action(method: Method, path: &str) -> (String, String) {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let at = parts
+            .iter()
+            .rposition(|s| s.eq_ignore_ascii_case("providers"))
+            .unwrap_or(0);
+        arm_action(&method, &parts, at)
+    }
+
+    #[test]
+    fn requests_map_to_arm_actions_and_scopes() {
+        let vault = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
+        assert_eq!(
+            action(Method::PATCH, vault),
+            ("Microsoft.KeyVault/vaults/write".into(), vault.into())
+        );
+        assert_eq!(
+            action(Method::GET, vault).0,
+            "Microsoft.KeyVault/vaults/read"
+        );
+        assert_eq!(
+            action(Method::PUT, &format!("{vault}/accessPolicies/remove")).0,
+            "Microsoft.KeyVault/vaults/accessPolicies/write"
+        );
+        let vm =
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm";
+        assert_eq!(
+            action(Method::POST, &format!("{vm}/restart")),
+            (
+                "Microsoft.Compute/virtualMachines/restart/action".into(),
+                vm.into()
+            )
+        );
+        let assignment = format!("{vault}/providers/Microsoft.Authorization/roleAssignments/g");
+        assert_eq!(
+            action(Method::DELETE, &assignment).0,
+            "Microsoft.Authorization/roleAssignments/delete"
+        );
+        assert_eq!(
+            action(
+                Method::GET,
+                &format!("{vault}/providers/Microsoft.Authorization/roleAssignments")
+            )
+            .0,
+            "Microsoft.Authorization/roleAssignments/read"
+        );
+    }
+
+    #[test]
+    fn not_actions_carve_out_of_actions() {
+        let contributor = vec![(
+            vec!["*".to_string()],
+            vec!["microsoft.authorization/*/delete".to_string()],
+        )];
+        assert!(allows(&contributor, "Microsoft.KeyVault/vaults/write"));
+        assert!(!allows(
+            &contributor,
+            "Microsoft.Authorization/roleAssignments/delete"
+        ));
+        assert!(!allows(&[], "Microsoft.KeyVault/vaults/read"));
     }
 }

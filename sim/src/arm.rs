@@ -171,6 +171,7 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
     let location = location_of(&state, &scope);
     check_api_version(req, namespace, &kind, &location)?;
     check_scope(&state, &parts[..at])?;
+    crate::access::authorize_arm(&state, req, &parts, at)?;
 
     if is(namespace, "Microsoft.ResourceGraph") && rest.len() == 1 && is(rest[0], "resources") {
         return resource_graph(&state, req);

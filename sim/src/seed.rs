@@ -50,6 +50,9 @@ pub struct Seed {
     /// role assignments (default true).
     #[serde(default)]
     pub(crate) enforce_vault_access: Option<bool>,
+    /// Whether ARM checks the caller's role assignments for each operation's action (default false).
+    #[serde(default)]
+    pub(crate) enforce_arm_access: Option<bool>,
     /// ARM throttling limits (the documented defaults when absent).
     #[serde(default)]
     pub(crate) throttle: Option<ThrottleConfig>,

@@ -146,6 +146,8 @@ pub(crate) struct State {
     pub(crate) requests: Vec<Value>,
     /// The vault data plane checks firewall, access policies and RBAC.
     pub(crate) enforce_vault_access: bool,
+    /// ARM checks role assignments (actions / notActions) for each operation.
+    pub(crate) enforce_arm_access: bool,
 }
 
 /// The shared simulator: its state behind one lock.
@@ -299,6 +301,7 @@ impl State {
             resource_changes: seed.resource_changes.clone(),
             requests: Vec::new(),
             enforce_vault_access: seed.enforce_vault_access.unwrap_or(true),
+            enforce_arm_access: seed.enforce_arm_access.unwrap_or(false),
         };
         if let Some(throttle) = seed.throttle {
             state.throttle.configure(throttle);

@@ -823,3 +823,72 @@ async fn client_credentials_check_the_secret_of_the_app() {
         "token bodies are not logged"
     );
 }
+
+#[tokio::test]
+async fn with_arm_access_enforced_the_callers_roles_decide() {
+    let mut seed: Value =
+        serde_json::from_str(include_str!("../seeds/example.json")).expect("example");
+    seed["enforceArmAccess"] = json!(true);
+    let sim = Simulator::start(Seed::from_json(&seed.to_string()).expect("seed"))
+        .await
+        .expect("starts");
+    let http = client();
+    let responder = sim.token(Audience::Management);
+    assert_eq!(
+        http.patch(vault_url(&sim))
+            .bearer_auth(&responder)
+            .json(&json!({"tags": {}}))
+            .send()
+            .await
+            .expect("patch")
+            .status(),
+        200
+    );
+    let assignment = format!("{}/subscriptions/{SUB}/resourceGroups/rg-hr-prod/providers/Microsoft.KeyVault/vaults/kv-contoso-hr/providers/Microsoft.Authorization/roleAssignments/3f2e1d0c-9b8a-4765-a4b3-c2d1e0f9a8b7?api-version=2022-04-01", sim.http_url());
+    let (status, body) = json_of(
+        http.delete(&assignment)
+            .bearer_auth(&responder)
+            .send()
+            .await
+            .expect("delete"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("AuthorizationFailed"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("'Microsoft.Authorization/roleAssignments/delete'"),
+        "{body}"
+    );
+    let nobody = sim.token_for(Audience::Management, "00000000-0000-0000-0000-00000000dead");
+    let (status, body) = json_of(
+        http.get(vault_url(&sim))
+            .bearer_auth(&nobody)
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("'Microsoft.KeyVault/vaults/read'"),
+        "{body}"
+    );
+    let restart = format!("{}/subscriptions/{SUB}/resourceGroups/rg-web-prod/providers/Microsoft.Compute/virtualMachines/vm-web-01/restart?api-version=2024-11-01", sim.http_url());
+    assert_eq!(
+        http.post(&restart)
+            .bearer_auth(&responder)
+            .send()
+            .await
+            .expect("restart")
+            .status(),
+        202
+    );
+}

@@ -228,6 +228,13 @@ pub(crate) fn handle(sim: &Sim, req: &Req) -> Answer {
     match req.method {
         Method::GET if is(last, "content") => runbook_content(&state, &parent),
         Method::GET if is(last, "draft") => Err(not_found_path(req)),
+        Method::GET if rest.len() == 1 && at == 2 && is(parts[0], "subscriptions") => {
+            // `/subscriptions/{s}/providers/{ns}/{type}`: every resource of the type in the subscription.
+            let prefix = format!("/subscriptions/{}/", parts[1].to_ascii_lowercase());
+            Ok(list_where(&state, |key, value| {
+                key.starts_with(&prefix) && type_is(value, &kind)
+            }))
+        }
         Method::GET => {
             let prefix = format!("{}/", id.to_ascii_lowercase());
             Ok(list_where(&state, |key, _| {

@@ -892,3 +892,41 @@ async fn with_arm_access_enforced_the_callers_roles_decide() {
         202
     );
 }
+
+#[tokio::test]
+async fn collections_list_by_resource_group_and_by_subscription() {
+    let (sim, http) = start().await;
+    let token = sim.token(Audience::Management);
+    let in_group = format!("{}/subscriptions/{SUB}/resourceGroups/rg-web-prod/providers/Microsoft.Network/networkInterfaces?api-version=2025-01-01", sim.http_url());
+    let in_subscription = format!("{}/subscriptions/{SUB}/providers/Microsoft.Network/networkInterfaces?api-version=2025-01-01", sim.http_url());
+    for url in [in_group, in_subscription] {
+        let (status, body) = json_of(
+            http.get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("list"),
+        )
+        .await;
+        let names: Vec<&str> = body["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|nic| nic["name"].as_str())
+            .collect();
+        assert_eq!((status, names), (200, vec!["nic-vm-web-01"]), "{url}");
+    }
+    let vaults = format!(
+        "{}/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults?api-version=2025-05-01",
+        sim.http_url()
+    );
+    let (_, body) = json_of(
+        http.get(&vaults)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("list"),
+    )
+    .await;
+    assert_eq!(body["value"].as_array().map(Vec::len), Some(2));
+}

@@ -1,7 +1,11 @@
 //! One event's journey: classify, recognise duplicates and status updates, route, plan,
 //! publish, remember. Shared by the HTTP functions and the offline `plan` command.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::adapters::{AlertLedger, Publisher, SharedLedger};
 use crate::decode::{EventKind, InboundEvent};
@@ -80,16 +84,51 @@ impl EventReport {
     }
 }
 
+/// How long a copy of an alert waits, by default, for another delivery of the same alert
+/// to finish before it answers retryable.
+pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(20);
+
 /// Routes and plans alerts under a policy.
 pub struct Pipeline {
     registry: Registry,
     policy: Policy,
+    claim_wait: Duration,
+    /// Decoding and planning run on the blocking pool, at most this many at once.
+    cpu: Arc<Semaphore>,
 }
 
 impl Pipeline {
     /// A pipeline with the given handlers and policy.
     pub fn new(registry: Registry, policy: Policy) -> Self {
-        Pipeline { registry, policy }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Pipeline {
+            registry,
+            policy,
+            claim_wait: DEFAULT_CLAIM_WAIT,
+            cpu: Arc::new(Semaphore::new(cores.max(2))),
+        }
+    }
+
+    /// Sets how long a copy of an alert waits for another delivery of it to finish.
+    pub fn with_claim_wait(mut self, wait: Duration) -> Self {
+        self.claim_wait = wait;
+        self
+    }
+
+    /// Runs CPU-bound work (decoding, planning) on the blocking pool, a bounded number at a
+    /// time, so a multi-megabyte alert never stalls the async workers that answer the others.
+    pub async fn run_cpu<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let _permit = self
+            .cpu
+            .acquire()
+            .await
+            .map_err(|_| Error::Transient("the planning pool is closed".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|err| Error::Transient(format!("planning did not finish: {err}")))
     }
 
     /// The policy in force.
@@ -280,13 +319,31 @@ impl Pipeline {
 
     /// Assesses, publishes and remembers one event. A publishing failure returns the error
     /// (and records nothing), so the platform's redelivery plans and publishes again.
+    ///
+    /// The alert's claim is held from the lookup to the ledger record: a copy of the same
+    /// alert arriving meanwhile waits for this outcome (then finds it planned: `duplicate`),
+    /// or, past the claim wait, answers retryable. It never answers 2xx before the tasks are
+    /// published and never publishes them a second time.
     pub async fn handle(
-        &self,
-        event: &InboundEvent,
+        self: &Arc<Self>,
+        event: Arc<InboundEvent>,
         ledger: &SharedLedger,
         publisher: &dyn Publisher,
     ) -> Result<EventReport, Error> {
-        let report = self.assess(event, ledger.as_ref())?;
+        let _claim = match &event.kind {
+            EventKind::Alert(decoded) => Some(
+                ledger
+                    .claims()
+                    .claim(&decoded.alert.system_alert_id, self.claim_wait)
+                    .await?,
+            ),
+            _ => None,
+        };
+        let report = {
+            let (pipeline, ledger) = (self.clone(), ledger.clone());
+            self.run_cpu(move || pipeline.assess(&event, ledger.as_ref()))
+                .await??
+        };
         if !report.tasks.is_empty() {
             publisher.publish(&report.tasks).await?;
         }

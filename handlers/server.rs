@@ -223,10 +223,7 @@ impl Activity {
             )
         } else {
             (
-                self.at(
-                    self.idle_since.load(Ordering::SeqCst),
-                    limits.idle_timeout,
-                ),
+                self.at(self.idle_since.load(Ordering::SeqCst), limits.idle_timeout),
                 "no request within the idle timeout",
             )
         };
@@ -272,10 +269,7 @@ impl AsyncWrite for Tracked {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 

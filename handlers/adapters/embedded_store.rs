@@ -250,9 +250,8 @@ fn identity_of(path: &Path) -> std::io::Result<FileIdentity> {
 /// Creates the folder, opens and prepares the file; the error says what failed.
 fn connect(path: &Path) -> Result<(Connection, FileIdentity), String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|err| {
-            format!("cannot create the store folder {}: {err}", parent.display())
-        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|err| format!("cannot create the store folder {}: {err}", parent.display()))?;
     }
     let connection = Connection::open(path)
         .map_err(|err| format!("cannot open the embedded store {}: {err}", path.display()))?;
@@ -708,7 +707,10 @@ impl EmbeddedStore {
             .map(|elapsed| elapsed.as_nanos())
             .unwrap_or(0);
         let mut hash = Sha256::new();
-        hash.update(format!("{}:{seq}:{delivered}:{serial}:{nanos}", std::process::id()));
+        hash.update(format!(
+            "{}:{seq}:{delivered}:{serial}:{nanos}",
+            std::process::id()
+        ));
         LockToken(hex::encode(&hash.finalize()[..16]))
     }
 }
@@ -726,7 +728,9 @@ fn held(connection: &Connection, token: &LockToken, now: i64) -> Result<(i64, u3
         .prepare_cached(
             "SELECT seq, delivery_count FROM messages WHERE lock_token = ?1 AND locked_until > ?2",
         )?
-        .query_row(params![token.as_str(), now], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row(params![token.as_str(), now], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?
         .ok_or_else(|| lock_lost(token))
 }
@@ -917,6 +921,238 @@ mod tests {
                 status: AlertStatus::Resolved,
                 planned: true
             })
+        );
+    }
+
+    fn store_in(dir: &Path, options: QueueOptions) -> EmbeddedStore {
+        EmbeddedStore::open_with(&dir.join("q.sqlite3"), QueueNames::default(), options).unwrap()
+    }
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn racing_receivers_get_different_messages_and_complete_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path(), QueueOptions::default());
+        let tasks: Vec<Task> = (0..40).map(|n| task(&format!("t{n}"))).collect();
+        store.enqueue(&tasks).unwrap();
+        let receivers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        let batch = store.receive(Queue::Rotation, 3, LONG).unwrap();
+                        if batch.is_empty() {
+                            return got;
+                        }
+                        for message in batch {
+                            assert_eq!(message.delivery_count, 1);
+                            store.complete(&message.lock_token).unwrap();
+                            got.push(message.message.message_id);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut all: Vec<String> = receivers
+            .into_iter()
+            .flat_map(|receiver| receiver.join().unwrap())
+            .collect();
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(before, 40, "every message delivered");
+        assert_eq!(all.len(), 40, "no message delivered twice");
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 0));
+        // A completed message id stays known: republishing it is still a no-op.
+        assert_eq!(store.enqueue(&tasks).unwrap(), 0);
+        assert!(store.receive(Queue::Rotation, 10, LONG).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_expired_lock_makes_the_message_visible_again_and_the_stale_token_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path(), QueueOptions::default());
+        store.enqueue(&[task("a")]).unwrap();
+        let first = store
+            .receive(Queue::Rotation, 10, Duration::from_millis(50))
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(
+            store.receive(Queue::Rotation, 10, LONG).unwrap().is_empty(),
+            "locked: invisible to other receivers"
+        );
+        std::thread::sleep(Duration::from_millis(80));
+        let second = store.receive(Queue::Rotation, 10, LONG).unwrap();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].message, first[0].message);
+        assert_eq!(second[0].delivery_count, first[0].delivery_count + 1);
+        assert_ne!(second[0].lock_token, first[0].lock_token);
+
+        let err = store.complete(&first[0].lock_token).unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("is not held"), "{err}");
+        assert!(store.abandon(&first[0].lock_token, Duration::ZERO).is_err());
+        store.complete(&second[0].lock_token).unwrap();
+        assert!(
+            store.complete(&second[0].lock_token).is_err(),
+            "completing twice fails"
+        );
+    }
+
+    #[test]
+    fn abandon_hands_the_message_back_after_its_delay_and_renew_extends_a_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path(), QueueOptions::default());
+        store.enqueue(&[task("a"), task("b")]).unwrap();
+        let got = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        store.abandon(&got[0].lock_token, Duration::ZERO).unwrap();
+        let again = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        assert_eq!(again[0].message, got[0].message, "oldest first, at once");
+        assert_eq!(again[0].delivery_count, 2);
+        store
+            .abandon(&again[0].lock_token, Duration::from_secs(3600))
+            .unwrap();
+        let next = store.receive(Queue::Rotation, 10, LONG).unwrap();
+        assert_eq!(next.len(), 1, "the delayed message stays hidden");
+        assert_ne!(next[0].message, got[0].message);
+        let until = store.renew_lock(&next[0].lock_token, LONG).unwrap();
+        assert!(until >= next[0].locked_until_ms);
+    }
+
+    #[test]
+    fn a_message_past_its_max_delivery_count_is_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(
+            dir.path(),
+            QueueOptions {
+                max_delivery_count: 2,
+            },
+        );
+        store.enqueue(&[task("poison"), task("fine")]).unwrap();
+        // Delivery 1 abandoned, delivery 2 left to expire: the third is never handed out.
+        let one = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        store.abandon(&one[0].lock_token, Duration::ZERO).unwrap();
+        let two = store
+            .receive(Queue::Rotation, 1, Duration::from_millis(30))
+            .unwrap();
+        assert_eq!(two[0].delivery_count, 2);
+        std::thread::sleep(Duration::from_millis(50));
+        let three = store.receive(Queue::Rotation, 10, LONG).unwrap();
+        assert_eq!(three.len(), 1);
+        assert_ne!(three[0].message, one[0].message, "only the healthy one");
+        let dead = store.dead_letters(Queue::Rotation, 10).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message, one[0].message);
+        assert_eq!(dead[0].delivery_count, 2);
+        assert!(dead[0].reason.starts_with(MAX_DELIVERY_COUNT_EXCEEDED));
+        // Abandoning the last allowed delivery dead-letters at once; so does dead_letter.
+        store.abandon(&three[0].lock_token, Duration::ZERO).unwrap();
+        let four = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        assert_eq!(four[0].delivery_count, 2);
+        store.abandon(&four[0].lock_token, Duration::ZERO).unwrap();
+        assert_eq!(store.dead_letters(Queue::Rotation, 10).unwrap().len(), 2);
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 0));
+        store.enqueue(&[task("manual")]).unwrap();
+        let manual = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        store
+            .dead_letter(&manual[0].lock_token, "target gone")
+            .unwrap();
+        assert_eq!(
+            store.dead_letters(Queue::Rotation, 10).unwrap()[2].reason,
+            "target gone"
+        );
+    }
+
+    #[test]
+    fn a_store_from_before_peek_lock_gains_the_delivery_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,
+                   message_id TEXT NOT NULL, correlation_id TEXT NOT NULL, subject TEXT NOT NULL,
+                   body TEXT NOT NULL, enqueued_at TEXT NOT NULL DEFAULT 'then',
+                   UNIQUE (queue, message_id));
+                 INSERT INTO messages (queue, message_id, correlation_id, subject, body)
+                   VALUES ('rotation', 'm1', 'sys-1', 'rotate_secret', '{}');",
+            )
+            .unwrap();
+        }
+        let store = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        let got = store.receive(Queue::Rotation, 10, LONG).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].message.message_id, "m1");
+        assert_eq!(got[0].delivery_count, 1);
+    }
+
+    #[test]
+    fn the_wal_index_lives_in_memory_and_the_file_is_held_exclusively() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.sqlite3");
+        let store = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        store.enqueue(&[task("a")]).unwrap();
+        store.record("a", AlertStatus::Active, true).unwrap();
+        let shm = dir.path().join("x.sqlite3-shm");
+        assert!(!shm.exists(), "no memory-mapped WAL index file");
+        // A stray, truncated index file is never mapped: writes go on.
+        std::fs::write(&shm, b"").unwrap();
+        store.enqueue(&[task("b")]).unwrap();
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 2));
+        let err = EmbeddedStore::open(&path, QueueNames::default()).unwrap_err();
+        assert!(err.to_string().contains("held by another process"), "{err}");
+    }
+
+    #[test]
+    fn a_deleted_store_folder_fails_retryable_until_it_can_be_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("state");
+        let path = folder.join("store.sqlite3");
+        let store = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        store.enqueue(&[task("before")]).unwrap();
+
+        std::fs::remove_dir_all(&folder).unwrap();
+        // The path cannot be created (a file is where the folder was): retryable, nothing lost.
+        std::fs::write(&folder, b"not a folder").unwrap();
+        let err = store.enqueue(&[task("during")]).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(store.lookup("x").unwrap_err().is_retryable());
+        let err = store.record("x", AlertStatus::Active, true).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+
+        // Creatable again: the next write reopens a store at the path and lands in it.
+        std::fs::remove_file(&folder).unwrap();
+        assert_eq!(store.enqueue(&[task("after")]).unwrap(), 1);
+        store.record("x", AlertStatus::Active, true).unwrap();
+        drop(store);
+        let reopened = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        let ids: Vec<String> = reopened
+            .peek(Queue::Rotation, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect();
+        assert_eq!(ids, vec![task("after").message_id.as_str().to_string()]);
+        assert!(reopened.lookup("x").unwrap().unwrap().planned);
+    }
+
+    #[test]
+    fn a_store_file_replaced_under_a_connection_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite3");
+        let store = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        store.enqueue(&[task("one")]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("store.sqlite3-wal"));
+        store.enqueue(&[task("two")]).unwrap();
+        drop(store);
+        let reopened = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        assert_eq!(
+            reopened.counts().unwrap()[2],
+            ("rotation".into(), 1),
+            "the write after the deletion is in the file at the path"
         );
     }
 }

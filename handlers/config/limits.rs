@@ -68,10 +68,19 @@ impl Limits {
             header_timeout: seconds(get, HTTP_HEADER_TIMEOUT, defaults.header_timeout)?,
             body_timeout: seconds(get, HTTP_BODY_TIMEOUT, defaults.body_timeout)?,
             idle_timeout: seconds(get, HTTP_IDLE_TIMEOUT, defaults.idle_timeout)?,
-            max_connections: count(get, HTTP_MAX_CONNECTIONS, defaults.max_connections, 1_000_000)?,
+            max_connections: count(
+                get,
+                HTTP_MAX_CONNECTIONS,
+                defaults.max_connections,
+                1_000_000,
+            )?,
             duplicate_wait: seconds(get, DUPLICATE_WAIT, defaults.duplicate_wait)?,
-            max_delivery_count: count(get, QUEUE_MAX_DELIVERY_COUNT, defaults.max_delivery_count as usize, 10_000)?
-                as u32,
+            max_delivery_count: count(
+                get,
+                QUEUE_MAX_DELIVERY_COUNT,
+                defaults.max_delivery_count as usize,
+                10_000,
+            )? as u32,
         })
     }
 }

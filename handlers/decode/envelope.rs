@@ -67,7 +67,9 @@ pub enum BodyError {
         message: String,
     },
     /// An array of more events than one delivery may hold.
-    #[error("the delivery holds more than {max} events; Event Grid delivers at most {max} per batch")]
+    #[error(
+        "the delivery holds more than {max} events; Event Grid delivers at most {max} per batch"
+    )]
     TooManyEvents {
         /// The limit.
         max: usize,
@@ -456,7 +458,7 @@ mod tests {
 
     #[test]
     fn a_delivery_of_more_events_than_event_grid_sends_is_refused_before_decoding() {
-        let body = format!("[{}]", vec!["{}"; 6].join(","));
+        let body = format!("[{}]", ["{}"; 6].join(","));
         assert_eq!(
             decode_delivery(body.as_bytes(), 5),
             Err(BodyError::TooManyEvents { max: 5 })

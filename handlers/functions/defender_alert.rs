@@ -46,19 +46,34 @@ pub async fn invoke(State(state): State<AppState>, headers: HeaderMap, body: Bod
             Err(BodyReadError::Incomplete(reason)) => return incomplete(reason),
         };
         // Parsing and decoding a multi-megabyte invocation is CPU work: off the async workers.
-        let decoded = state.pipeline.run_cpu(move || decode_invocation(&body)).await;
+        let decoded = state
+            .pipeline
+            .run_cpu(move || decode_invocation(&body))
+            .await;
         let event = match decoded {
             Ok(Ok(event)) => Arc::new(event),
             // A payload the host would send again unchanged: acknowledge, never loop.
             Ok(Err(reason)) => return acknowledge_bad_input(reason),
             Err(err) => return failed(&err, "-"),
         };
-        match state.pipeline.handle(event.clone(), &state.ledger, state.publisher.as_ref()).await {
+        match state
+            .pipeline
+            .handle(event.clone(), &state.ledger, state.publisher.as_ref())
+            .await
+        {
             Ok(report) => {
                 log_report(&report);
                 let logs = vec![summary_line(&report)];
                 let return_value = reply_value(&report);
-                (StatusCode::OK, Json(InvokeResponse { logs, return_value, ..Default::default() })).into_response()
+                (
+                    StatusCode::OK,
+                    Json(InvokeResponse {
+                        logs,
+                        return_value,
+                        ..Default::default()
+                    }),
+                )
+                    .into_response()
             }
             Err(err) => failed(&err, &event.event_id),
         }
@@ -87,7 +102,12 @@ fn reply_value(report: &EventReport) -> Value {
         reason: bounded(&report.reason, REPLY_MAX_REASON_BYTES),
         alert: report.alert.clone(),
         tasks: report.tasks.iter().take(REPLY_MAX_TASKS).cloned().collect(),
-        warnings: report.warnings.iter().take(REPLY_MAX_WARNINGS).cloned().collect(),
+        warnings: report
+            .warnings
+            .iter()
+            .take(REPLY_MAX_WARNINGS)
+            .cloned()
+            .collect(),
         validation_code: report.validation_code.clone(),
     };
     let mut value = serde_json::to_value(&shown).unwrap_or(Value::Null);
@@ -107,7 +127,14 @@ fn failed(err: &Error, event_id: &str) -> Response {
         tracing::warn!(event_id = %event_id, error = %err, "Invocation failed permanently; acknowledged.");
     }
     let logs = vec![format!("event {event_id}: {err}")];
-    (status, Json(InvokeResponse { logs, ..Default::default() })).into_response()
+    (
+        status,
+        Json(InvokeResponse {
+            logs,
+            ..Default::default()
+        }),
+    )
+        .into_response()
 }
 
 fn acknowledge_bad_input(reason: String) -> Response {

@@ -16,7 +16,9 @@ use super::{
     bounded, incomplete, read_body, too_large, BodyReadError, REPLY_MAX_EVENTS,
     REPLY_MAX_REASON_BYTES,
 };
-use crate::decode::{decode_delivery, BodyError, EventKind, MAX_BODY_BYTES, MAX_EVENTS_PER_DELIVERY};
+use crate::decode::{
+    decode_delivery, BodyError, EventKind, MAX_BODY_BYTES, MAX_EVENTS_PER_DELIVERY,
+};
 use crate::pipeline::{EventReport, Outcome};
 use crate::state::AppState;
 

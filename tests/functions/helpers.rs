@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use defender_responder::adapters::{EmbeddedStore, Publisher, QueueNames};
+use defender_responder::config::Limits;
 use defender_responder::domain::Task;
 use defender_responder::error::Error;
 use defender_responder::pipeline::Pipeline;
@@ -165,4 +166,80 @@ pub(crate) fn events_of(relative: &str) -> Vec<Value> {
         Value::Array(events) => events,
         single => vec![single],
     }
+}
+
+/// A publisher that counts every message id it is asked to publish, after a pause that
+/// widens any race, then stores the tasks.
+pub(crate) struct CountingPublisher {
+    pub(crate) inner: EmbeddedStore,
+    pub(crate) pause: std::time::Duration,
+    /// Publish calls begun (counted before the pause).
+    pub(crate) started: AtomicUsize,
+    pub(crate) published: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+#[async_trait::async_trait]
+impl Publisher for CountingPublisher {
+    async fn publish(&self, tasks: &[Task]) -> Result<(), Error> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.pause).await;
+        {
+            let mut published = self.published.lock().unwrap();
+            for task in tasks {
+                *published
+                    .entry(task.message_id.as_str().to_string())
+                    .or_default() += 1;
+            }
+        }
+        self.inner.publish(tasks).await
+    }
+
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+}
+
+/// The real app served over real TCP on a free port, in this process, under `limits`.
+pub(crate) struct LiveServer {
+    pub(crate) url: String,
+    #[allow(dead_code)]
+    pub(crate) address: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl LiveServer {
+    pub(crate) async fn start(state: AppState, limits: Limits) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(defender_responder::server::serve(
+            listener,
+            defender_responder::app(state),
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        LiveServer {
+            url: format!("http://{address}"),
+            address,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The host's invocation payload for one event.
+pub(crate) fn invocation(event: &Value) -> Value {
+    json!({
+        "Data": {"event": event},
+        "Metadata": {"sys": {"MethodName": "DefenderAlert", "UtcNow": "2025-05-14T07:13:01Z", "RandGuid": "5b5f3d3c-0000-4000-8000-000000000002"}}
+    })
 }

@@ -5,8 +5,11 @@
 
 mod corpus;
 mod defender_alert;
+mod duplicates;
 mod end_to_end;
+mod faults;
 mod helpers;
 mod infra;
+mod limits;
 mod manifest;
 mod webhook;

@@ -7,11 +7,13 @@
 //! bodies carry their own deadline (the body timeout, from the end of the header): a body that
 //! has not fully arrived by then fails to read, and the functions answer 408. Past the
 //! connection cap, new connections wait in the listen backlog until one closes, so the process
-//! never runs out of file descriptors for the store and the broker.
+//! never runs out of file descriptors for the store and the broker; while any wait, idle
+//! kept-alive connections are closed to make room, so waiting is bounded by the requests in
+//! flight, not by the idle timeout.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tower::ServiceExt;
 
 use crate::config::Limits;
@@ -45,10 +47,25 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let pressure = Arc::new(Pressure::default());
     let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     let mut at_cap = false;
     loop {
+        // Accept first: a connection is known to be waiting before anyone is asked to make
+        // room. Past the cap at most this one connection is held unserved.
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning; the cap makes this rare.
+                    tracing::warn!(error = %err, "Accepting a connection failed; retrying shortly.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 at_cap = false;
@@ -62,32 +79,26 @@ pub async fn serve(
                     );
                     at_cap = true;
                 }
-                tokio::select! {
+                // Idle kept-alive connections give their slots to the waiting one.
+                pressure.waiting.store(true, Ordering::SeqCst);
+                pressure.changed.notify_waiters();
+                let slot = tokio::select! {
                     _ = &mut shutdown => break,
                     slot = slots.clone().acquire_owned() => match slot {
                         Ok(slot) => slot,
                         Err(_) => break,
                     },
-                }
+                };
+                pressure.waiting.store(false, Ordering::SeqCst);
+                slot
             }
-        };
-        let stream = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning; the cap makes this rare.
-                    tracing::warn!(error = %err, "Accepting a connection failed; retrying shortly.");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let stopped = stopped.clone();
+        let pressure = pressure.clone();
         tokio::spawn(async move {
-            serve_connection(stream, router, limits, stopped).await;
+            serve_connection(stream, router, limits, pressure, stopped).await;
             drop(slot);
         });
     }
@@ -96,13 +107,22 @@ pub async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all)).await;
 }
 
+/// Whether connections are waiting for a slot; idle ones then close.
+#[derive(Default)]
+struct Pressure {
+    waiting: AtomicBool,
+    /// Signalled when `waiting` is set, and when a request ends while it is.
+    changed: Notify,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     router: Router,
     limits: Limits,
+    pressure: Arc<Pressure>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(pressure.clone()));
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: activity.clone(),
@@ -126,6 +146,10 @@ async fn serve_connection(
         .serve_connection(io, service);
     tokio::pin!(connection);
     loop {
+        // Registered before the verdict, so a signal in between is not missed.
+        let signalled = pressure.changed.notified();
+        tokio::pin!(signalled);
+        signalled.as_mut().enable();
         let wake_at = match activity.verdict(&limits) {
             Verdict::Close(reason) => {
                 tracing::debug!(reason, "Connection closed by a server timeout.");
@@ -141,6 +165,7 @@ async fn serve_connection(
                 return;
             }
             _ = tokio::time::sleep_until(wake_at.into()) => {}
+            _ = &mut signalled => {}
             _ = stopped.changed() => {
                 connection.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection.as_mut()).await;
@@ -153,11 +178,15 @@ async fn serve_connection(
 /// What a connection is doing, in milliseconds since it opened (+1, so 0 means "none").
 struct Activity {
     opened: Instant,
+    pressure: Arc<Pressure>,
     in_flight: AtomicUsize,
     /// When the last response finished (or the connection opened).
     idle_since: AtomicU64,
     /// When the first byte of the next request arrived; 0 while none has.
     request_started: AtomicU64,
+    /// Whether a request was answered: only kept-alive connections make room under the cap,
+    /// never one that has not been served yet.
+    served: AtomicBool,
 }
 
 enum Verdict {
@@ -174,16 +203,23 @@ impl Drop for InFlight {
         activity.in_flight.fetch_sub(1, Ordering::SeqCst);
         activity.request_started.store(0, Ordering::SeqCst);
         activity.idle_since.store(activity.now(), Ordering::SeqCst);
+        activity.served.store(true, Ordering::SeqCst);
+        if activity.pressure.waiting.load(Ordering::SeqCst) {
+            // This connection is idle now: let its watchdog give the slot away.
+            activity.pressure.changed.notify_waiters();
+        }
     }
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(pressure: Arc<Pressure>) -> Self {
         Activity {
             opened: Instant::now(),
+            pressure,
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(1),
             request_started: AtomicU64::new(0),
+            served: AtomicBool::new(false),
         }
     }
 
@@ -216,6 +252,12 @@ impl Activity {
             return Verdict::CheckAt(now + limits.header_timeout.min(limits.idle_timeout));
         }
         let started = self.request_started.load(Ordering::SeqCst);
+        if started == 0
+            && self.served.load(Ordering::SeqCst)
+            && self.pressure.waiting.load(Ordering::SeqCst)
+        {
+            return Verdict::Close("idle while other connections wait for a slot");
+        }
         let (deadline, reason) = if started != 0 {
             (
                 self.at(started, limits.header_timeout),

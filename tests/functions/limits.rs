@@ -113,16 +113,15 @@ async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
     let server = LiveServer::start(app.state.clone(), limits).await;
     let mut holders = Vec::new();
     for _ in 0..4 {
+        // Mid-header: busy, not idle, for the whole (10 s) header timeout.
         let mut holder = TcpStream::connect(server.address).await.unwrap();
-        // A complete request: the connection is surely accepted and then kept alive.
         holder
-            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
             .await
             .unwrap();
-        let mut buffer = [0u8; 1024];
-        assert!(holder.read(&mut buffer).await.unwrap() > 0);
         holders.push(holder);
     }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let client = reqwest::Client::new();
     let waiting = tokio::spawn({
         let url = server.url.clone();
@@ -136,6 +135,38 @@ async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
     holders.pop();
     let status = tokio::time::timeout(NEVER, waiting).await.unwrap().unwrap();
     assert_eq!(status.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn idle_kept_alive_connections_give_their_slots_to_waiting_ones() {
+    let app = TestApp::new();
+    let limits = Limits {
+        max_connections: 4,
+        // Far longer than the test: only the cap can close these.
+        idle_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let server = LiveServer::start(app.state.clone(), limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut connection = TcpStream::connect(server.address).await.unwrap();
+        connection
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 1024];
+        assert!(connection.read(&mut buffer).await.unwrap() > 0);
+        idle.push(connection);
+    }
+    // Each fresh client takes a slot from an idle one and then idles itself.
+    for _ in 0..8 {
+        let client = reqwest::Client::new();
+        let reply = tokio::time::timeout(NEVER, client.get(&server.url).send())
+            .await
+            .expect("a waiting connection was not served while idle ones held the slots")
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
 }
 
 #[tokio::test]

@@ -167,7 +167,8 @@ pub fn queues(config: &Config, peek: usize) -> anyhow::Result<ExitCode> {
                        "subject": message.subject, "enqueued_at": message.enqueued_at, "body": body})
             })
             .collect();
-        queues.push(json!({"queue": name, "count": count, "peek": messages}));
+        let dead_lettered = store.dead_letter_count(queue)?;
+        queues.push(json!({"queue": name, "count": count, "dead_lettered": dead_lettered, "peek": messages}));
     }
     out.insert("queues".into(), Value::Array(queues));
     println!("{}", serde_json::to_string_pretty(&out)?);

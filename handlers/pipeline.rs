@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::adapters::{AlertLedger, Publisher, SharedLedger};
+use crate::adapters::{AlertLedger, SharedLedger, SharedPublisher};
 use crate::decode::{EventKind, InboundEvent};
 use crate::domain::{
     Action, AlertRef, AlertStatus, ResponsePlan, SecurityAlert, Service, Task, TaskStatus,
@@ -121,14 +121,20 @@ impl Pipeline {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let _permit = self
+        let permit = self
             .cpu
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Error::Transient("the planning pool is closed".into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|err| Error::Transient(format!("planning did not finish: {err}")))
+        // The permit goes with the work: it is held until the work ends, even if the caller
+        // stops waiting for it.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|err| Error::Transient(format!("planning did not finish: {err}")))
     }
 
     /// The policy in force.
@@ -328,7 +334,21 @@ impl Pipeline {
         self: &Arc<Self>,
         event: Arc<InboundEvent>,
         ledger: &SharedLedger,
-        publisher: &dyn Publisher,
+        publisher: &SharedPublisher,
+    ) -> Result<EventReport, Error> {
+        // A task of its own: if the caller goes away (the client disconnects), the claimed
+        // work still runs to its outcome, which the copies waiting on the claim then see.
+        let (pipeline, ledger, publisher) = (self.clone(), ledger.clone(), publisher.clone());
+        tokio::spawn(async move { pipeline.handle_claimed(event, ledger, publisher).await })
+            .await
+            .map_err(|err| Error::Transient(format!("handling the event did not finish: {err}")))?
+    }
+
+    async fn handle_claimed(
+        self: Arc<Self>,
+        event: Arc<InboundEvent>,
+        ledger: SharedLedger,
+        publisher: SharedPublisher,
     ) -> Result<EventReport, Error> {
         let _claim = match &event.kind {
             EventKind::Alert(decoded) => Some(
@@ -350,7 +370,6 @@ impl Pipeline {
         if let Some((id, status, planned)) = ledger_entry(&report) {
             // A durable ledger write waits for its commit (an fsync): keep it off the async
             // workers, or one slow disk stalls every other invocation on that worker.
-            let ledger = ledger.clone();
             tokio::task::spawn_blocking(move || ledger.record(&id, status, planned))
                 .await
                 .map_err(|err| Error::Transient(format!("ledger write did not finish: {err}")))??;

@@ -513,6 +513,18 @@ impl EmbeddedStore {
         })
     }
 
+    /// How many messages of a queue are dead-lettered.
+    pub fn dead_letter_count(&self, queue: Queue) -> Result<u64, Error> {
+        let name = self.inner.names.name(queue).to_string();
+        self.with_connection(|connection| {
+            Ok(connection.query_row(
+                "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND dead_letter_reason IS NOT NULL",
+                params![name],
+                |row| row.get(0),
+            )?)
+        })
+    }
+
     /// The first `limit` messages of a queue, oldest first, without removing or locking them.
     pub fn peek(&self, queue: Queue, limit: usize) -> Result<Vec<StoredMessage>, Error> {
         let name = self.inner.names.name(queue).to_string();
@@ -1053,6 +1065,7 @@ mod tests {
         assert_eq!(four[0].delivery_count, 2);
         store.abandon(&four[0].lock_token, Duration::ZERO).unwrap();
         assert_eq!(store.dead_letters(Queue::Rotation, 10).unwrap().len(), 2);
+        assert_eq!(store.dead_letter_count(Queue::Rotation).unwrap(), 2);
         assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 0));
         store.enqueue(&[task("manual")]).unwrap();
         let manual = store.receive(Queue::Rotation, 1, LONG).unwrap();

@@ -58,7 +58,7 @@ pub async fn invoke(State(state): State<AppState>, headers: HeaderMap, body: Bod
         };
         match state
             .pipeline
-            .handle(event.clone(), &state.ledger, state.publisher.as_ref())
+            .handle(event.clone(), &state.ledger, &state.publisher)
             .await
         {
             Ok(report) => {

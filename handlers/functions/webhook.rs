@@ -160,7 +160,7 @@ pub async fn deliver(State(state): State<AppState>, headers: HeaderMap, body: Bo
         }
         match state
             .pipeline
-            .handle(event.clone(), &state.ledger, state.publisher.as_ref())
+            .handle(event.clone(), &state.ledger, &state.publisher)
             .await
         {
             Ok(report) => {

@@ -143,6 +143,8 @@ async fn serve_connection(
     };
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        // The watchdog below bounds headers (and idle time) itself.
+        .header_read_timeout(None)
         .serve_connection(io, service);
     tokio::pin!(connection);
     loop {

@@ -14,7 +14,7 @@ use defender_responder::services::Registry;
 use defender_responder::state::AppState;
 use serde_json::{json, Value};
 
-use crate::helpers::{events_of, invocation, CountingPublisher, LiveServer};
+use crate::helpers::{events_of, invocation, BinaryServer, CountingPublisher, LiveServer};
 
 const COPIES: usize = 50;
 
@@ -154,4 +154,39 @@ async fn a_copy_that_cannot_wait_for_the_one_in_flight_is_retryable_never_acknow
     );
     let published = setup.publisher.published.lock().unwrap();
     assert!(published.values().all(|n| *n == 1), "{published:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_copies_to_the_real_binary_plan_once_and_store_the_plan_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.sqlite3");
+    let server = BinaryServer::start(&store, &[], None).await;
+    let event = events_of("alerts/arm-ARM_MicroBurst.RunCodeOnBehalf-ce.json").remove(0);
+    let client = reqwest::Client::new();
+    let deliveries: Vec<_> = (0..COPIES)
+        .map(|n| {
+            let (client, url, event) = (client.clone(), server.url.clone(), copy(&event, n));
+            tokio::spawn(async move { deliver(&client, &url, event, n).await })
+        })
+        .collect();
+    let mut outcomes: HashMap<(u16, String), usize> = HashMap::new();
+    for delivery in deliveries {
+        *outcomes.entry(delivery.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        outcomes,
+        HashMap::from([
+            ((200, "planned".to_string()), 1),
+            ((200, "duplicate".to_string()), COPIES - 1)
+        ])
+    );
+    assert!(server.kill().is_none(), "the handler was still running");
+    let stored: u64 = EmbeddedStore::open(&store, QueueNames::default())
+        .unwrap()
+        .counts()
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert!(stored > 0);
 }

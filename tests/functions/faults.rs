@@ -2,94 +2,13 @@
 //! store's folder deleted while serving, a truncated WAL index, a low file-descriptor limit.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use defender_responder::adapters::{EmbeddedStore, QueueNames};
 use defender_responder::domain::Queue;
 use serde_json::{json, Value};
 
-use crate::helpers::{events_of, invocation};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_defender-responder");
-
-struct Server {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    /// Starts `serve` with `store` and extra settings; `wrap` runs it through `sh -c` first
-    /// (e.g. `ulimit -n 64;`). Logs go to a file next to the store.
-    async fn start(store: &Path, extra: &[(&str, &str)], wrap: Option<&str>) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // Outside the store's folder, which some tests delete.
-        let log = std::env::temp_dir().join(format!("defender-responder-fault-{port}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut command = match wrap {
-            Some(prefix) => {
-                let mut command = Command::new("sh");
-                command.args(["-c", &format!("{prefix} exec \"$0\" serve"), BINARY]);
-                command
-            }
-            None => {
-                let mut command = Command::new(BINARY);
-                command.arg("serve");
-                command
-            }
-        };
-        command
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("RESPONDER_STORE_PATH", store)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file));
-        for (name, value) in extra {
-            command.env(name, value);
-        }
-        let server = Server {
-            child: command.spawn().unwrap(),
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if client.get(&server.url).send().await.is_ok() {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the handler did not become ready");
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let _ = std::fs::remove_file(&self.log);
-        text
-    }
-
-    /// Kill -9 and reap; the exit status says whether it was still alive.
-    fn kill(mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::helpers::{events_of, invocation, BinaryServer as Server};
 
 /// Copy `n` of a real alert: its own systemAlertId, so each is planned.
 fn alert(n: usize) -> Value {

@@ -486,7 +486,10 @@ impl EmbeddedStore {
             Ok(results) => results,
             Err(err) => {
                 // The whole group failed (store lost, commit failed): each write fails with it.
-                let reason = err.to_string();
+                let reason = match &err {
+                    Error::Transient(reason) => reason.clone(),
+                    other => other.to_string(),
+                };
                 tickets
                     .into_iter()
                     .map(|ticket| (ticket, Err(Error::Transient(reason.clone()))))

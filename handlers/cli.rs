@@ -222,7 +222,8 @@ pub fn queues(config: &Config, peek: usize, format: Format) -> anyhow::Result<Ex
                        "subject": message.subject, "enqueued_at": message.enqueued_at, "body": body})
             })
             .collect();
-        queues.push(json!({"queue": name, "count": count, "peek": messages}));
+        let dead_lettered = store.dead_letter_count(queue)?;
+        queues.push(json!({"queue": name, "count": count, "dead_lettered": dead_lettered, "peek": messages}));
     }
     if format == Format::Table {
         print(&table::queues(

@@ -10,6 +10,9 @@ use crate::error::Error;
 use crate::policy::file::parse_policy;
 use crate::policy::Policy;
 
+mod limits;
+pub use limits::*;
+
 /// One app setting the handler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Setting {
@@ -91,6 +94,8 @@ pub struct Config {
     /// Service Bus, when any `ServiceBusConnection*` setting is present; `None`: the embedded
     /// store is the publisher.
     pub service_bus: Option<ServiceBusSettings>,
+    /// Timeouts, caps and delivery limits.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -134,6 +139,7 @@ impl Config {
         };
         let policy = policy_from(&get, |path| std::fs::read_to_string(path))?;
         let service_bus = ServiceBusSettings::from_lookup(&get, queue_names.clone())?;
+        let limits = Limits::from_lookup(&get)?;
         Ok(Config {
             port,
             store_path: get(STORE_PATH)
@@ -142,6 +148,7 @@ impl Config {
             queue_names,
             policy,
             service_bus,
+            limits,
         })
     }
 }

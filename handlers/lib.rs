@@ -13,6 +13,7 @@ pub mod functions;
 pub mod invoke;
 pub mod pipeline;
 pub mod policy;
+pub mod server;
 pub mod services;
 pub mod state;
 

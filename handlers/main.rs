@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use defender_responder::adapters::{EmbeddedStore, ServiceBusPublisher, SharedPublisher};
+use defender_responder::adapters::{
+    EmbeddedStore, QueueOptions, ServiceBusPublisher, SharedPublisher,
+};
 use defender_responder::cli::{self, Cli, Command, Format};
 use defender_responder::config::Config;
 use defender_responder::pipeline::Pipeline;
@@ -77,8 +79,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {address}"))?;
     // The embedded store is always the ledger: each instance's duplicate memory. With Service
     // Bus, the deterministic message ids and the queues' duplicate detection are what keep
-    // instances from publishing a task twice.
-    let store = EmbeddedStore::open(&config.store_path, config.queue_names.clone())?;
+    // instances from publishing a task twice. The file is held exclusively while serving.
+    let store = EmbeddedStore::open_with(
+        &config.store_path,
+        config.queue_names.clone(),
+        QueueOptions {
+            max_delivery_count: config.limits.max_delivery_count,
+        },
+    )?;
     let store = Arc::new(store);
     let (publisher, broker): (SharedPublisher, Option<String>) = match &config.service_bus {
         Some(settings) => {
@@ -101,7 +109,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         None => (store.clone(), None),
     };
     let state = AppState::new(
-        Pipeline::new(Registry::standard(), config.policy.clone()),
+        Pipeline::new(Registry::standard(), config.policy.clone())
+            .with_claim_wait(config.limits.duplicate_wait),
         publisher.clone(),
         store.clone(),
     );
@@ -111,12 +120,19 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         broker = broker.as_deref().unwrap_or("none"),
         store = %config.store_path.display(),
         dry_run = config.policy.dry_run,
+        header_timeout_s = config.limits.header_timeout.as_secs_f64(),
+        body_timeout_s = config.limits.body_timeout.as_secs_f64(),
+        idle_timeout_s = config.limits.idle_timeout.as_secs_f64(),
+        max_connections = config.limits.max_connections,
         "Custom handler listening."
     );
-    axum::serve(listener, defender_responder::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    defender_responder::server::serve(
+        listener,
+        defender_responder::app(state),
+        config.limits,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("Custom handler stopped.");
     Ok(ExitCode::SUCCESS)
 }

@@ -112,6 +112,14 @@ redeliver() {
   summarise_replies "$replies"
 }
 
+# The running handler holds the embedded store exclusively: stop it before reading the store.
+stop_handler() {
+  say "Stopping the handler (while it serves, it holds the embedded store exclusively)"
+  kill "$handler" 2> /dev/null || true
+  wait "$handler" 2> /dev/null || true
+  handler=""
+}
+
 show_queues() {
   say "What the queues of the embedded store hold (defender-responder queues --format table)"
   "$binary" queues --format table --peek 2
@@ -124,6 +132,7 @@ main() {
   start_handler
   deliver
   redeliver
+  stop_handler
   show_queues
   say "Done. Plan any alert offline: $binary plan --format table $alerts/<file>.json"
 }

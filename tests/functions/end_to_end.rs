@@ -166,6 +166,18 @@ async fn deliveries_over_http_land_in_the_embedded_store_and_survive_a_kill() {
     )
     .await;
     assert_eq!(reply["ReturnValue"]["outcome"], "duplicate", "{reply}");
+
+    // While serving, the handler holds the store; `queues` says so instead of guessing.
+    let output = Command::new(BINARY)
+        .args(["queues"])
+        .env("RESPONDER_STORE_PATH", &store)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("held by another process"), "{stderr}");
+
+    drop(server);
     assert_eq!(store_counts(&store), counts);
 }
 
@@ -197,6 +209,7 @@ async fn the_send_command_delivers_files_in_each_style() {
         );
         assert!(stdout.contains("200 OK"), "{stdout}");
     }
+    drop(server);
     let total: u64 = store_counts(&store).iter().map(|(_, n)| n).sum();
     assert!(total >= 1);
 }

@@ -6,8 +6,11 @@
 mod command_line;
 mod corpus;
 mod defender_alert;
+mod duplicates;
 mod end_to_end;
+mod faults;
 mod helpers;
 mod infra;
+mod limits;
 mod manifest;
 mod webhook;

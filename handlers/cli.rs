@@ -1,6 +1,8 @@
 //! The command line: `serve` (default), `plan`, `queues` and `send`.
 
-use std::io::Write;
+mod table;
+
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,17 +34,23 @@ pub struct Cli {
 pub enum Command {
     /// Run the custom handler HTTP server (what the Functions host starts).
     Serve,
-    /// Decode, route and plan alert files offline; print the plans as JSON. Publishes nothing.
+    /// Decode, route and plan alert files offline; print the plans. Publishes nothing.
     Plan {
         /// Alert delivery files (Event Grid arrays, CloudEvents, bare alerts), in order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Output format (default: table on a terminal, JSON otherwise).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
     },
     /// Show how many tasks each queue of the embedded store holds, and peek at them.
     Queues {
         /// How many messages of each queue to show.
         #[arg(long, default_value_t = 3)]
         peek: usize,
+        /// Output format (default: table on a terminal, JSON otherwise).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
     },
     /// Post alert files to a running handler.
     Send {
@@ -58,6 +66,9 @@ pub enum Command {
         /// With `--as host`: send each event as a JSON string holding JSON (the host's other form).
         #[arg(long)]
         string_form: bool,
+        /// Report progress on stderr (the default when stderr is a terminal).
+        #[arg(long)]
+        progress: bool,
     },
     /// Show the journal: every task's states, decisions and results.
     Journal {
@@ -69,7 +80,7 @@ pub enum Command {
         task: Option<String>,
         /// table or json (default: table on a terminal, json otherwise).
         #[arg(long, value_enum)]
-        format: Option<crate::journal::command::JournalFormat>,
+        format: Option<Format>,
         /// How many of the most recent tasks to show without --alert or --task.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -88,6 +99,34 @@ pub enum Command {
         #[arg(long)]
         preview_hash: Option<String>,
     },
+}
+
+/// Output formats of `plan`, `queues` and `journal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people: each alert, what it became, its tasks by queue, what waits for a decision.
+    Table,
+    /// The documented JSON contract, for scripts.
+    Json,
+}
+
+impl Format {
+    /// The format asked for, else a table when stdout is a terminal and JSON when it is not.
+    pub fn resolve(asked: Option<Format>) -> Format {
+        asked.unwrap_or(if std::io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Json
+        })
+    }
+}
+
+/// Writes `text` to stdout. A closed stdout (`head`, a pager that quit) comes back as an
+/// `io::Error` of kind `BrokenPipe`, which `main` treats as a normal end.
+fn print(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
 }
 
 /// Delivery styles for `send`.
@@ -161,12 +200,13 @@ pub fn plan_files(files: &[PathBuf], policy: &Policy) -> Result<(PlanOutput, boo
     Ok((PlanOutput { inputs }, unreadable))
 }
 
-/// `plan`: prints [`plan_files`] as JSON; exits 2 when a file could not be read.
-pub fn plan(files: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
+/// `plan`: prints [`plan_files`] as JSON or a table; exits 2 when a file could not be read.
+pub fn plan(files: &[PathBuf], config: &Config, format: Format) -> anyhow::Result<ExitCode> {
     let (output, unreadable) = plan_files(files, &config.policy)?;
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &output)?;
-    writeln!(stdout)?;
+    match format {
+        Format::Json => print(&(serde_json::to_string_pretty(&output)? + "\n"))?,
+        Format::Table => print(&table::plan(&output, table::width()))?,
+    }
     Ok(if unreadable {
         ExitCode::from(2)
     } else {
@@ -174,8 +214,8 @@ pub fn plan(files: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `queues`: counts and a peek of the embedded store.
-pub fn queues(config: &Config, peek: usize) -> anyhow::Result<ExitCode> {
+/// `queues`: counts and a peek of the embedded store, as JSON or a table.
+pub fn queues(config: &Config, peek: usize, format: Format) -> anyhow::Result<ExitCode> {
     if !config.store_path.exists() {
         anyhow::bail!(
             "no embedded store at {} (set RESPONDER_STORE_PATH, or run `serve` and deliver an alert first)",
@@ -186,9 +226,24 @@ pub fn queues(config: &Config, peek: usize) -> anyhow::Result<ExitCode> {
     let mut out = serde_json::Map::new();
     out.insert("store".into(), json!(store.path().display().to_string()));
     let mut queues = Vec::new();
+    let mut views = Vec::new();
     for (queue, (name, count)) in Queue::ALL.into_iter().zip(store.counts()?) {
-        let messages: Vec<Value> = store
-            .peek(queue, peek)?
+        let peeked = store.peek(queue, peek)?;
+        if format == Format::Table {
+            views.push(table::QueueView {
+                name: name.clone(),
+                count,
+                peek: peeked
+                    .iter()
+                    .map(|message| {
+                        serde_json::from_str(&message.body)
+                            .map_err(|_| (message.subject.clone(), message.body.clone()))
+                    })
+                    .collect(),
+            });
+            continue;
+        }
+        let messages: Vec<Value> = peeked
             .into_iter()
             .map(|message| {
                 let body: Value = serde_json::from_str(&message.body).unwrap_or(Value::String(message.body.clone()));
@@ -196,25 +251,37 @@ pub fn queues(config: &Config, peek: usize) -> anyhow::Result<ExitCode> {
                        "subject": message.subject, "enqueued_at": message.enqueued_at, "body": body})
             })
             .collect();
-        queues.push(json!({"queue": name, "count": count, "peek": messages}));
+        let dead_lettered = store.dead_letter_count(queue)?;
+        queues.push(json!({"queue": name, "count": count, "dead_lettered": dead_lettered, "peek": messages}));
+    }
+    if format == Format::Table {
+        print(&table::queues(
+            &store.path().display().to_string(),
+            &views,
+            table::width(),
+        ))?;
+        return Ok(ExitCode::SUCCESS);
     }
     out.insert("queues".into(), Value::Array(queues));
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    print(&(serde_json::to_string_pretty(&out)? + "\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `send`: posts files to a running handler and prints each reply.
+/// `send`: posts files to a running handler and prints each reply; with `progress`, reports
+/// on stderr how many files are done.
 pub async fn send(
     files: &[PathBuf],
     url: &str,
     mode: SendMode,
     string_form: bool,
+    progress: bool,
 ) -> anyhow::Result<ExitCode> {
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     let base = url.trim_end_matches('/');
     let mut failures = 0;
+    let mut progress = Progress::new(files.len(), progress);
     for file in files {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -231,20 +298,80 @@ pub async fn send(
                     if !status.is_success() {
                         failures += 1;
                     }
-                    println!("{} -> {target}: {status}\n{text}", file.display());
+                    print(&format!(
+                        "{} -> {target}: {status}\n{text}\n",
+                        file.display()
+                    ))?;
                 }
                 Err(err) => {
                     failures += 1;
-                    println!("{} -> {target}: request failed: {err}", file.display());
+                    print(&format!(
+                        "{} -> {target}: request failed: {err}\n",
+                        file.display()
+                    ))?;
                 }
             }
         }
+        progress.file_done(file, failures);
     }
+    progress.finish(failures);
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Progress of `send` on stderr: one rewritten line on a terminal, a line per file otherwise.
+struct Progress {
+    total: usize,
+    done: usize,
+    enabled: bool,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(total: usize, asked: bool) -> Self {
+        let on_terminal = std::io::stderr().is_terminal();
+        Progress {
+            total,
+            done: 0,
+            enabled: asked || on_terminal,
+            // One line rewritten in place, unless the replies go to the same screen.
+            terminal: on_terminal && !std::io::stdout().is_terminal(),
+        }
+    }
+
+    fn file_done(&mut self, file: &Path, failures: usize) {
+        self.done += 1;
+        if !self.enabled {
+            return;
+        }
+        let line = format!(
+            "send: {}/{} file(s), {failures} failed: {}",
+            self.done,
+            self.total,
+            file.display()
+        );
+        // Progress is best effort: a closed stderr must not stop the delivery.
+        let mut stderr = std::io::stderr().lock();
+        let _ = if self.terminal {
+            write!(stderr, "\r\x1b[K{line}")
+        } else {
+            writeln!(stderr, "{line}")
+        };
+        let _ = stderr.flush();
+    }
+
+    fn finish(&self, failures: usize) {
+        if self.enabled && self.terminal {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\r\x1b[Ksend: {} file(s) sent, {failures} failed",
+                self.done
+            );
+        }
+    }
 }
 
 type Request = (String, Vec<(&'static str, String)>, Vec<u8>);

@@ -10,7 +10,9 @@ use crate::error::Error;
 use crate::policy::file::parse_policy;
 use crate::policy::Policy;
 
+mod limits;
 pub mod workers;
+pub use limits::*;
 
 /// One app setting the handler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +97,8 @@ pub struct Config {
     pub service_bus: Option<ServiceBusSettings>,
     /// The workers: journal, channels, decision links.
     pub workers: workers::WorkerSettings,
+    /// Timeouts, caps and delivery limits.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -142,6 +146,7 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
         let workers = workers::WorkerSettings::from_lookup(&get, &store_path)?;
+        let limits = Limits::from_lookup(&get)?;
         Ok(Config {
             port,
             store_path,
@@ -149,6 +154,7 @@ impl Config {
             policy,
             service_bus,
             workers,
+            limits,
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod journal;
 pub mod notify;
 pub mod pipeline;
 pub mod policy;
+pub mod server;
 pub mod services;
 pub mod state;
 

@@ -1,13 +1,16 @@
 //! Binary entry point: parses the command line, sets up logging, runs a command.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use defender_responder::adapters::{EmbeddedStore, ServiceBusPublisher, SharedPublisher};
+use defender_responder::adapters::{
+    EmbeddedStore, QueueOptions, ServiceBusPublisher, SharedPublisher,
+};
 use defender_responder::approval::DecisionDesk;
-use defender_responder::cli::{self, Cli, Command};
+use defender_responder::cli::{self, Cli, Command, Format};
 use defender_responder::config::Config;
 use defender_responder::journal::command;
 use defender_responder::pipeline::Pipeline;
@@ -26,31 +29,47 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {err}"
+            );
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // Whoever read stdout stopped (`| head`, a pager that quit): a normal end, as for any
+        // Unix tool; nothing is left to say to a reader who is gone.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the error is (or wraps) a write to a closed pipe.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
-        Command::Plan { files } => cli::plan(&files, &config),
-        Command::Queues { peek } => cli::queues(&config, peek),
+        Command::Plan { files, format } => cli::plan(&files, &config, Format::resolve(format)),
+        Command::Queues { peek, format } => cli::queues(&config, peek, Format::resolve(format)),
         Command::Send {
             files,
             url,
             mode,
             string_form,
-        } => cli::send(&files, &url, mode, string_form).await,
+            progress,
+        } => cli::send(&files, &url, mode, string_form, progress).await,
         Command::Journal {
             alert,
             task,
@@ -58,7 +77,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => {
             let journal = config.workers.journal.open()?;
-            command::show(&journal, alert.as_deref(), task.as_deref(), format, limit).await
+            command::show(
+                &journal,
+                alert.as_deref(),
+                task.as_deref(),
+                Format::resolve(format),
+                limit,
+            )
+            .await
         }
         Command::Decide {
             task,
@@ -80,8 +106,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {address}"))?;
     // The embedded store is always the ledger: each instance's duplicate memory. With Service
     // Bus, the deterministic message ids and the queues' duplicate detection are what keep
-    // instances from publishing a task twice.
-    let store = EmbeddedStore::open(&config.store_path, config.queue_names.clone())?;
+    // instances from publishing a task twice. The file is held exclusively while serving.
+    let store = EmbeddedStore::open_with(
+        &config.store_path,
+        config.queue_names.clone(),
+        QueueOptions {
+            max_delivery_count: config.limits.max_delivery_count,
+        },
+    )?;
     let store = Arc::new(store);
     let (publisher, broker): (SharedPublisher, Option<String>) = match &config.service_bus {
         Some(settings) => {
@@ -104,7 +136,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         None => (store.clone(), None),
     };
     let mut state = AppState::new(
-        Pipeline::new(Registry::standard(), config.policy.clone()),
+        Pipeline::new(Registry::standard(), config.policy.clone())
+            .with_claim_wait(config.limits.duplicate_wait),
         publisher.clone(),
         store.clone(),
     );
@@ -121,12 +154,19 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         journal = %config.workers.journal.describe(),
         decision_links = config.workers.approvals.is_some(),
         webhook = config.workers.webhook.is_some(),
+        header_timeout_s = config.limits.header_timeout.as_secs_f64(),
+        body_timeout_s = config.limits.body_timeout.as_secs_f64(),
+        idle_timeout_s = config.limits.idle_timeout.as_secs_f64(),
+        max_connections = config.limits.max_connections,
         "Custom handler listening."
     );
-    axum::serve(listener, defender_responder::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    defender_responder::server::serve(
+        listener,
+        defender_responder::app(state),
+        config.limits,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("Custom handler stopped.");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,13 @@
 //! One event's journey: classify, recognise duplicates and status updates, route, plan,
 //! publish, remember. Shared by the HTTP functions and the offline `plan` command.
 
-use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::adapters::{AlertLedger, Publisher, SharedLedger};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::adapters::{AlertLedger, SharedLedger, SharedPublisher};
 use crate::decode::{EventKind, InboundEvent};
 use crate::domain::{
     Action, AlertRef, AlertStatus, Parameters, ResponsePlan, SecurityAlert, Service, Severity,
@@ -81,16 +85,57 @@ impl EventReport {
     }
 }
 
+/// How long a copy of an alert waits, by default, for another delivery of the same alert
+/// to finish before it answers retryable.
+pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(20);
+
 /// Routes and plans alerts under a policy.
 pub struct Pipeline {
     registry: Registry,
     policy: Policy,
+    claim_wait: Duration,
+    /// Decoding and planning run on the blocking pool, at most this many at once.
+    cpu: Arc<Semaphore>,
 }
 
 impl Pipeline {
     /// A pipeline with the given handlers and policy.
     pub fn new(registry: Registry, policy: Policy) -> Self {
-        Pipeline { registry, policy }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Pipeline {
+            registry,
+            policy,
+            claim_wait: DEFAULT_CLAIM_WAIT,
+            cpu: Arc::new(Semaphore::new(cores.max(2))),
+        }
+    }
+
+    /// Sets how long a copy of an alert waits for another delivery of it to finish.
+    pub fn with_claim_wait(mut self, wait: Duration) -> Self {
+        self.claim_wait = wait;
+        self
+    }
+
+    /// Runs CPU-bound work (decoding, planning) on the blocking pool, a bounded number at a
+    /// time, so a multi-megabyte alert never stalls the async workers that answer the others.
+    pub async fn run_cpu<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let permit = self
+            .cpu
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Transient("the planning pool is closed".into()))?;
+        // The permit goes with the work: it is held until the work ends, even if the caller
+        // stops waiting for it.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|err| Error::Transient(format!("planning did not finish: {err}")))
     }
 
     /// The policy in force.
@@ -282,20 +327,51 @@ impl Pipeline {
 
     /// Assesses, publishes and remembers one event. A publishing failure returns the error
     /// (and records nothing), so the platform's redelivery plans and publishes again.
+    ///
+    /// The alert's claim is held from the lookup to the ledger record: a copy of the same
+    /// alert arriving meanwhile waits for this outcome (then finds it planned: `duplicate`),
+    /// or, past the claim wait, answers retryable. It never answers 2xx before the tasks are
+    /// published and never publishes them a second time.
     pub async fn handle(
-        &self,
-        event: &InboundEvent,
+        self: &Arc<Self>,
+        event: Arc<InboundEvent>,
         ledger: &SharedLedger,
-        publisher: &dyn Publisher,
+        publisher: &SharedPublisher,
     ) -> Result<EventReport, Error> {
-        let report = self.assess(event, ledger.as_ref())?;
+        // A task of its own: if the caller goes away (the client disconnects), the claimed
+        // work still runs to its outcome, which the copies waiting on the claim then see.
+        let (pipeline, ledger, publisher) = (self.clone(), ledger.clone(), publisher.clone());
+        tokio::spawn(async move { pipeline.handle_claimed(event, ledger, publisher).await })
+            .await
+            .map_err(|err| Error::Transient(format!("handling the event did not finish: {err}")))?
+    }
+
+    async fn handle_claimed(
+        self: Arc<Self>,
+        event: Arc<InboundEvent>,
+        ledger: SharedLedger,
+        publisher: SharedPublisher,
+    ) -> Result<EventReport, Error> {
+        let _claim = match &event.kind {
+            EventKind::Alert(decoded) => Some(
+                ledger
+                    .claims()
+                    .claim(&decoded.alert.system_alert_id, self.claim_wait)
+                    .await?,
+            ),
+            _ => None,
+        };
+        let report = {
+            let (pipeline, ledger) = (self.clone(), ledger.clone());
+            self.run_cpu(move || pipeline.assess(&event, ledger.as_ref()))
+                .await??
+        };
         if !report.tasks.is_empty() {
             publisher.publish(&report.tasks).await?;
         }
         if let Some((id, status, planned)) = ledger_entry(&report) {
             // A durable ledger write waits for its commit (an fsync): keep it off the async
             // workers, or one slow disk stalls every other invocation on that worker.
-            let ledger = ledger.clone();
             tokio::task::spawn_blocking(move || ledger.record(&id, status, planned))
                 .await
                 .map_err(|err| Error::Transient(format!("ledger write did not finish: {err}")))??;

@@ -43,8 +43,8 @@ param planSku string = 'FC1'
 @description('Zone-redundant hosting plan (region must support availability zones).')
 param zoneRedundant bool = false
 
-@description('Flex Consumption: maximum instances.')
-@minValue(1)
+@description('Flex Consumption: maximum instances (the platform accepts 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param flexMaximumInstanceCount int = 40
 
@@ -148,8 +148,8 @@ param serviceBusPremiumCapacity int = 1
 @description('Session-enabled queues. Also sets RESPONDER_SB_SESSIONS so the code sends session ids. Changing it on existing queues requires deleting them first.')
 param useSessions bool = false
 
-@description('Duplicate detection window, ISO 8601 (PT20S..P7D). Message ids are deterministic, so a redelivered alert inside this window produces no second task.')
-param duplicateDetectionWindow string = 'PT1H'
+@description('Duplicate detection window, ISO 8601 (PT20S..P7D). Message ids are deterministic, so a redelivered alert inside this window produces no second task. Keep it at least eventTimeToLiveInMinutes (Event Grid retries for up to 24 hours): P1D or longer.')
+param duplicateDetectionWindow string = 'P1D'
 
 @description('Deliveries before a task message is dead-lettered.')
 @minValue(1)
@@ -302,7 +302,8 @@ module storage 'modules/storage.bicep' = {
     storageAccountName: names.storage
     skuName: storageSku
     publicNetworkAccess: storagePublicNetworkAccess
-    createDeploymentContainer: isFlex
+    // Flex deploys into it; Elastic Premium runs from the package blob in it.
+    createDeploymentContainer: true
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
     softDeleteRetentionDays: storageSoftDeleteDays
@@ -449,6 +450,9 @@ output functionAppName string = functionApp.outputs.functionAppName
 
 @description('Plan kind: FlexConsumption or ElasticPremium (selects the publish command in docs/deploy.md).')
 output hostingPlan string = isFlex ? 'FlexConsumption' : 'ElasticPremium'
+
+@description('Elastic Premium: the package blob the app runs from (upload dist/defender-responder.zip there); empty on Flex.')
+output premiumPackageUrl string = functionApp.outputs.premiumPackageUrl
 
 @description('Object id of the function app identity (also in RESPONDER_SELF_OBJECT_IDS).')
 output functionAppPrincipalId string = functionApp.outputs.principalId

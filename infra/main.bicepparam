@@ -11,7 +11,7 @@ param planSku = 'FC1'
 // Service Bus tier and queue behaviour.
 param serviceBusSku = 'Standard'
 param useSessions = false
-param duplicateDetectionWindow = 'PT1H'
+param duplicateDetectionWindow = 'P1D'
 param maxDeliveryCount = 10
 param lockDuration = 'PT1M'
 param messageTtlSeconds = 86400

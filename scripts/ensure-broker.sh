@@ -4,10 +4,22 @@
 # and started when missing, and the responder's three durable queues declared (the handler
 # addresses them as /amq/queue/<name>, and RabbitMQ silently drops messages sent there when the
 # queue does not exist). Queue names: RESPONDER_QUEUE_* or the defaults, plus any names given as
-# arguments. Idempotent; needs root when it has to install or start anything.
+# arguments. Idempotent; needs root (it installs packages and manages the broker with
+# rabbitmqctl, which Debian lets only root run): sudo scripts/ensure-broker.sh
 set -euo pipefail
+# Debian keeps rabbitmqctl and rabbitmq-server in /usr/sbin, off a normal user's PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 amqp_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  if amqp_up; then
+    echo "ensure-broker: an AMQP broker answers on 127.0.0.1:5672; declaring the queues needs root: sudo $0" >&2
+  else
+    echo "ensure-broker: no broker on 127.0.0.1:5672; installing and starting RabbitMQ needs root: sudo $0" >&2
+  fi
+  exit 1
+fi
 
 if ! command -v rabbitmq-server > /dev/null 2>&1; then
   echo "ensure-broker: installing rabbitmq-server from Debian's packages"

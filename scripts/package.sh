@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Builds the Linux x86-64 release binary and assembles the Functions deployment zip:
+# Builds the Linux x86-64 release binary against an old glibc baseline (cargo zigbuild, target
+# x86_64-unknown-linux-gnu.2.28) and assembles the Functions deployment zip:
 #   dist/defender-responder.zip
 #     host.json
 #     <Function>/function.json        (every top-level folder that has a function.json)
 #     <defaultExecutablePath>         (the binary, mode 0755, where host.json says it is)
-# The zip is what `az functionapp deployment source config-zip` (both plans) publishes; see
-# docs/deploy.md. Run from anywhere inside a clone:  scripts/package.sh
+# The zip is what `az functionapp deployment source config-zip` publishes on Flex Consumption,
+# and what Elastic Premium runs from once uploaded to its package blob; see docs/deploy.md.
+# Run from anywhere inside a clone:  scripts/package.sh
+#
+# The packaging FAILS when the binary needs a newer glibc than the baseline (its GLIBC_x.y
+# version needs, read with objdump or readelf): Functions images based on Debian 11 ship glibc
+# 2.31 and would refuse to start it. zig (PyPI `ziglang`) and cargo-zigbuild (crates.io) are
+# installed by scripts/ensure-zigbuild.sh when missing. scripts/check-old-glibc.sh proves the
+# packaged binary starts in a Debian 11 root.
 #
 # Environment:
+#   PACKAGE_GLIBC=2.28       the glibc baseline: the build targets it and the check enforces it
 #   PACKAGE_SKIP_BUILD=1     reuse target/x86_64-unknown-linux-gnu/release/<bin> (CI caching)
 #   PACKAGE_EXTRA_PATHS="a b" extra repo-relative files/dirs to add (e.g. a policy file)
-#   PACKAGE_MAX_GLIBC=2.31   newest glibc symbol version the binary may need (default 2.31,
-#                            Debian 11 based Functions images); PACKAGE_STRICT_GLIBC=1 makes a
-#                            newer requirement an error instead of a warning.
 #   SOURCE_DATE_EPOCH        timestamp for zip entries (default: last commit time), for
 #                            reproducible archives.
 set -euo pipefail
@@ -21,6 +27,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${repo_root}"
 
 target="x86_64-unknown-linux-gnu"
+glibc="${PACKAGE_GLIBC:-2.28}"
 bin_name="defender-responder"
 out_dir="${repo_root}/dist"
 zip_path="${out_dir}/defender-responder.zip"
@@ -39,8 +46,11 @@ if [[ "${PACKAGE_SKIP_BUILD:-0}" != "1" ]]; then
     echo "package: Cargo.lock is missing; it must be committed for a --locked build" >&2
     exit 1
   fi
-  # --locked: build exactly the committed Cargo.lock (fails if it is missing or stale).
-  cargo build --release --locked --target "${target}" --bin "${bin_name}"
+  scripts/ensure-zigbuild.sh
+  # --locked: build exactly the committed Cargo.lock (fails if it is missing or stale). zig
+  # links against glibc ${glibc}'s symbol versions, whatever the build machine's glibc is.
+  echo "package: cargo zigbuild --release --target ${target}.${glibc} (a few minutes cold)" >&2
+  cargo zigbuild --release --locked --target "${target}.${glibc}" --bin "${bin_name}"
 fi
 
 binary="target/${target}/release/${bin_name}"
@@ -48,6 +58,27 @@ if [[ ! -x "${binary}" ]]; then
   echo "package: ${binary} not found (build failed or PACKAGE_SKIP_BUILD without a build)" >&2
   exit 1
 fi
+
+# The glibc symbol versions the binary needs (its .gnu.version_r entries).
+if command -v objdump > /dev/null 2>&1; then
+  needs=$(objdump -p "${binary}" | grep -oE 'GLIBC_[0-9]+(\.[0-9]+)+' || true)
+elif command -v readelf > /dev/null 2>&1; then
+  needs=$(readelf --version-info --wide "${binary}" | sed -n '/Version needs section/,$p' \
+    | grep -oE 'GLIBC_[0-9]+(\.[0-9]+)+' || true)
+else
+  echo "package: objdump or readelf (binutils) is needed to check the binary's glibc needs" >&2
+  exit 1
+fi
+newest=$(printf '%s\n' ${needs} | sed 's/^GLIBC_//' | sort -uV | tail -n 1)
+if [[ -n "${newest}" ]] && [[ "$(printf '%s\n%s\n' "${glibc}" "${newest}" | sort -V | tail -n 1)" != "${glibc}" ]]; then
+  echo "package: FAILED: ${binary} needs GLIBC_${newest}, newer than the baseline ${glibc}." >&2
+  echo "  A system with an older glibc refuses to start it ('version GLIBC_${newest} not found');" >&2
+  echo "  Functions images based on Debian 11 ship glibc 2.31. Build with cargo zigbuild (this" >&2
+  echo "  script does), not cargo build; raise PACKAGE_GLIBC only if every target image has it." >&2
+  echo "  Symbols: $(printf '%s\n' ${needs} | sort -uV | tail -n 3 | tr '\n' ' ')" >&2
+  exit 1
+fi
+export PACKAGE_GLIBC_NOTE="${newest:+needs GLIBC_${newest}, baseline ${glibc}}"
 
 if [[ -z "${SOURCE_DATE_EPOCH:-}" ]]; then
   SOURCE_DATE_EPOCH="$(git log -1 --format=%ct 2>/dev/null || echo 315532800)"
@@ -58,7 +89,7 @@ mkdir -p "${out_dir}"
 # python3's zipfile rather than zip(1): it sets the Unix mode bits explicitly (the binary must be
 # executable after the platform unpacks or mounts the zip), fixes timestamps and entry order.
 python3 - "${binary}" "${zip_path}" <<'PY'
-import json, os, re, stat, sys, time, zipfile
+import json, os, stat, sys, time, zipfile
 from pathlib import Path
 
 binary, zip_path = Path(sys.argv[1]), Path(sys.argv[2])
@@ -78,19 +109,7 @@ head = binary.read_bytes()[:20]
 if head[:4] != b"\x7fELF" or head[4] != 2 or int.from_bytes(head[18:20], "little") != 0x3E:
     sys.exit(f"package: {binary} is not an x86-64 ELF binary")
 
-# Newest glibc symbol version the binary links against.
-versions = set(re.findall(rb"GLIBC_(\d+)\.(\d+)(?:\.(\d+))?", binary.read_bytes()))
-needed = max(((int(a), int(b)) for a, b, _ in versions), default=(0, 0))
-limit = tuple(int(x) for x in os.environ.get("PACKAGE_MAX_GLIBC", "2.31").split("."))
-glibc_note = f"GLIBC_{needed[0]}.{needed[1]}" if versions else "no glibc symbols"
-if versions and needed > limit:
-    msg = (f"package: the binary needs {glibc_note}, newer than PACKAGE_MAX_GLIBC="
-           f"{'.'.join(map(str, limit))}. Functions images based on Debian 11 ship glibc 2.31 and "
-           f"will refuse to start it ('version GLIBC_x not found'). Build on Debian 11 / an older "
-           f"toolchain (see docs/deploy.md, 'Binary compatibility').")
-    if os.environ.get("PACKAGE_STRICT_GLIBC") == "1":
-        sys.exit(msg)
-    print("WARNING: " + msg, file=sys.stderr)
+glibc_note = os.environ.get("PACKAGE_GLIBC_NOTE") or "no glibc symbol versions"
 
 functions = sorted(p.parent.name for p in root.glob("*/function.json")
                    if not p.parent.name.startswith("."))

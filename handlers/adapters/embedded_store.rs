@@ -1,32 +1,53 @@
-//! The embedded default: a durable SQLite queue store (one logical queue per task queue,
-//! idempotent on message id) that also keeps the alert ledger. Used when no Service Bus is set.
+//! The embedded default: a durable SQLite store holding the three task queues (idempotent on
+//! message id; peek-lock receive, complete, abandon and dead-letter) and the alert ledger.
 //!
 //! Writes are group-committed: concurrent `enqueue` and `record` calls that arrive while a
 //! commit is under way are applied together in the next transaction (each in its own
 //! savepoint, so one failing write fails alone) and share its fsync. Every call still
-//! returns only once its own write is committed with `synchronous=FULL`. Reads use a second
-//! connection, which WAL lets run while a commit is syncing.
+//! returns only once its own write is committed with `synchronous=FULL`.
+//!
+//! The file is opened with `locking_mode=EXCLUSIVE` before WAL is switched on, so SQLite keeps
+//! the WAL index in heap memory and never creates or maps a `-shm` file: a damaged or
+//! truncated index file cannot crash the process (SIGBUS), and no other process can change
+//! the store under us. One process owns a store file while it runs; other commands read it
+//! once that process has stopped.
+//!
+//! Every transaction checks, with one `stat`, that the file at the configured path is still
+//! the file that is open (same device and inode). When the file or its folder was deleted or
+//! replaced, writes fail as retryable until a store is open at that path again (reopened
+//! automatically as soon as the path can be created), so no reply claims a write that went
+//! to a file nobody can read any more.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
+use super::claims::Claims;
 use super::{AlertLedger, LedgerEntry, Publisher, QueueNames};
 use crate::domain::{AlertStatus, Queue, Task};
 use crate::error::Error;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
-    queue          TEXT NOT NULL,
-    message_id     TEXT NOT NULL,
-    correlation_id TEXT NOT NULL,
-    subject        TEXT NOT NULL,
-    body           TEXT NOT NULL,
-    enqueued_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue              TEXT NOT NULL,
+    message_id         TEXT NOT NULL,
+    correlation_id     TEXT NOT NULL,
+    subject            TEXT NOT NULL,
+    body               TEXT NOT NULL,
+    enqueued_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    visible_at         INTEGER NOT NULL DEFAULT 0,
+    lock_token         TEXT,
+    locked_until       INTEGER NOT NULL DEFAULT 0,
+    delivery_count     INTEGER NOT NULL DEFAULT 0,
+    dead_letter_reason TEXT,
+    completed_at       INTEGER,
     UNIQUE (queue, message_id)
 );
 CREATE TABLE IF NOT EXISTS alerts (
@@ -36,6 +57,27 @@ CREATE TABLE IF NOT EXISTS alerts (
     updated_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 ";
+
+/// Columns of `messages` added for peek-lock delivery; stores created before them gain them
+/// on open (existing messages become visible, unlocked, never delivered). A completed message
+/// stays as a tombstone (`completed_at`), so a replay of its message id is still a no-op.
+const DELIVERY_COLUMNS: &[(&str, &str)] = &[
+    ("visible_at", "INTEGER NOT NULL DEFAULT 0"),
+    ("lock_token", "TEXT"),
+    ("locked_until", "INTEGER NOT NULL DEFAULT 0"),
+    ("delivery_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("dead_letter_reason", "TEXT"),
+    ("completed_at", "INTEGER"),
+];
+
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS messages_by_lock ON messages (lock_token);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq)
+    WHERE dead_letter_reason IS NULL AND completed_at IS NULL;
+";
+
+/// The dead-letter reason of a message delivered more often than the maximum.
+pub const MAX_DELIVERY_COUNT_EXCEEDED: &str = "MaxDeliveryCountExceeded";
 
 /// One message read back from the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,6 +96,57 @@ pub struct StoredMessage {
     pub enqueued_at: String,
 }
 
+/// Proof that a receiver holds the lock on a message; needed to complete or abandon it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct LockToken(String);
+
+impl LockToken {
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A message received under a peek-lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReceivedMessage {
+    /// The message.
+    pub message: StoredMessage,
+    /// The lock this receiver holds until `locked_until_ms`.
+    pub lock_token: LockToken,
+    /// How many times the message has been handed out, this time included (1 on the first).
+    pub delivery_count: u32,
+    /// When the lock expires and the message becomes visible again (Unix milliseconds).
+    pub locked_until_ms: i64,
+}
+
+/// A message moved to its queue's dead-letter list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadLetteredMessage {
+    /// The message.
+    pub message: StoredMessage,
+    /// How many times it was handed out.
+    pub delivery_count: u32,
+    /// Why it was dead-lettered.
+    pub reason: String,
+}
+
+/// How the embedded queues hand out messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueOptions {
+    /// A message handed out this many times and then abandoned, or whose lock expired, goes to
+    /// the dead-letter list instead of being delivered again (Service Bus default: 10).
+    pub max_delivery_count: u32,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            max_delivery_count: 10,
+        }
+    }
+}
+
 /// A SQLite file holding the three queues and the alert ledger.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -63,14 +156,31 @@ pub struct EmbeddedStore {
 struct Inner {
     path: PathBuf,
     names: QueueNames,
-    /// Reads: ledger lookups, counts, peeks.
-    connection: Mutex<Connection>,
-    /// Writes: only the current group leader holds it.
-    writer: Mutex<Connection>,
+    options: QueueOptions,
+    /// The one connection (the file is held exclusively); `None` while the file is lost.
+    db: Mutex<Db>,
     /// Writes waiting for the next group commit, and the results of finished ones.
     group: Mutex<Group>,
     /// Signalled when a group commit finishes.
     committed: Condvar,
+    /// Alerts a delivery is handling right now.
+    claims: Claims,
+    /// Makes every lock token unique within the process.
+    tokens: AtomicU64,
+}
+
+struct Db {
+    connection: Option<Connection>,
+    /// Device and inode of the open file.
+    identity: Option<FileIdentity>,
+    /// Whether the loss of the file was already logged (one error line per outage).
+    outage_logged: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
 }
 
 /// One write to apply in a group commit.
@@ -101,52 +211,123 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
-impl EmbeddedStore {
-    /// Opens (creating it and its folder if needed) the store at `path`.
-    pub fn open(path: &Path, names: QueueNames) -> Result<Self, Error> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|err| {
-                Error::Config(format!(
-                    "cannot create the store folder {}: {err}",
-                    parent.display()
-                ))
-            })?;
-        }
-        let open = || {
-            Connection::open(path).map_err(|err| {
-                Error::Config(format!(
-                    "cannot open the embedded store {}: {err}",
-                    path.display()
-                ))
-            })
-        };
-        let prepare_error = |err: rusqlite::Error| {
-            Error::Config(format!(
-                "cannot prepare the embedded store {}: {err}",
+fn poisoned() -> Error {
+    Error::Transient("embedded store lock poisoned".to_string())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+fn identity_of(path: &Path) -> std::io::Result<FileIdentity> {
+    let metadata = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(FileIdentity {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows refuses to delete an open file; the path existing is the check there.
+        let _ = metadata;
+        Ok(FileIdentity {
+            device: 0,
+            inode: 0,
+        })
+    }
+}
+
+/// Creates the folder, opens and prepares the file; the error says what failed.
+fn connect(path: &Path) -> Result<(Connection, FileIdentity), String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|err| format!("cannot create the store folder {}: {err}", parent.display()))?;
+    }
+    let connection = Connection::open(path)
+        .map_err(|err| format!("cannot open the embedded store {}: {err}", path.display()))?;
+    prepare(&connection).map_err(|err| match &err {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(failure.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+        {
+            format!(
+                "the embedded store {} is held by another process (a running `defender-responder serve` keeps its store locked; stop it, or point RESPONDER_STORE_PATH at another file): {err}",
                 path.display()
-            ))
-        };
-        let writer = open()?;
-        writer
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .and_then(|_| writer.pragma_update(None, "journal_mode", "WAL"))
-            // FULL: an acknowledged task survives power loss, not just a crash.
-            .and_then(|_| writer.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|_| writer.execute_batch(SCHEMA))
-            .map_err(prepare_error)?;
-        let reader = open()?;
-        reader
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .and_then(|_| reader.pragma_update(None, "synchronous", "FULL"))
-            .map_err(prepare_error)?;
+            )
+        }
+        _ => format!("cannot prepare the embedded store {}: {err}", path.display()),
+    })?;
+    let identity = identity_of(path)
+        .map_err(|err| format!("cannot stat the embedded store {}: {err}", path.display()))?;
+    Ok((connection, identity))
+}
+
+fn prepare(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(Duration::from_secs(5))?;
+    // Before the first WAL access: the WAL index then lives in heap memory, never in a
+    // memory-mapped `-shm` file (https://sqlite.org/wal.html#noshm).
+    connection.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode is {mode}, WAL was requested"
+        )));
+    }
+    // FULL: an acknowledged task survives power loss, not just a crash.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    // No memory-mapped reads of the database either: I/O errors stay errors.
+    connection.pragma_update(None, "mmap_size", 0)?;
+    connection.execute_batch(SCHEMA)?;
+    let existing: Vec<String> = connection
+        .prepare("SELECT name FROM pragma_table_info('messages')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (column, definition) in DELIVERY_COLUMNS {
+        if !existing.iter().any(|name| name == column) {
+            connection.execute_batch(&format!(
+                "ALTER TABLE messages ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    connection.execute_batch(INDEXES)?;
+    // Take the exclusive lock now: a second process fails at start-up, not mid-delivery.
+    connection.execute_batch("BEGIN EXCLUSIVE; COMMIT;")?;
+    Ok(())
+}
+
+impl EmbeddedStore {
+    /// Opens (creating it and its folder if needed) the store at `path`, with the default
+    /// queue options.
+    pub fn open(path: &Path, names: QueueNames) -> Result<Self, Error> {
+        Self::open_with(path, names, QueueOptions::default())
+    }
+
+    /// Opens the store at `path` with the given queue options.
+    pub fn open_with(path: &Path, names: QueueNames, options: QueueOptions) -> Result<Self, Error> {
+        let (connection, identity) = connect(path).map_err(Error::Config)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 names,
-                connection: Mutex::new(reader),
-                writer: Mutex::new(writer),
+                options,
+                db: Mutex::new(Db {
+                    connection: Some(connection),
+                    identity: Some(identity),
+                    outage_logged: false,
+                }),
                 group: Mutex::new(Group::default()),
                 committed: Condvar::new(),
+                claims: Claims::default(),
+                tokens: AtomicU64::new(0),
             }),
         })
     }
@@ -156,11 +337,77 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
-    fn connection(&self) -> Result<MutexGuard<'_, Connection>, Error> {
-        self.inner
-            .connection
-            .lock()
-            .map_err(|_| Error::Transient("embedded store lock poisoned".to_string()))
+    /// Runs `op` on the connection of the file that is at the configured path now, reopening
+    /// it first when the file was deleted or replaced; fails (retryable) when the file changed
+    /// while `op` ran, since what `op` wrote is then in a file no one will read.
+    fn with_connection<T>(
+        &self,
+        op: impl FnOnce(&mut Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut db = self.inner.db.lock().map_err(|_| poisoned())?;
+        self.ensure_current(&mut db)?;
+        let connection = db.connection.as_mut().ok_or_else(|| {
+            Error::Transient(format!(
+                "the embedded store {} is not open",
+                self.inner.path.display()
+            ))
+        })?;
+        let result = op(connection)?;
+        if identity_of(&self.inner.path).ok() != db.identity {
+            self.lose(&mut db, "during a write");
+            return Err(Error::Transient(format!(
+                "the embedded store {} was deleted or replaced while this write was committed; it is not durable, retry",
+                self.inner.path.display()
+            )));
+        }
+        Ok(result)
+    }
+
+    fn ensure_current(&self, db: &mut Db) -> Result<(), Error> {
+        let path = &self.inner.path;
+        if db.connection.is_some() && identity_of(path).ok() == db.identity {
+            return Ok(());
+        }
+        if db.connection.is_some() {
+            self.lose(db, "between writes");
+        }
+        match connect(path) {
+            Ok((connection, identity)) => {
+                tracing::warn!(
+                    store = %path.display(),
+                    "Embedded store reopened at its configured path; deliveries are accepted again. \
+                     If the old file was deleted, its queued tasks and ledger entries are gone."
+                );
+                db.connection = Some(connection);
+                db.identity = Some(identity);
+                db.outage_logged = false;
+                Ok(())
+            }
+            Err(reason) => {
+                if !db.outage_logged {
+                    tracing::error!(
+                        store = %path.display(),
+                        reason = %reason,
+                        "Embedded store unavailable: deliveries are answered as retryable until it can be reopened."
+                    );
+                    db.outage_logged = true;
+                }
+                Err(Error::Transient(format!(
+                    "the embedded store is unavailable: {reason}"
+                )))
+            }
+        }
+    }
+
+    /// Drops the connection to a file that is no longer at the configured path.
+    fn lose(&self, db: &mut Db, when: &str) {
+        tracing::error!(
+            store = %self.inner.path.display(),
+            "The embedded store file was deleted or replaced {when}; the open file is abandoned \
+             and the store is reopened at its path."
+        );
+        db.connection = None;
+        db.identity = None;
     }
 
     /// Enqueues tasks in one transaction; tasks whose message id is already on their queue are
@@ -189,7 +436,6 @@ impl EmbeddedStore {
     /// The first caller to find no commit under way leads: it takes every pending write,
     /// commits them together and hands each its result; the others wait for theirs.
     fn write(&self, write: Write) -> Result<usize, Error> {
-        let poisoned = || Error::Transient("embedded store lock poisoned".to_string());
         let mut group = self.inner.group.lock().map_err(|_| poisoned())?;
         let ticket = group.next_ticket;
         group.next_ticket += 1;
@@ -216,90 +462,317 @@ impl EmbeddedStore {
     /// One transaction for a batch of writes, each in a savepoint so that one failing write
     /// is rolled back alone; if the commit itself fails, every write in it fails.
     fn commit_group(&self, batch: Vec<(u64, Write)>) -> Vec<(u64, Result<usize, Error>)> {
-        let fail_all = |batch: Vec<(u64, Write)>, err: &dyn std::fmt::Display| {
-            batch
-                .into_iter()
-                .map(|(ticket, _)| {
-                    (
-                        ticket,
-                        Err(Error::Transient(format!("embedded store: {err}"))),
-                    )
-                })
-                .collect()
-        };
-        let mut connection = match self.inner.writer.lock() {
-            Ok(connection) => connection,
-            Err(_) => return fail_all(batch, &"writer lock poisoned"),
-        };
-        let mut transaction = match connection.transaction() {
-            Ok(transaction) => transaction,
-            Err(err) => return fail_all(batch, &err),
-        };
-        let mut results = Vec::with_capacity(batch.len());
-        for (ticket, write) in batch {
-            let result = match transaction.savepoint() {
-                Ok(mut savepoint) => match apply(&savepoint, &write) {
-                    Ok(changed) => savepoint.commit().map(|_| changed).map_err(Error::from),
-                    Err(err) => {
-                        let _ = savepoint.rollback();
-                        Err(err)
-                    }
-                },
-                Err(err) => Err(Error::from(err)),
-            };
-            results.push((ticket, result));
-        }
-        match transaction.commit() {
-            Ok(()) => results,
-            Err(err) => results
-                .into_iter()
-                .map(|(ticket, result)| {
-                    let failed = match result {
-                        Ok(_) => Error::Transient(format!("embedded store: {err}")),
-                        Err(own) => own,
-                    };
-                    (ticket, Err(failed))
-                })
-                .collect(),
+        let tickets: Vec<u64> = batch.iter().map(|(ticket, _)| *ticket).collect();
+        let outcome = self.with_connection(|connection| {
+            let mut transaction = connection.transaction()?;
+            let mut results = Vec::with_capacity(batch.len());
+            for (ticket, write) in batch {
+                let result = match transaction.savepoint() {
+                    Ok(mut savepoint) => match apply(&savepoint, &write) {
+                        Ok(changed) => savepoint.commit().map(|_| changed).map_err(Error::from),
+                        Err(err) => {
+                            let _ = savepoint.rollback();
+                            Err(err)
+                        }
+                    },
+                    Err(err) => Err(Error::from(err)),
+                };
+                results.push((ticket, result));
+            }
+            transaction.commit()?;
+            Ok(results)
+        });
+        match outcome {
+            Ok(results) => results,
+            Err(err) => {
+                // The whole group failed (store lost, commit failed): each write fails with it.
+                let reason = match &err {
+                    Error::Transient(reason) => reason.clone(),
+                    other => other.to_string(),
+                };
+                tickets
+                    .into_iter()
+                    .map(|ticket| (ticket, Err(Error::Transient(reason.clone()))))
+                    .collect()
+            }
         }
     }
 
-    /// How many messages each queue holds.
+    /// How many messages each queue holds (dead-lettered ones excluded).
     pub fn counts(&self) -> Result<Vec<(String, u64)>, Error> {
-        let connection = self.connection()?;
-        let mut counts = Vec::new();
-        for queue in Queue::ALL {
-            let name = self.inner.names.name(queue);
-            let count: u64 = connection.query_row(
-                "SELECT COUNT(*) FROM messages WHERE queue = ?1",
+        self.with_connection(|connection| {
+            let mut counts = Vec::new();
+            for queue in Queue::ALL {
+                let name = self.inner.names.name(queue);
+                let count: u64 = connection.query_row(
+                    "SELECT COUNT(*) FROM messages
+                     WHERE queue = ?1 AND dead_letter_reason IS NULL AND completed_at IS NULL",
+                    params![name],
+                    |row| row.get(0),
+                )?;
+                counts.push((name.to_string(), count));
+            }
+            Ok(counts)
+        })
+    }
+
+    /// How many messages of a queue are dead-lettered.
+    pub fn dead_letter_count(&self, queue: Queue) -> Result<u64, Error> {
+        let name = self.inner.names.name(queue).to_string();
+        self.with_connection(|connection| {
+            Ok(connection.query_row(
+                "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND dead_letter_reason IS NOT NULL",
                 params![name],
                 |row| row.get(0),
-            )?;
-            counts.push((name.to_string(), count));
-        }
-        Ok(counts)
+            )?)
+        })
     }
 
-    /// The first `limit` messages of a queue, oldest first, without removing them.
+    /// The first `limit` messages of a queue, oldest first, without removing or locking them.
     pub fn peek(&self, queue: Queue, limit: usize) -> Result<Vec<StoredMessage>, Error> {
-        let connection = self.connection()?;
-        let mut select = connection.prepare_cached(
-            "SELECT queue, message_id, correlation_id, subject, body, enqueued_at
-             FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows =
-            select.query_map(params![self.inner.names.name(queue), limit as i64], |row| {
-                Ok(StoredMessage {
-                    queue: row.get(0)?,
-                    message_id: row.get(1)?,
-                    correlation_id: row.get(2)?,
-                    subject: row.get(3)?,
-                    body: row.get(4)?,
-                    enqueued_at: row.get(5)?,
+        let name = self.inner.names.name(queue).to_string();
+        self.with_connection(|connection| {
+            let mut select = connection.prepare_cached(
+                "SELECT queue, message_id, correlation_id, subject, body, enqueued_at
+                 FROM messages
+                 WHERE queue = ?1 AND dead_letter_reason IS NULL AND completed_at IS NULL
+                 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = select.query_map(params![name, limit as i64], stored_message)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(Error::from)
+        })
+    }
+
+    /// Receives up to `max` messages of a queue under a peek-lock held for `lock`: each is
+    /// invisible to other receivers until it is completed, abandoned or its lock expires, and
+    /// its delivery count goes up by one. A message already delivered the maximum number of
+    /// times is dead-lettered instead of handed out.
+    pub fn receive(
+        &self,
+        queue: Queue,
+        max: usize,
+        lock: Duration,
+    ) -> Result<Vec<ReceivedMessage>, Error> {
+        let name = self.inner.names.name(queue).to_string();
+        let max_deliveries = self.inner.options.max_delivery_count;
+        self.with_connection(|connection| {
+            let transaction = connection.transaction()?;
+            let now = now_ms();
+            let locked_until = now.saturating_add(millis(lock));
+            let mut received = Vec::new();
+            loop {
+                let wanted = max.saturating_sub(received.len());
+                if wanted == 0 {
+                    break;
+                }
+                let candidates: Vec<(i64, StoredMessage, u32)> = transaction
+                    .prepare_cached(
+                        "SELECT seq, queue, message_id, correlation_id, subject, body, enqueued_at,
+                                delivery_count
+                         FROM messages
+                         WHERE queue = ?1 AND dead_letter_reason IS NULL AND completed_at IS NULL
+                           AND visible_at <= ?2
+                           AND (lock_token IS NULL OR locked_until <= ?2)
+                         ORDER BY seq LIMIT ?3",
+                    )?
+                    .query_map(params![name, now, wanted as i64], |row| {
+                        Ok((row.get(0)?, stored_message_at(row, 1)?, row.get(7)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                if candidates.is_empty() {
+                    break;
+                }
+                for (seq, message, delivered) in candidates {
+                    if delivered >= max_deliveries {
+                        dead_letter_row(
+                            &transaction,
+                            seq,
+                            &format!(
+                                "{MAX_DELIVERY_COUNT_EXCEEDED}: delivered {delivered} times (the maximum is {max_deliveries})"
+                            ),
+                        )?;
+                        continue;
+                    }
+                    let token = self.new_token(seq, delivered);
+                    transaction
+                        .prepare_cached(
+                            "UPDATE messages SET lock_token = ?2, locked_until = ?3,
+                                    delivery_count = delivery_count + 1
+                             WHERE seq = ?1",
+                        )?
+                        .execute(params![seq, token.as_str(), locked_until])?;
+                    received.push(ReceivedMessage {
+                        message,
+                        lock_token: token,
+                        delivery_count: delivered + 1,
+                        locked_until_ms: locked_until,
+                    });
+                }
+            }
+            transaction.commit()?;
+            Ok(received)
+        })
+    }
+
+    /// Completes a received message: it is never delivered again (a tombstone keeps its
+    /// message id, so republishing it stays a no-op). Fails when the lock is no longer held: it
+    /// expired (the message may be with another receiver now), or the message was already
+    /// completed, abandoned or dead-lettered.
+    pub fn complete(&self, token: &LockToken) -> Result<(), Error> {
+        self.with_connection(|connection| {
+            let completed = connection
+                .prepare_cached(
+                    "UPDATE messages SET completed_at = ?2, lock_token = NULL, locked_until = 0
+                     WHERE lock_token = ?1 AND locked_until > ?2",
+                )?
+                .execute(params![token.as_str(), now_ms()])?;
+            if completed == 0 {
+                return Err(lock_lost(token));
+            }
+            Ok(())
+        })
+    }
+
+    /// Gives a received message back: visible again after `delay` (zero: at once), or
+    /// dead-lettered when it has been delivered the maximum number of times.
+    pub fn abandon(&self, token: &LockToken, delay: Duration) -> Result<(), Error> {
+        let max_deliveries = self.inner.options.max_delivery_count;
+        self.with_connection(|connection| {
+            let transaction = connection.transaction()?;
+            let now = now_ms();
+            let (seq, delivered) = held(&transaction, token, now)?;
+            if delivered >= max_deliveries {
+                dead_letter_row(
+                    &transaction,
+                    seq,
+                    &format!(
+                        "{MAX_DELIVERY_COUNT_EXCEEDED}: abandoned after {delivered} deliveries (the maximum is {max_deliveries})"
+                    ),
+                )?;
+            } else {
+                transaction
+                    .prepare_cached(
+                        "UPDATE messages SET lock_token = NULL, locked_until = 0, visible_at = ?2
+                         WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, now.saturating_add(millis(delay))])?;
+            }
+            transaction.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Moves a received message to its queue's dead-letter list with a reason.
+    pub fn dead_letter(&self, token: &LockToken, reason: &str) -> Result<(), Error> {
+        self.with_connection(|connection| {
+            let transaction = connection.transaction()?;
+            let (seq, _) = held(&transaction, token, now_ms())?;
+            dead_letter_row(&transaction, seq, reason)?;
+            transaction.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Extends a held lock by `lock` from now; returns the new expiry (Unix milliseconds).
+    pub fn renew_lock(&self, token: &LockToken, lock: Duration) -> Result<i64, Error> {
+        self.with_connection(|connection| {
+            let now = now_ms();
+            let until = now.saturating_add(millis(lock));
+            let renewed = connection
+                .prepare_cached(
+                    "UPDATE messages SET locked_until = ?3 WHERE lock_token = ?1 AND locked_until > ?2",
+                )?
+                .execute(params![token.as_str(), now, until])?;
+            if renewed == 0 {
+                return Err(lock_lost(token));
+            }
+            Ok(until)
+        })
+    }
+
+    /// The first `limit` dead-lettered messages of a queue, oldest first.
+    pub fn dead_letters(
+        &self,
+        queue: Queue,
+        limit: usize,
+    ) -> Result<Vec<DeadLetteredMessage>, Error> {
+        let name = self.inner.names.name(queue).to_string();
+        self.with_connection(|connection| {
+            let mut select = connection.prepare_cached(
+                "SELECT queue, message_id, correlation_id, subject, body, enqueued_at,
+                        delivery_count, dead_letter_reason
+                 FROM messages WHERE queue = ?1 AND dead_letter_reason IS NOT NULL
+                 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = select.query_map(params![name, limit as i64], |row| {
+                Ok(DeadLetteredMessage {
+                    message: stored_message(row)?,
+                    delivery_count: row.get(6)?,
+                    reason: row.get(7)?,
                 })
             })?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(Error::from)
+            rows.collect::<Result<Vec<_>, _>>().map_err(Error::from)
+        })
     }
+
+    fn new_token(&self, seq: i64, delivered: u32) -> LockToken {
+        let serial = self.inner.tokens.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or(0);
+        let mut hash = Sha256::new();
+        hash.update(format!(
+            "{}:{seq}:{delivered}:{serial}:{nanos}",
+            std::process::id()
+        ));
+        LockToken(hex::encode(&hash.finalize()[..16]))
+    }
+}
+
+fn lock_lost(token: &LockToken) -> Error {
+    Error::Permanent(format!(
+        "lock {} is not held: it expired, or the message was completed, abandoned or dead-lettered",
+        token.as_str()
+    ))
+}
+
+/// The row a valid lock token holds: (seq, delivery count).
+fn held(connection: &Connection, token: &LockToken, now: i64) -> Result<(i64, u32), Error> {
+    connection
+        .prepare_cached(
+            "SELECT seq, delivery_count FROM messages WHERE lock_token = ?1 AND locked_until > ?2",
+        )?
+        .query_row(params![token.as_str(), now], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?
+        .ok_or_else(|| lock_lost(token))
+}
+
+fn dead_letter_row(connection: &Connection, seq: i64, reason: &str) -> Result<(), Error> {
+    connection
+        .prepare_cached(
+            "UPDATE messages SET dead_letter_reason = ?2, lock_token = NULL, locked_until = 0
+             WHERE seq = ?1",
+        )?
+        .execute(params![seq, reason])?;
+    Ok(())
+}
+
+fn stored_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+    stored_message_at(row, 0)
+}
+
+fn stored_message_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<StoredMessage> {
+    Ok(StoredMessage {
+        queue: row.get(first)?,
+        message_id: row.get(first + 1)?,
+        correlation_id: row.get(first + 2)?,
+        subject: row.get(first + 3)?,
+        body: row.get(first + 4)?,
+        enqueued_at: row.get(first + 5)?,
+    })
 }
 
 #[async_trait::async_trait]
@@ -324,13 +797,14 @@ impl Publisher for EmbeddedStore {
 
 impl AlertLedger for EmbeddedStore {
     fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
-        let connection = self.connection()?;
-        let row: Option<(String, bool)> = connection
-            .prepare_cached("SELECT status, planned FROM alerts WHERE system_alert_id = ?1")?
-            .query_row(params![system_alert_id], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()?;
+        let row: Option<(String, bool)> = self.with_connection(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT status, planned FROM alerts WHERE system_alert_id = ?1")?
+                .query_row(params![system_alert_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?)
+        })?;
         Ok(row.map(|(status, planned)| LedgerEntry {
             status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Active),
             planned,
@@ -349,6 +823,10 @@ impl AlertLedger for EmbeddedStore {
             planned,
         })
         .map(|_| ())
+    }
+
+    fn claims(&self) -> &Claims {
+        &self.inner.claims
     }
 }
 
@@ -458,6 +936,239 @@ mod tests {
                 status: AlertStatus::Resolved,
                 planned: true
             })
+        );
+    }
+
+    fn store_in(dir: &Path, options: QueueOptions) -> EmbeddedStore {
+        EmbeddedStore::open_with(&dir.join("q.sqlite3"), QueueNames::default(), options).unwrap()
+    }
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn racing_receivers_get_different_messages_and_complete_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path(), QueueOptions::default());
+        let tasks: Vec<Task> = (0..40).map(|n| task(&format!("t{n}"))).collect();
+        store.enqueue(&tasks).unwrap();
+        let receivers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        let batch = store.receive(Queue::Rotation, 3, LONG).unwrap();
+                        if batch.is_empty() {
+                            return got;
+                        }
+                        for message in batch {
+                            assert_eq!(message.delivery_count, 1);
+                            store.complete(&message.lock_token).unwrap();
+                            got.push(message.message.message_id);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut all: Vec<String> = receivers
+            .into_iter()
+            .flat_map(|receiver| receiver.join().unwrap())
+            .collect();
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(before, 40, "every message delivered");
+        assert_eq!(all.len(), 40, "no message delivered twice");
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 0));
+        // A completed message id stays known: republishing it is still a no-op.
+        assert_eq!(store.enqueue(&tasks).unwrap(), 0);
+        assert!(store.receive(Queue::Rotation, 10, LONG).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_expired_lock_makes_the_message_visible_again_and_the_stale_token_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path(), QueueOptions::default());
+        store.enqueue(&[task("a")]).unwrap();
+        let first = store
+            .receive(Queue::Rotation, 10, Duration::from_millis(50))
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(
+            store.receive(Queue::Rotation, 10, LONG).unwrap().is_empty(),
+            "locked: invisible to other receivers"
+        );
+        std::thread::sleep(Duration::from_millis(80));
+        let second = store.receive(Queue::Rotation, 10, LONG).unwrap();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].message, first[0].message);
+        assert_eq!(second[0].delivery_count, first[0].delivery_count + 1);
+        assert_ne!(second[0].lock_token, first[0].lock_token);
+
+        let err = store.complete(&first[0].lock_token).unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("is not held"), "{err}");
+        assert!(store.abandon(&first[0].lock_token, Duration::ZERO).is_err());
+        store.complete(&second[0].lock_token).unwrap();
+        assert!(
+            store.complete(&second[0].lock_token).is_err(),
+            "completing twice fails"
+        );
+    }
+
+    #[test]
+    fn abandon_hands_the_message_back_after_its_delay_and_renew_extends_a_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path(), QueueOptions::default());
+        store.enqueue(&[task("a"), task("b")]).unwrap();
+        let got = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        store.abandon(&got[0].lock_token, Duration::ZERO).unwrap();
+        let again = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        assert_eq!(again[0].message, got[0].message, "oldest first, at once");
+        assert_eq!(again[0].delivery_count, 2);
+        store
+            .abandon(&again[0].lock_token, Duration::from_secs(3600))
+            .unwrap();
+        let next = store.receive(Queue::Rotation, 10, LONG).unwrap();
+        assert_eq!(next.len(), 1, "the delayed message stays hidden");
+        assert_ne!(next[0].message, got[0].message);
+        let until = store.renew_lock(&next[0].lock_token, LONG).unwrap();
+        assert!(until >= next[0].locked_until_ms);
+    }
+
+    #[test]
+    fn a_message_past_its_max_delivery_count_is_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(
+            dir.path(),
+            QueueOptions {
+                max_delivery_count: 2,
+            },
+        );
+        store.enqueue(&[task("poison"), task("fine")]).unwrap();
+        // Delivery 1 abandoned, delivery 2 left to expire: the third is never handed out.
+        let one = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        store.abandon(&one[0].lock_token, Duration::ZERO).unwrap();
+        let two = store
+            .receive(Queue::Rotation, 1, Duration::from_millis(30))
+            .unwrap();
+        assert_eq!(two[0].delivery_count, 2);
+        std::thread::sleep(Duration::from_millis(50));
+        let three = store.receive(Queue::Rotation, 10, LONG).unwrap();
+        assert_eq!(three.len(), 1);
+        assert_ne!(three[0].message, one[0].message, "only the healthy one");
+        let dead = store.dead_letters(Queue::Rotation, 10).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message, one[0].message);
+        assert_eq!(dead[0].delivery_count, 2);
+        assert!(dead[0].reason.starts_with(MAX_DELIVERY_COUNT_EXCEEDED));
+        // Abandoning the last allowed delivery dead-letters at once; so does dead_letter.
+        store.abandon(&three[0].lock_token, Duration::ZERO).unwrap();
+        let four = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        assert_eq!(four[0].delivery_count, 2);
+        store.abandon(&four[0].lock_token, Duration::ZERO).unwrap();
+        assert_eq!(store.dead_letters(Queue::Rotation, 10).unwrap().len(), 2);
+        assert_eq!(store.dead_letter_count(Queue::Rotation).unwrap(), 2);
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 0));
+        store.enqueue(&[task("manual")]).unwrap();
+        let manual = store.receive(Queue::Rotation, 1, LONG).unwrap();
+        store
+            .dead_letter(&manual[0].lock_token, "target gone")
+            .unwrap();
+        assert_eq!(
+            store.dead_letters(Queue::Rotation, 10).unwrap()[2].reason,
+            "target gone"
+        );
+    }
+
+    #[test]
+    fn a_store_from_before_peek_lock_gains_the_delivery_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,
+                   message_id TEXT NOT NULL, correlation_id TEXT NOT NULL, subject TEXT NOT NULL,
+                   body TEXT NOT NULL, enqueued_at TEXT NOT NULL DEFAULT 'then',
+                   UNIQUE (queue, message_id));
+                 INSERT INTO messages (queue, message_id, correlation_id, subject, body)
+                   VALUES ('rotation', 'm1', 'sys-1', 'rotate_secret', '{}');",
+            )
+            .unwrap();
+        }
+        let store = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        let got = store.receive(Queue::Rotation, 10, LONG).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].message.message_id, "m1");
+        assert_eq!(got[0].delivery_count, 1);
+    }
+
+    #[test]
+    fn the_wal_index_lives_in_memory_and_the_file_is_held_exclusively() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.sqlite3");
+        let store = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        store.enqueue(&[task("a")]).unwrap();
+        store.record("a", AlertStatus::Active, true).unwrap();
+        let shm = dir.path().join("x.sqlite3-shm");
+        assert!(!shm.exists(), "no memory-mapped WAL index file");
+        // A stray, truncated index file is never mapped: writes go on.
+        std::fs::write(&shm, b"").unwrap();
+        store.enqueue(&[task("b")]).unwrap();
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 2));
+        let err = EmbeddedStore::open(&path, QueueNames::default()).unwrap_err();
+        assert!(err.to_string().contains("held by another process"), "{err}");
+    }
+
+    #[test]
+    fn a_deleted_store_folder_fails_retryable_until_it_can_be_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("state");
+        let path = folder.join("store.sqlite3");
+        let store = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        store.enqueue(&[task("before")]).unwrap();
+
+        std::fs::remove_dir_all(&folder).unwrap();
+        // The path cannot be created (a file is where the folder was): retryable, nothing lost.
+        std::fs::write(&folder, b"not a folder").unwrap();
+        let err = store.enqueue(&[task("during")]).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(store.lookup("x").unwrap_err().is_retryable());
+        let err = store.record("x", AlertStatus::Active, true).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+
+        // Creatable again: the next write reopens a store at the path and lands in it.
+        std::fs::remove_file(&folder).unwrap();
+        assert_eq!(store.enqueue(&[task("after")]).unwrap(), 1);
+        store.record("x", AlertStatus::Active, true).unwrap();
+        drop(store);
+        let reopened = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        let ids: Vec<String> = reopened
+            .peek(Queue::Rotation, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect();
+        assert_eq!(ids, vec![task("after").message_id.as_str().to_string()]);
+        assert!(reopened.lookup("x").unwrap().unwrap().planned);
+    }
+
+    #[test]
+    fn a_store_file_replaced_under_a_connection_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite3");
+        let store = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        store.enqueue(&[task("one")]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("store.sqlite3-wal"));
+        store.enqueue(&[task("two")]).unwrap();
+        drop(store);
+        let reopened = EmbeddedStore::open(&path, QueueNames::default()).unwrap();
+        assert_eq!(
+            reopened.counts().unwrap()[2],
+            ("rotation".into(), 1),
+            "the write after the deletion is in the file at the path"
         );
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{AlertLedger, LedgerEntry};
+use super::{AlertLedger, Claims, LedgerEntry};
 use crate::domain::AlertStatus;
 use crate::error::Error;
 
@@ -11,6 +11,7 @@ use crate::error::Error;
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     entries: Mutex<HashMap<String, LedgerEntry>>,
+    claims: Claims,
 }
 
 impl AlertLedger for MemoryLedger {
@@ -38,5 +39,9 @@ impl AlertLedger for MemoryLedger {
         entry.status = status;
         entry.planned |= planned;
         Ok(())
+    }
+
+    fn claims(&self) -> &Claims {
+        &self.claims
     }
 }

@@ -1,5 +1,6 @@
 //! Outbound I/O behind small traits: publishing tasks and remembering alerts already handled.
 
+mod claims;
 mod embedded_store;
 mod memory_ledger;
 pub mod service_bus;
@@ -9,7 +10,11 @@ use std::sync::Arc;
 use crate::domain::{AlertStatus, Queue, Task};
 use crate::error::Error;
 
-pub use embedded_store::{EmbeddedStore, StoredMessage};
+pub use claims::{ClaimGuard, Claims};
+pub use embedded_store::{
+    DeadLetteredMessage, EmbeddedStore, LockToken, QueueOptions, ReceivedMessage, StoredMessage,
+    MAX_DELIVERY_COUNT_EXCEEDED,
+};
 pub use memory_ledger::MemoryLedger;
 pub use service_bus::{ServiceBusPublisher, ServiceBusSettings};
 
@@ -33,6 +38,13 @@ pub struct LedgerEntry {
 }
 
 /// Remembers which alerts were already handled, so redeliveries publish nothing new.
+///
+/// Checking and claiming is atomic per ledger: a delivery first takes the alert's claim from
+/// [`AlertLedger::claims`], then looks it up, publishes and records, and only then lets the
+/// next copy of the same alert in, which finds it planned. A ledger belongs to one process
+/// (the embedded store is held exclusively), so claims in memory cover every delivery that
+/// can see that ledger; across instances, deterministic message ids and Service Bus duplicate
+/// detection keep a task from being queued twice.
 pub trait AlertLedger: Send + Sync {
     /// What is known of an alert.
     fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error>;
@@ -43,6 +55,8 @@ pub trait AlertLedger: Send + Sync {
         status: AlertStatus,
         planned: bool,
     ) -> Result<(), Error>;
+    /// The alerts some delivery of this process is handling right now.
+    fn claims(&self) -> &Claims;
 }
 
 /// The queue names tasks are published under (configurable for Service Bus).

@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 use super::alert::{decode_alert_with, DecodedAlert, EnvelopeHints};
 use super::json::{describe, get, get_str};
 
+/// Most events one delivery may hold: Event Grid's own limit for a batch (`maxEventsPerBatch`
+/// is 1 to 5,000). A larger array is not an Event Grid delivery and is refused as a whole.
+pub const MAX_EVENTS_PER_DELIVERY: usize = 5_000;
+
 /// Event Grid's subscription-validation event type.
 pub const SUBSCRIPTION_VALIDATION: &str = "Microsoft.EventGrid.SubscriptionValidationEvent";
 
@@ -62,6 +66,14 @@ pub enum BodyError {
         /// What the parser found.
         message: String,
     },
+    /// An array of more events than one delivery may hold.
+    #[error(
+        "the delivery holds more than {max} events; Event Grid delivers at most {max} per batch"
+    )]
+    TooManyEvents {
+        /// The limit.
+        max: usize,
+    },
     /// JSON, but neither an event, an array of events nor an alert.
     #[error("expected an Event Grid event array, a CloudEvent or a CloudEvents batch, got {0}")]
     NotEvents(String),
@@ -99,6 +111,52 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<InboundEvent>, BodyError> {
         Value::Object(_) => Ok(vec![decode_event(&value, 0)]),
         other => Err(BodyError::NotEvents(describe(&other))),
     }
+}
+
+/// Decodes a delivery like [`decode_body`], refusing an array of more than `max_events`
+/// events before decoding any of them (counting costs no allocation per event).
+pub fn decode_delivery(body: &[u8], max_events: usize) -> Result<Vec<InboundEvent>, BodyError> {
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first == Some(&b'[') && more_elements_than(body, max_events) {
+        return Err(BodyError::TooManyEvents { max: max_events });
+    }
+    decode_body(body)
+}
+
+/// Whether `body`, a JSON array, has more than `max` elements; stops counting at `max + 1`.
+/// Invalid JSON answers false: the full decode reports it with its position.
+fn more_elements_than(body: &[u8], max: usize) -> bool {
+    use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+    use std::cell::Cell;
+    struct Counter<'a> {
+        max: usize,
+        exceeded: &'a Cell<bool>,
+    }
+    impl<'de> Visitor<'de> for Counter<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut count = 0usize;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                count += 1;
+                if count > self.max {
+                    // Stop here: the caller refuses the body without reading the rest.
+                    self.exceeded.set(true);
+                    return Err(serde::de::Error::custom("too many events"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let exceeded = Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let _ = (&mut deserializer).deserialize_seq(Counter {
+        max,
+        exceeded: &exceeded,
+    });
+    exceeded.get()
 }
 
 fn strip_position(message: &str) -> String {
@@ -439,6 +497,20 @@ mod tests {
             matches!(&got[1], EventKind::NotAnAlert(reason) if reason.contains("Microsoft Graph"))
         );
         assert!(matches!(&got[2], EventKind::Alert(_)));
+    }
+
+    #[test]
+    fn a_delivery_of_more_events_than_event_grid_sends_is_refused_before_decoding() {
+        let body = format!("[{}]", ["{}"; 6].join(","));
+        assert_eq!(
+            decode_delivery(body.as_bytes(), 5),
+            Err(BodyError::TooManyEvents { max: 5 })
+        );
+        assert_eq!(decode_delivery(body.as_bytes(), 6).unwrap().len(), 6);
+        // Bad JSON is still reported with its position, and objects are not counted.
+        let err = decode_delivery(b"[{},{},", 5).unwrap_err().to_string();
+        assert!(err.starts_with("invalid JSON"), "{err}");
+        assert_eq!(decode_delivery(br#"{"id":"x"}"#, 0).unwrap().len(), 1);
     }
 
     #[test]

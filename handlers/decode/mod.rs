@@ -9,7 +9,8 @@ mod json;
 
 pub use alert::{decode_alert, DecodedAlert};
 pub use envelope::{
-    decode_body, decode_event, BodyError, EventKind, InboundEvent, SUBSCRIPTION_VALIDATION,
+    decode_body, decode_delivery, decode_event, BodyError, EventKind, InboundEvent,
+    MAX_EVENTS_PER_DELIVERY, SUBSCRIPTION_VALIDATION,
 };
 
 /// Largest Event Grid event we accept (Event Grid's own limit is 1 MiB per event).

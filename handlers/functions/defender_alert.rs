@@ -9,8 +9,14 @@ use axum::Json;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::read_body;
-use crate::decode::{decode_event, MAX_INVOCATION_BYTES};
+use std::sync::Arc;
+
+use super::{
+    bounded, incomplete, read_body, BodyReadError, REPLY_MAX_REASON_BYTES, REPLY_MAX_TASKS,
+    REPLY_MAX_WARNINGS,
+};
+use crate::decode::{decode_event, InboundEvent, MAX_INVOCATION_BYTES};
+use crate::error::Error;
 use crate::invoke::{InvokeRequest, InvokeResponse};
 use crate::pipeline::EventReport;
 use crate::state::AppState;
@@ -35,39 +41,100 @@ pub async fn invoke(State(state): State<AppState>, headers: HeaderMap, body: Bod
         let body = match read_body(body, MAX_INVOCATION_BYTES).await {
             Ok(body) => body,
             // The host would redeliver the same oversize payload: acknowledge, never loop.
-            Err(reason) => return acknowledge_bad_input(reason),
+            Err(BodyReadError::TooLarge(reason)) => return acknowledge_bad_input(reason),
+            // A body that did not arrive is not the event's fault: non-2xx, the host retries.
+            Err(BodyReadError::Incomplete(reason)) => return incomplete(reason),
         };
-        let request: InvokeRequest = match serde_json::from_slice(&body) {
-            Ok(request) => request,
+        // Parsing and decoding a multi-megabyte invocation is CPU work: off the async workers.
+        let decoded = state
+            .pipeline
+            .run_cpu(move || decode_invocation(&body))
+            .await;
+        let event = match decoded {
+            Ok(Ok(event)) => Arc::new(event),
             // A payload the host would send again unchanged: acknowledge, never loop.
-            Err(err) => return acknowledge_bad_input(format!("invocation payload is not the host's JSON shape: {err}")),
+            Ok(Err(reason)) => return acknowledge_bad_input(reason),
+            Err(err) => return failed(&err, "-"),
         };
-        let Some(event) = request.binding(TRIGGER) else {
-            return acknowledge_bad_input(format!("invocation payload has no Data.{TRIGGER} binding"));
-        };
-        let event = decode_event(event, 0);
-        match state.pipeline.handle(&event, &state.ledger, state.publisher.as_ref()).await {
+        match state
+            .pipeline
+            .handle(event.clone(), &state.ledger, &state.publisher)
+            .await
+        {
             Ok(report) => {
                 log_report(&report);
                 let logs = vec![summary_line(&report)];
-                let return_value = serde_json::to_value(&report).unwrap_or(Value::Null);
-                (StatusCode::OK, Json(InvokeResponse { logs, return_value, ..Default::default() })).into_response()
+                let return_value = reply_value(&report);
+                (
+                    StatusCode::OK,
+                    Json(InvokeResponse {
+                        logs,
+                        return_value,
+                        ..Default::default()
+                    }),
+                )
+                    .into_response()
             }
-            Err(err) => {
-                let status = err.status_code();
-                // Logs in a non-2xx reply are discarded by the host: write them to stderr too.
-                if err.is_retryable() {
-                    tracing::error!(event_id = %event.event_id, error = %err, "Invocation failed; the platform will redeliver.");
-                } else {
-                    tracing::warn!(event_id = %event.event_id, error = %err, "Invocation failed permanently; acknowledged.");
-                }
-                let logs = vec![format!("event {}: {err}", event.event_id)];
-                (status, Json(InvokeResponse { logs, ..Default::default() })).into_response()
-            }
+            Err(err) => failed(&err, &event.event_id),
         }
     }
     .instrument(span)
     .await
+}
+
+/// The host's payload decoded into the one event it carries, or why it cannot be.
+fn decode_invocation(body: &[u8]) -> Result<InboundEvent, String> {
+    let request: InvokeRequest = serde_json::from_slice(body)
+        .map_err(|err| format!("invocation payload is not the host's JSON shape: {err}"))?;
+    let event = request
+        .binding(TRIGGER)
+        .ok_or_else(|| format!("invocation payload has no Data.{TRIGGER} binding"))?;
+    Ok(decode_event(event, 0))
+}
+
+/// The `ReturnValue`: the event's report with at most [`REPLY_MAX_TASKS`] tasks and
+/// [`REPLY_MAX_WARNINGS`] warnings (every task is on its queue, every warning in the log),
+/// and `task_count` / `warning_count` for the whole.
+fn reply_value(report: &EventReport) -> Value {
+    let shown = EventReport {
+        event_id: bounded(&report.event_id, REPLY_MAX_REASON_BYTES),
+        outcome: report.outcome,
+        reason: bounded(&report.reason, REPLY_MAX_REASON_BYTES),
+        alert: report.alert.clone(),
+        tasks: report.tasks.iter().take(REPLY_MAX_TASKS).cloned().collect(),
+        warnings: report
+            .warnings
+            .iter()
+            .take(REPLY_MAX_WARNINGS)
+            .cloned()
+            .collect(),
+        validation_code: report.validation_code.clone(),
+    };
+    let mut value = serde_json::to_value(&shown).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut value {
+        fields.insert("task_count".into(), report.tasks.len().into());
+        fields.insert("warning_count".into(), report.warnings.len().into());
+    }
+    value
+}
+
+fn failed(err: &Error, event_id: &str) -> Response {
+    let status = err.status_code();
+    // Logs in a non-2xx reply are discarded by the host: write them to stderr too.
+    if err.is_retryable() {
+        tracing::error!(event_id = %event_id, error = %err, "Invocation failed; the platform will redeliver.");
+    } else {
+        tracing::warn!(event_id = %event_id, error = %err, "Invocation failed permanently; acknowledged.");
+    }
+    let logs = vec![format!("event {event_id}: {err}")];
+    (
+        status,
+        Json(InvokeResponse {
+            logs,
+            ..Default::default()
+        }),
+    )
+        .into_response()
 }
 
 fn acknowledge_bad_input(reason: String) -> Response {
@@ -107,9 +174,9 @@ pub(crate) fn log_report(report: &EventReport) {
 pub(crate) fn summary_line(report: &EventReport) -> String {
     format!(
         "event {}: {:?}, {} task(s): {}",
-        report.event_id,
+        bounded(&report.event_id, REPLY_MAX_REASON_BYTES),
         report.outcome,
         report.tasks.len(),
-        report.reason
+        bounded(&report.reason, REPLY_MAX_REASON_BYTES)
     )
 }

@@ -6,9 +6,12 @@
 //    FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION / WEBSITE_RUN_FROM_PACKAGE must NOT be
 //    set (they are deprecated on Flex). Code is deployed to a blob container read with the app's
 //    system identity.
-//  * Elastic Premium: FUNCTIONS_WORKER_RUNTIME=custom, FUNCTIONS_EXTENSION_VERSION=~4, and the zip
-//    runs from package (WEBSITE_RUN_FROM_PACKAGE=1), so no Azure Files content share (which would
-//    need an account key) is configured.
+//    siteConfig.ftpsState, http20Enabled and remoteDebuggingEnabled must be null there (Flex
+//    rejects them with error 51021).
+//  * Elastic Premium: FUNCTIONS_WORKER_RUNTIME=custom, FUNCTIONS_EXTENSION_VERSION=~4, and no Azure
+//    Files content share (it would need an account key), so the app runs from a package URL:
+//    WEBSITE_RUN_FROM_PACKAGE=<blob in the package container>, read with the system identity
+//    (WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID=SystemAssigned).
 //
 // App settings: the single source of truth is the literal lists between the BEGIN/END markers
 // below. The drift test in tests/ parses the `name: '...'` entries of the "responder" block and
@@ -41,8 +44,8 @@ param planSku string
 @description('Zone-redundant plan (needs a region with availability zones; Elastic Premium then runs at least 3 instances).')
 param zoneRedundant bool
 
-@description('Flex Consumption: maximum instances the app scales out to.')
-@minValue(1)
+@description('Flex Consumption: maximum instances the app scales out to (the platform accepts 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param flexMaximumInstanceCount int
 
@@ -77,7 +80,7 @@ param storageAccountName string
 @description('Blob endpoint of that account (https://<name>.blob.core.windows.net/).')
 param blobEndpoint string
 
-@description('Flex Consumption deployment container in that account.')
+@description('App package container in that account (Flex deployment storage; Elastic Premium package blob).')
 param deploymentContainerName string
 
 @description('Application Insights connection string.')
@@ -130,6 +133,8 @@ param additionalSelfObjectIds string
 param rustLog string
 
 var isFlex = planSku == 'FC1'
+// Elastic Premium runs from this blob; publishing uploads dist/defender-responder.zip there.
+var premiumPackageUrl = '${blobEndpoint}${deploymentContainerName}/defender-responder.zip'
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -167,6 +172,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     //checkov:skip=CKV_AZURE_222:publicNetworkAccess is a parameter (functionAppPublicNetworkAccess); Event Grid push delivery needs the public endpoint. Publishing is Entra-only (basic auth off below).
     //checkov:skip=CKV_AZURE_212:Instance floor is plan-specific: Flex Consumption scales from zero by design; Elastic Premium uses premiumMinimumInstanceCount. Three always-on instances for failover is a cost decision left to the operator (zoneRedundant).
     //checkov:skip=CKV_AZURE_213:No HTTP health endpoint: the app has no HTTP-triggered functions, and the Functions host restarts the custom handler itself when it dies.
+    //checkov:skip=CKV_AZURE_78:ftpsState is 'Disabled' on Elastic Premium and not sent on Flex Consumption, which rejects it (error 51021) and has no FTP; FTP basic-auth publishing is off on both plans (ftpPublishing below).
+    //checkov:skip=CKV_AZURE_67:http20Enabled is true on Elastic Premium and not sent on Flex Consumption, which rejects it (error 51021); checkov cannot read the plan condition.
+    //checkov:skip=CKV_AZURE_18:http20Enabled is true on Elastic Premium and not sent on Flex Consumption, which rejects it (error 51021); checkov cannot read the plan condition.
+    //checkov:skip=CKV_AZURE_72:remoteDebuggingEnabled is false on Elastic Premium and not sent on Flex Consumption, which rejects it (error 51021) and offers no remote debugging.
+    //checkov:skip=CKV_AZURE_155:remoteDebuggingEnabled is false on Elastic Premium and not sent on Flex Consumption, which rejects it (error 51021); the app has no deployment slots.
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
@@ -176,9 +186,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
-      remoteDebuggingEnabled: false
+      // Flex Consumption rejects these three (error 51021): null = property not sent.
+      ftpsState: isFlex ? null : 'Disabled'
+      http20Enabled: isFlex ? null : true
+      remoteDebuggingEnabled: isFlex ? null : false
       use32BitWorkerProcess: isFlex ? null : false
       functionAppScaleLimit: isFlex ? null : premiumMaximumElasticWorkerCount
       minimumElasticInstanceCount: isFlex ? null : premiumMinimumInstanceCount
@@ -259,9 +270,14 @@ var premiumOnlyAppSettings = [
     value: 'custom'
   }
   {
-    // Mount the deployed zip read-only instead of using an Azure Files content share.
+    // No Azure Files content share: run from the package blob, mounted read-only.
     name: 'WEBSITE_RUN_FROM_PACKAGE'
-    value: '1'
+    value: premiumPackageUrl
+  }
+  {
+    // Fetch that blob with the system identity (Storage Blob Data Owner on the account).
+    name: 'WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID'
+    value: 'SystemAssigned'
   }
 ]
 // END app-settings:platform
@@ -356,6 +372,9 @@ output principalId string = principalId
 
 @description('Whether the app runs on Flex Consumption.')
 output isFlexConsumption bool = isFlex
+
+@description('Elastic Premium: the blob the app runs from (upload the package there); empty on Flex.')
+output premiumPackageUrl string = isFlex ? '' : premiumPackageUrl
 
 @description('The complete app settings list ({ name, value }), applied by app_settings.bicep. Contains no secrets: every connection is identity-based.')
 output appSettings array = appSettings

@@ -87,8 +87,8 @@ resource queueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for
 }]
 
 // Function app -> its own storage account: Blob Data Owner. Required for identity-based
-// AzureWebJobsStorage (host keys, leases/singleton locks) and to read the Flex deployment package
-// (SystemAssignedIdentity). Owner, not Contributor: it is the role the Functions documentation
+// AzureWebJobsStorage (host keys, leases/singleton locks) and to read the app package (Flex
+// deployment storage; the Elastic Premium WEBSITE_RUN_FROM_PACKAGE blob). Owner, not Contributor: it is the role the Functions documentation
 // requires for identity-based AzureWebJobsStorage (the host manages blob leases and containers).
 resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, functionAppPrincipalId, roles.storageBlobDataOwner)
@@ -97,7 +97,7 @@ resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
     principalId: functionAppPrincipalId
     principalType: 'ServicePrincipal'
-    description: 'Functions host storage (AzureWebJobsStorage) and Flex deployment package'
+    description: 'Functions host storage (AzureWebJobsStorage) and the app package'
   }
 }
 

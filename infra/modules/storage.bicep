@@ -32,10 +32,10 @@ param skuName string
 ])
 param publicNetworkAccess string
 
-@description('Create the blob container that Flex Consumption deploys the app package into.')
+@description('Create the blob container of the app package (Flex Consumption deploys into it; Elastic Premium runs from a package blob in it).')
 param createDeploymentContainer bool
 
-@description('Name of the Flex Consumption deployment package container.')
+@description('Name of the app package container.')
 param deploymentContainerName string
 
 @description('Name of the container that receives Event Grid dead-lettered events.')

@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 
 use crate::helpers::{events_of, root};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_defender-responder");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_defender-responder");
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Server {
@@ -31,7 +31,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start(store: &Path) -> Server {
+pub(crate) async fn start(store: &Path) -> Server {
     let port = free_port();
     let child = Command::new(BINARY)
         .arg("serve")
@@ -58,7 +58,7 @@ async fn start(store: &Path) -> Server {
     panic!("the handler did not answer its readiness probe within 15 s");
 }
 
-fn store_counts(path: &Path) -> Vec<(String, u64)> {
+pub(crate) fn store_counts(path: &Path) -> Vec<(String, u64)> {
     EmbeddedStore::open(path, QueueNames::default())
         .unwrap()
         .counts()
@@ -166,6 +166,18 @@ async fn deliveries_over_http_land_in_the_embedded_store_and_survive_a_kill() {
     )
     .await;
     assert_eq!(reply["ReturnValue"]["outcome"], "duplicate", "{reply}");
+
+    // While serving, the handler holds the store; `queues` says so instead of guessing.
+    let output = Command::new(BINARY)
+        .args(["queues"])
+        .env("RESPONDER_STORE_PATH", &store)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("held by another process"), "{stderr}");
+
+    drop(server);
     assert_eq!(store_counts(&store), counts);
 }
 
@@ -197,6 +209,7 @@ async fn the_send_command_delivers_files_in_each_style() {
         );
         assert!(stdout.contains("200 OK"), "{stdout}");
     }
+    drop(server);
     let total: u64 = store_counts(&store).iter().map(|(_, n)| n).sum();
     assert!(total >= 1);
 }

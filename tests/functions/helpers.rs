@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use defender_responder::adapters::{EmbeddedStore, Publisher, QueueNames};
+use defender_responder::config::Limits;
 use defender_responder::domain::Task;
 use defender_responder::error::Error;
 use defender_responder::pipeline::Pipeline;
@@ -164,5 +165,167 @@ pub(crate) fn events_of(relative: &str) -> Vec<Value> {
     match fixture_json(relative) {
         Value::Array(events) => events,
         single => vec![single],
+    }
+}
+
+/// A publisher that counts every message id it is asked to publish, after a pause that
+/// widens any race, then stores the tasks.
+pub(crate) struct CountingPublisher {
+    pub(crate) inner: EmbeddedStore,
+    pub(crate) pause: std::time::Duration,
+    /// Publish calls begun (counted before the pause).
+    pub(crate) started: AtomicUsize,
+    pub(crate) published: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+#[async_trait::async_trait]
+impl Publisher for CountingPublisher {
+    async fn publish(&self, tasks: &[Task]) -> Result<(), Error> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.pause).await;
+        {
+            let mut published = self.published.lock().unwrap();
+            for task in tasks {
+                *published
+                    .entry(task.message_id.as_str().to_string())
+                    .or_default() += 1;
+            }
+        }
+        self.inner.publish(tasks).await
+    }
+
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+}
+
+/// The real app served over real TCP on a free port, in this process, under `limits`.
+pub(crate) struct LiveServer {
+    pub(crate) url: String,
+    #[allow(dead_code)]
+    pub(crate) address: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl LiveServer {
+    pub(crate) async fn start(state: AppState, limits: Limits) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(defender_responder::server::serve(
+            listener,
+            defender_responder::app(state),
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        LiveServer {
+            url: format!("http://{address}"),
+            address,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The host's invocation payload for one event.
+pub(crate) fn invocation(event: &Value) -> Value {
+    json!({
+        "Data": {"event": event},
+        "Metadata": {"sys": {"MethodName": "DefenderAlert", "UtcNow": "2025-05-14T07:13:01Z", "RandGuid": "5b5f3d3c-0000-4000-8000-000000000002"}}
+    })
+}
+
+/// The handler binary cargo built for these tests.
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_defender-responder");
+
+/// The real binary serving on a free port.
+pub(crate) struct BinaryServer {
+    child: std::process::Child,
+    pub(crate) url: String,
+    log: std::path::PathBuf,
+}
+
+impl BinaryServer {
+    /// Starts `serve` with `store` and extra settings; `wrap` runs it through `sh -c` first
+    /// (e.g. `ulimit -n 64;`). Logs go to a file next to the store.
+    pub(crate) async fn start(
+        store: &std::path::Path,
+        extra: &[(&str, &str)],
+        wrap: Option<&str>,
+    ) -> BinaryServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Outside the store's folder, which some tests delete.
+        let log = std::env::temp_dir().join(format!("defender-responder-fault-{port}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut command = match wrap {
+            Some(prefix) => {
+                let mut command = std::process::Command::new("sh");
+                command.args(["-c", &format!("{prefix} exec \"$0\" serve"), BINARY]);
+                command
+            }
+            None => {
+                let mut command = std::process::Command::new(BINARY);
+                command.arg("serve");
+                command
+            }
+        };
+        command
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("RESPONDER_STORE_PATH", store)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::from(file.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(file));
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let server = BinaryServer {
+            child: command.spawn().unwrap(),
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if client.get(&server.url).send().await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the handler did not become ready");
+    }
+
+    pub(crate) fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        text
+    }
+
+    /// Kill -9 and reap; the exit status says whether it was still alive.
+    pub(crate) fn kill(mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -123,3 +123,219 @@ fn bicep_sets_every_setting_a_deployment_needs() {
         );
     }
 }
+
+/// The lines of the object that opens on the first line starting with `opening` (e.g.
+/// `siteConfig: {`), up to its closing brace.
+fn object<'a>(text: &'a str, opening: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|line| line.trim_start().starts_with(opening))
+        .unwrap_or_else(|| panic!("no `{opening}` object"));
+    let mut depth = 0i32;
+    for (offset, line) in lines[start..].iter().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        depth += code.matches(['{', '[']).count() as i32;
+        depth -= code.matches(['}', ']']).count() as i32;
+        if depth == 0 {
+            return lines[start..=start + offset].to_vec();
+        }
+    }
+    panic!("`{opening}` is never closed")
+}
+
+/// The expression after `key:` in the given lines.
+fn property<'a>(lines: &[&'a str], key: &str) -> Option<&'a str> {
+    lines.iter().find_map(|line| {
+        line.trim()
+            .strip_prefix(&format!("{key}:"))
+            .map(|value| value.trim())
+    })
+}
+
+/// The `value:` of the `{ name: 'NAME' ... value: ... }` entry in the given lines.
+fn setting_value<'a>(lines: &[&'a str], name: &str) -> Option<&'a str> {
+    let at = lines
+        .iter()
+        .position(|line| line.trim() == format!("name: '{name}'"))?;
+    property(&lines[at..], "value")
+}
+
+/// The decorators (`@minValue(40)`, ...) and the default of `param NAME`.
+fn param<'a>(text: &'a str, name: &str) -> (Vec<&'a str>, Option<&'a str>) {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with(&format!("param {name} ")))
+        .unwrap_or_else(|| panic!("no param {name}"));
+    let decorators = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|line| line.starts_with('@'))
+        .copied()
+        .collect();
+    let default = lines[at].split_once(" = ").map(|(_, value)| value.trim());
+    (decorators, default)
+}
+
+/// The value `infra/main.bicepparam` gives a parameter, when it sets one.
+fn bicepparam(name: &str) -> Option<String> {
+    read("infra/main.bicepparam").lines().find_map(|line| {
+        line.strip_prefix(&format!("param {name} = "))
+            .map(|value| value.trim().to_string())
+    })
+}
+
+fn decorator_number(decorators: &[&str], decorator: &str) -> Option<i64> {
+    decorators.iter().find_map(|line| {
+        line.strip_prefix(&format!("@{decorator}("))?
+            .strip_suffix(')')?
+            .parse()
+            .ok()
+    })
+}
+
+/// Seconds in an ISO 8601 duration of days, hours, minutes and seconds (`P1D`, `PT1H30M`).
+fn iso_duration_seconds(duration: &str) -> u64 {
+    let duration = duration.trim_matches('\'');
+    let rest = duration
+        .strip_prefix('P')
+        .unwrap_or_else(|| panic!("not an ISO 8601 duration: {duration}"));
+    let (mut seconds, mut number, mut in_time) = (0u64, String::new(), false);
+    for c in rest.chars() {
+        match c {
+            'T' => in_time = true,
+            '0'..='9' => number.push(c),
+            unit => {
+                let value: u64 = number.parse().unwrap_or_else(|_| panic!("bad {duration}"));
+                number.clear();
+                seconds += value
+                    * match (unit, in_time) {
+                        ('D', false) => 86_400,
+                        ('H', true) => 3_600,
+                        ('M', true) => 60,
+                        ('S', true) => 1,
+                        _ => panic!("unsupported unit {unit} in {duration}"),
+                    };
+            }
+        }
+    }
+    seconds
+}
+
+#[test]
+fn flex_consumption_is_never_sent_the_site_config_it_rejects() {
+    // Flex Consumption fails the deployment with error 51021 when these are set.
+    let text = read("infra/modules/function_app.bicep");
+    let site_config = object(&text, "siteConfig: {");
+    for (key, premium_value) in [
+        ("ftpsState", "'Disabled'"),
+        ("http20Enabled", "true"),
+        ("remoteDebuggingEnabled", "false"),
+    ] {
+        let value = property(&site_config, key)
+            .unwrap_or_else(|| panic!("siteConfig.{key} is missing (Elastic Premium needs it)"));
+        assert_eq!(
+            value,
+            format!("isFlex ? null : {premium_value}"),
+            "siteConfig.{key} must be null on Flex Consumption and {premium_value} on Elastic Premium"
+        );
+    }
+    assert!(text.contains("var isFlex = planSku == 'FC1'"));
+}
+
+#[test]
+fn elastic_premium_runs_from_a_package_url_read_with_the_managed_identity() {
+    let text = read("infra/modules/function_app.bicep");
+    let premium = object(&text, "var premiumOnlyAppSettings = [");
+    let package = setting_value(&premium, "WEBSITE_RUN_FROM_PACKAGE")
+        .expect("Elastic Premium sets WEBSITE_RUN_FROM_PACKAGE");
+    assert_eq!(package, "premiumPackageUrl", "a package URL, not '1'");
+    assert!(
+        text.contains(
+            "var premiumPackageUrl = '${blobEndpoint}${deploymentContainerName}/defender-responder.zip'"
+        ),
+        "the package URL is a blob in the package container"
+    );
+    assert_eq!(
+        setting_value(&premium, "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID"),
+        Some("'SystemAssigned'"),
+        "the blob is read with the app's system identity, no SAS"
+    );
+    // No Azure Files content share: it would need an account key, and keys are off.
+    for share in [
+        "WEBSITE_CONTENTSHARE",
+        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    ] {
+        assert!(!text.contains(share), "function_app.bicep sets {share}");
+    }
+    // The container exists on every plan, and the identity may read it.
+    let main = read("infra/main.bicep");
+    assert_eq!(
+        property(
+            &object(&main, "module storage "),
+            "createDeploymentContainer"
+        ),
+        Some("true")
+    );
+    let roles = read("infra/modules/role_assignments.bicep");
+    let owner = object(&roles, "resource hostBlobOwner ");
+    assert_eq!(property(&owner, "scope"), Some("storage"));
+    assert!(owner
+        .iter()
+        .any(|line| line.contains("roles.storageBlobDataOwner)")));
+}
+
+#[test]
+fn duplicate_detection_outlasts_event_grid_retries() {
+    let main = read("infra/main.bicep");
+    let (retry_decorators, retry_default) = param(&main, "eventTimeToLiveInMinutes");
+    let longest_retry_minutes = decorator_number(&retry_decorators, "maxValue")
+        .expect("eventTimeToLiveInMinutes has a @maxValue");
+    assert!(retry_default.unwrap().parse::<i64>().unwrap() <= longest_retry_minutes);
+    let (_, window) = param(&main, "duplicateDetectionWindow");
+    let mut windows = vec![window
+        .expect("duplicateDetectionWindow has a default")
+        .to_string()];
+    windows.extend(bicepparam("duplicateDetectionWindow"));
+    for window in windows {
+        assert!(
+            iso_duration_seconds(&window) >= longest_retry_minutes as u64 * 60,
+            "duplicate detection window {window} is shorter than Event Grid's {longest_retry_minutes} minutes of retries"
+        );
+    }
+    assert_eq!(
+        property(
+            &object(&main, "module serviceBus "),
+            "duplicateDetectionHistoryTimeWindow"
+        ),
+        Some("duplicateDetectionWindow")
+    );
+    let service_bus = read("infra/modules/service_bus.bicep");
+    assert!(service_bus.contains("requiresDuplicateDetection: true"));
+    assert_eq!(iso_duration_seconds("PT1H30M"), 5_400);
+    assert_eq!(iso_duration_seconds("P1DT1S"), 86_401);
+}
+
+#[test]
+fn flex_maximum_instance_count_is_never_below_the_platform_minimum_of_40() {
+    for file in ["infra/main.bicep", "infra/modules/function_app.bicep"] {
+        let text = read(file);
+        let (decorators, default) = param(&text, "flexMaximumInstanceCount");
+        let minimum = decorator_number(&decorators, "minValue")
+            .unwrap_or_else(|| panic!("{file}: flexMaximumInstanceCount has no @minValue"));
+        assert!(minimum >= 40, "{file}: @minValue({minimum}) is below 40");
+        if let Some(default) = default {
+            assert!(
+                default.parse::<i64>().unwrap() >= 40,
+                "{file}: default {default}"
+            );
+        }
+    }
+    if let Some(value) = bicepparam("flexMaximumInstanceCount") {
+        assert!(
+            value.parse::<i64>().unwrap() >= 40,
+            "main.bicepparam: {value}"
+        );
+    }
+}

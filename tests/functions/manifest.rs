@@ -59,7 +59,10 @@ fn local_settings_sample_lists_every_setting_the_code_reads() {
     let sample = json_file("local.settings.sample.json");
     let values = sample["Values"].as_object().unwrap();
     assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
-    for setting in SETTINGS {
+    for setting in SETTINGS
+        .iter()
+        .chain(defender_responder::config::LIMIT_SETTINGS)
+    {
         // The host sets the port itself.
         if setting.name == defender_responder::config::PORT {
             continue;

@@ -82,7 +82,7 @@ async fn a_batch_reports_each_event_and_one_bad_event_does_not_sink_the_others()
     let (n, i, r) = app.counts();
     let published: usize = events
         .iter()
-        .map(|e| e["tasks"].as_array().unwrap().len())
+        .map(|e| e["task_count"].as_u64().unwrap() as usize)
         .sum();
     assert_eq!((n + i + r) as usize, published);
 }
@@ -189,4 +189,38 @@ async fn an_unsubscribe_notice_is_acknowledged() {
         .webhook(b"[]".to_vec(), "application/json", "Unsubscribe")
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_validation_event_beside_alerts_is_answered_and_the_alerts_are_planned() {
+    let app = TestApp::new();
+    let mut batch: Vec<serde_json::Value> = serde_json::from_slice(&fixture(
+        "alerts/eventgrid-SubscriptionValidationEvent-handshake.json",
+    ))
+    .unwrap();
+    let alerts: Vec<serde_json::Value> =
+        serde_json::from_slice(&fixture("alerts/eventgrid-batch-mixed3.json")).unwrap();
+    batch.extend(alerts.iter().cloned());
+    let (status, body) = app
+        .webhook(
+            serde_json::to_vec(&batch).unwrap(),
+            "application/json",
+            "Notification",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["validationResponse"],
+        "533B110A-04C9-4BB4-8042-65B0ADDB312F"
+    );
+    assert_eq!(body["counts"]["planned"], alerts.len(), "{body}");
+    let (n, i, r) = app.counts();
+    let published: u64 = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["task_count"].as_u64().unwrap())
+        .sum();
+    assert!(published > 0);
+    assert_eq!(n + i + r, published, "every planned task is on a queue");
 }

@@ -1,17 +1,15 @@
 //! `POST /DefenderAlert`: the Event Grid-triggered function, called by the Functions host with
 //! the invocation payload; the event arrives as a JSON object or as a JSON string holding one.
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
+use axum::routing::{post, MethodRouter};
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::read_body;
-use crate::decode::{decode_event, MAX_INVOCATION_BYTES};
-use crate::invoke::{InvokeRequest, InvokeResponse};
+use crate::decode::decode_event;
+use crate::error::Error;
+use crate::invoke::{reply, Invocation, InvokeResponse};
 use crate::pipeline::EventReport;
 use crate::state::AppState;
 
@@ -22,65 +20,38 @@ pub const FUNCTION_NAME: &str = "DefenderAlert";
 /// The trigger binding's name in `DefenderAlert/function.json`.
 pub const TRIGGER: &str = "event";
 
+/// The method router of this function (see [`super::FUNCTIONS`]).
+pub fn handler() -> MethodRouter<AppState> {
+    post(invoke)
+}
+
 /// Handles one invocation: exactly one Event Grid event.
-pub async fn invoke(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let invocation_id = headers
-        .get("x-azure-functions-invocationid")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    let span =
-        tracing::info_span!("invocation", function = FUNCTION_NAME, invocation_id = %invocation_id);
+pub async fn invoke(State(state): State<AppState>, invocation: Invocation) -> Response {
+    let span = invocation.span(FUNCTION_NAME);
     async move {
-        let body = match read_body(body, MAX_INVOCATION_BYTES).await {
-            Ok(body) => body,
-            // The host would redeliver the same oversize payload: acknowledge, never loop.
-            Err(reason) => return acknowledge_bad_input(reason),
-        };
-        let request: InvokeRequest = match serde_json::from_slice(&body) {
-            Ok(request) => request,
-            // A payload the host would send again unchanged: acknowledge, never loop.
-            Err(err) => return acknowledge_bad_input(format!("invocation payload is not the host's JSON shape: {err}")),
-        };
-        let Some(event) = request.binding(TRIGGER) else {
-            return acknowledge_bad_input(format!("invocation payload has no Data.{TRIGGER} binding"));
+        let Some(event) = invocation.request.binding(TRIGGER) else {
+            return reply(
+                "invocation",
+                Err(Error::bad_input(format!(
+                    "invocation payload has no Data.{TRIGGER} binding"
+                ))),
+            );
         };
         let event = decode_event(event, 0);
-        match state.pipeline.handle(&event, &state.ledger, state.publisher.as_ref()).await {
-            Ok(report) => {
+        let subject = format!("event {}", event.event_id);
+        let result = state
+            .pipeline
+            .handle(&event, &state.ledger, state.publisher.as_ref())
+            .await
+            .map(|report| {
                 log_report(&report);
-                let logs = vec![summary_line(&report)];
                 let return_value = serde_json::to_value(&report).unwrap_or(Value::Null);
-                (StatusCode::OK, Json(InvokeResponse { logs, return_value, ..Default::default() })).into_response()
-            }
-            Err(err) => {
-                let status = err.status_code();
-                // Logs in a non-2xx reply are discarded by the host: write them to stderr too.
-                if err.is_retryable() {
-                    tracing::error!(event_id = %event.event_id, error = %err, "Invocation failed; the platform will redeliver.");
-                } else {
-                    tracing::warn!(event_id = %event.event_id, error = %err, "Invocation failed permanently; acknowledged.");
-                }
-                let logs = vec![format!("event {}: {err}", event.event_id)];
-                (status, Json(InvokeResponse { logs, ..Default::default() })).into_response()
-            }
-        }
+                InvokeResponse::new(summary_line(&report), return_value)
+            });
+        reply(&subject, result)
     }
     .instrument(span)
     .await
-}
-
-fn acknowledge_bad_input(reason: String) -> Response {
-    tracing::warn!(reason = %reason, "Invocation payload rejected; acknowledged so it is not redelivered.");
-    let logs = vec![format!("rejected: {reason}")];
-    (
-        StatusCode::OK,
-        Json(InvokeResponse {
-            logs,
-            ..Default::default()
-        }),
-    )
-        .into_response()
 }
 
 /// Logs one event's outcome in the project's log style.

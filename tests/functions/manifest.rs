@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use defender_responder::config::SETTINGS;
-use defender_responder::functions::defender_alert;
+use defender_responder::config::{PLATFORM_SETTINGS, SETTINGS};
+use defender_responder::functions::{defender_alert, Trigger, FUNCTIONS, SERVICE_BUS_CONNECTION};
+use defender_responder::invoke::HTTP_OUTPUT;
 use serde_json::Value;
 
 use crate::helpers::root;
@@ -15,27 +16,64 @@ fn json_file(relative: &str) -> Value {
 }
 
 #[test]
-fn every_function_folder_has_a_route_and_the_trigger_name_the_code_reads() {
+fn every_function_folder_has_an_entry_in_the_list_and_every_entry_a_folder() {
     let folders: BTreeSet<String> = std::fs::read_dir(root())
         .unwrap()
         .filter_map(Result::ok)
         .filter(|entry| entry.path().join("function.json").is_file())
         .map(|entry| entry.file_name().to_string_lossy().to_string())
         .collect();
+    let listed: BTreeSet<String> = FUNCTIONS.iter().map(|f| f.name.to_string()).collect();
     assert_eq!(
-        folders,
-        BTreeSet::from([defender_alert::FUNCTION_NAME.to_string()])
+        folders, listed,
+        "function folders and functions::FUNCTIONS differ"
     );
     assert_eq!(
         defender_alert::ROUTE,
         format!("/{}", defender_alert::FUNCTION_NAME)
     );
+}
 
-    let function = json_file("DefenderAlert/function.json");
-    let bindings = function["bindings"].as_array().unwrap();
-    let trigger = bindings.iter().find(|b| b["direction"] == "in").unwrap();
-    assert_eq!(trigger["type"], "eventGridTrigger");
-    assert_eq!(trigger["name"], defender_alert::TRIGGER);
+#[test]
+fn every_function_json_declares_the_trigger_binding_and_queue_of_its_entry() {
+    for function in FUNCTIONS {
+        let path = format!("{}/function.json", function.name);
+        let json = json_file(&path);
+        let bindings = json["bindings"].as_array().unwrap();
+        let triggers: Vec<&Value> = bindings
+            .iter()
+            .filter(|b| {
+                b["direction"] == "in" && b["type"].as_str().unwrap_or("").ends_with("Trigger")
+            })
+            .collect();
+        assert_eq!(triggers.len(), 1, "{path}: exactly one trigger");
+        let trigger = triggers[0];
+        assert_eq!(trigger["type"], function.trigger.binding_type(), "{path}");
+        assert_eq!(trigger["name"], function.binding, "{path}");
+        match function.trigger {
+            Trigger::ServiceBus => {
+                let setting = function
+                    .queue_setting
+                    .expect("a Service Bus trigger names its queue setting");
+                assert_eq!(trigger["queueName"], format!("%{setting}%"), "{path}");
+                assert_eq!(trigger["connection"], SERVICE_BUS_CONNECTION, "{path}");
+                assert!(
+                    SETTINGS.iter().any(|s| s.name == setting),
+                    "{setting} is not a setting the code reads"
+                );
+            }
+            Trigger::Http => {
+                assert!(function.queue_setting.is_none(), "{path}");
+                assert!(
+                    bindings.iter().any(|b| b["type"] == "http"
+                        && b["direction"] == "out"
+                        && b["name"] == HTTP_OUTPUT),
+                    "{path}: an http output binding named {HTTP_OUTPUT}"
+                );
+            }
+            Trigger::EventGrid => assert!(function.queue_setting.is_none(), "{path}"),
+        }
+    }
 }
 
 #[test]
@@ -60,8 +98,8 @@ fn local_settings_sample_lists_every_setting_the_code_reads() {
     let values = sample["Values"].as_object().unwrap();
     assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
     for setting in SETTINGS {
-        // The host sets the port itself.
-        if setting.name == defender_responder::config::PORT {
+        // The platform sets these itself.
+        if PLATFORM_SETTINGS.contains(&setting.name) {
             continue;
         }
         assert!(

@@ -114,31 +114,6 @@ async fn an_oversized_task_is_permanent_and_never_sent() {
     assert!(receive(&queues.names.notification, 1, 1.0).is_empty());
 }
 
-/// Why scripts/ensure-broker.sh declares the queues: RabbitMQ accepts messages sent to
-/// `/amq/queue/<name>` of a queue that does not exist and drops them.
-#[tokio::test]
-async fn rabbitmq_drops_messages_for_a_missing_queue() {
-    let _serial = serial().await;
-    let queues = TestQueues::new("missing");
-    for name in queues.all() {
-        rabbitmqctl(&["delete_queue", name]);
-    }
-    let publisher = publisher(&queues, &[]);
-    publisher
-        .publish(&alert_tasks("missing-1")[..1])
-        .await
-        .unwrap();
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["list_queues", "name"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !listed.contains(&queues.names.notification),
-        "the queue was not created by the send"
-    );
-}
-
 /// The SAS path up to the broker: an emulator-style connection string makes the publisher open
 /// `$cbs` and put a token, which RabbitMQ cannot answer; the failure is transient and does not
 /// quote the key.

@@ -172,7 +172,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prefix = match self.kind {
             ErrorKind::Transient => "transient failure (will be retried)",
-            ErrorKind::Configuration => "configuration fault (will be retried)",
+            ErrorKind::Configuration => "configuration error",
             ErrorKind::Permanent => "permanent failure",
             ErrorKind::BadInput => "bad input",
         };

@@ -171,3 +171,59 @@ impl IdentitySettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn identity(pairs: &[(&str, &str)]) -> Result<IdentitySettings, Error> {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        IdentitySettings::from_lookup(&|name| map.get(name).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn the_platform_endpoint_uses_the_app_service_protocol_and_hides_the_header() {
+        let s = identity(&[
+            (
+                PLATFORM_IDENTITY_ENDPOINT,
+                "http://127.0.0.1:41741/msi/token",
+            ),
+            (PLATFORM_IDENTITY_HEADER, "h3ad3r"),
+        ])
+        .unwrap();
+        assert!(matches!(s.token_endpoint, TokenEndpoint::AppService { .. }));
+        assert!(s.uses_managed_identity(None));
+        assert!(!format!("{s:?}").contains("h3ad3r"));
+    }
+
+    #[test]
+    fn off_the_platform_auto_uses_the_developer_tools_unless_a_client_id_is_set() {
+        let s = identity(&[]).unwrap();
+        assert_eq!(s.token_endpoint.url().as_str(), IMDS_TOKEN_ENDPOINT);
+        assert!(!s.uses_managed_identity(None));
+        assert!(s.uses_managed_identity(Some("11111111-2222-3333-4444-555555555555")));
+        let forced = identity(&[(IDENTITY, "developer_tools")]).unwrap();
+        assert!(!forced.uses_managed_identity(Some("11111111-2222-3333-4444-555555555555")));
+    }
+
+    #[test]
+    fn an_override_endpoint_replaces_the_platform_one() {
+        let s = identity(&[(IDENTITY_ENDPOINT_OVERRIDE, "http://127.0.0.1:9/token")]).unwrap();
+        assert!(
+            matches!(&s.token_endpoint, TokenEndpoint::Imds { endpoint } if endpoint.port() == Some(9))
+        );
+        assert!(s.uses_managed_identity(None));
+    }
+
+    #[test]
+    fn half_a_platform_identity_is_an_error_naming_both_settings() {
+        let err = identity(&[(PLATFORM_IDENTITY_ENDPOINT, "http://127.0.0.1:1/t")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("IDENTITY_ENDPOINT") && err.contains("IDENTITY_HEADER"),
+            "{err}"
+        );
+    }
+}

@@ -9,4 +9,5 @@ mod end_to_end;
 mod helpers;
 mod infra;
 mod manifest;
+mod readiness;
 mod webhook;

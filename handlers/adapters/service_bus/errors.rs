@@ -85,8 +85,19 @@ pub(super) fn classify(
         (_, Subject::Queue(queue)) => format!("{what} (queue {queue}): {detail}"),
         (_, Subject::Connection) => format!("{what}: {detail}"),
     };
-    Error::new(kind, message).with_source(error)
+    // Service Bus asks clients to back off for 10 seconds when it is busy.
+    let busy = matches!(error.kind(), AmqpErrorKind::AmqpDescribedError(d)
+        if d.condition == AmqpErrorCondition::ServerBusyError);
+    let err = Error::new(kind, message).with_source(error);
+    if busy {
+        err.with_retry_after(SERVER_BUSY_BACKOFF)
+    } else {
+        err
+    }
 }
+
+/// How long Service Bus asks clients to wait after `com.microsoft:server-busy`.
+const SERVER_BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the operator should fix for a configuration fault.
 fn remedy(settings: &ServiceBusSettings, error: &AmqpError, subject: Subject<'_>) -> String {
@@ -243,6 +254,13 @@ mod tests {
         assert_eq!(kind(cbs(401)), ErrorKind::Configuration);
         assert_eq!(kind(cbs(404)), ErrorKind::Configuration);
         assert_eq!(kind(cbs(503)), ErrorKind::Transient);
+        let busy = classify(
+            &s,
+            "sending",
+            Subject::Queue("rotation"),
+            described(AmqpErrorCondition::ServerBusyError),
+        );
+        assert_eq!(busy.retry_after(), Some(SERVER_BUSY_BACKOFF));
         let io: AmqpError =
             azure_core::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
                 .into();

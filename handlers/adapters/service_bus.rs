@@ -34,6 +34,7 @@ pub use crate::config::{BrokerFlavour, ServiceBusSettings};
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::RwLock;
 
@@ -169,6 +170,7 @@ impl ServiceBusPublisher {
                 pending.iter().map(|m| self.send_one(&live, &m.queue, m)),
             )
             .await;
+            let accepted_at = Instant::now();
             let mut failed = Vec::new();
             let mut transient = None;
             for (message, result) in pending.iter().zip(results) {
@@ -185,7 +187,7 @@ impl ServiceBusPublisher {
                 }
             }
             if failed.is_empty() {
-                return self.confirm_queues(&live, prepared).await;
+                return self.confirm_queues(&live, prepared, accepted_at).await;
             }
             // The connection may be broken: drop it and retry the rest on a fresh one.
             self.drop_connection(live.id).await;
@@ -198,16 +200,24 @@ impl ServiceBusPublisher {
     /// On RabbitMQ, checks after the broker accepted the messages that every queue they went
     /// to exists: there, a message sent to a missing queue is accepted and dropped, and this
     /// check turns that into a retryable failure instead of a lost task.
-    async fn confirm_queues(&self, live: &Live, prepared: &[Prepared]) -> Result<(), Error> {
+    async fn confirm_queues(
+        &self,
+        live: &Live,
+        prepared: &[Prepared],
+        accepted_at: Instant,
+    ) -> Result<(), Error> {
         if self.settings.flavour != BrokerFlavour::RabbitMq {
             return Ok(());
         }
         let mut queues: Vec<&str> = prepared.iter().map(|m| m.queue.as_str()).collect();
         queues.sort_unstable();
         queues.dedup();
-        let checks =
-            futures::future::join_all(queues.iter().map(|queue| self.probe_queue(live, queue)))
-                .await;
+        let checks = futures::future::join_all(
+            queues
+                .iter()
+                .map(|queue| self.confirm_queue(live, queue, accepted_at)),
+        )
+        .await;
         checks.into_iter().collect()
     }
 }

@@ -58,7 +58,7 @@ async fn a_missing_queue_is_found_at_start_up() {
         .readiness()
         .unwrap_err()
         .contains(&queues.names.isolation));
-    // The probe took nothing from the queues that exist.
+    // Once the queue exists, the check passes and readiness recovers.
     tool(&["declare", BROKER, &queues.names.isolation]);
     publisher.connect_now().await.unwrap();
     assert_eq!(publisher.readiness(), Ok(()));

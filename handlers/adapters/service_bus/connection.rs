@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use azure_core_amqp::error::{AmqpDescribedError, AmqpErrorCondition, AmqpErrorKind};
 use azure_core_amqp::{
@@ -32,6 +32,9 @@ pub(super) struct Live {
     pub(super) session: AmqpSession,
     pub(super) cbs: Option<AmqpClaimsBasedSecurity>,
     pub(super) queues: Mutex<HashMap<String, QueueLinks>>,
+    /// Per queue: when the last existence check that succeeded started (see
+    /// [`ServiceBusPublisher::confirm_queue`]); one check per queue runs at a time.
+    pub(super) checks: Mutex<HashMap<String, Arc<Mutex<Option<Instant>>>>>,
 }
 
 impl ServiceBusPublisher {
@@ -102,6 +105,7 @@ impl ServiceBusPublisher {
             session,
             cbs,
             queues: Mutex::new(HashMap::new()),
+            checks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -135,6 +139,33 @@ impl ServiceBusPublisher {
         }
     }
 
+    /// Confirms that `queue` existed after `accepted_at`, when the broker accepted messages
+    /// for it. Checks are coalesced: one runs per queue at a time, and a check that started
+    /// after `accepted_at` and succeeded covers every message accepted before it began, so
+    /// concurrent publishes share one check instead of running one each.
+    pub(super) async fn confirm_queue(
+        &self,
+        live: &Live,
+        queue: &str,
+        accepted_at: Instant,
+    ) -> Result<(), Error> {
+        let slot = live
+            .checks
+            .lock()
+            .await
+            .entry(queue.to_string())
+            .or_default()
+            .clone();
+        let mut last_ok = slot.lock().await;
+        if matches!(*last_ok, Some(started) if started >= accepted_at) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.probe_queue(live, queue).await?;
+        *last_ok = Some(started);
+        Ok(())
+    }
+
     /// Checks that `queue` exists, for brokers that accept and drop messages sent to a missing
     /// queue (RabbitMQ's `/amq/queue/<name>`): attaches a receiver link without credit (so it
     /// can never take a message) on a session of its own, then detaches it. A missing queue
@@ -163,8 +194,15 @@ impl ServiceBusPublisher {
                 .build();
             match receiver.attach(&session, source, Some(options)).await {
                 Ok(()) => {
-                    let _ = receiver.detach().await;
-                    let _ = session.end().await;
+                    // The attach answered: the queue exists. Detaching and ending need not
+                    // hold up the publish.
+                    tokio::spawn(async move {
+                        let cleanup = async {
+                            let _ = receiver.detach().await;
+                            let _ = session.end().await;
+                        };
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, cleanup).await;
+                    });
                     Ok(())
                 }
                 Err(attach) => {

@@ -178,6 +178,12 @@ impl ServiceBusPublisher {
                     Ok(()) => {
                         tracing::debug!(queue = %message.queue, message_id = %message.message_id, "accepted")
                     }
+                    Err(e) if e.kind() == ErrorKind::Configuration => {
+                        // The broker may have detached the links (a queue deleted, a role
+                        // removed): start afresh on the next publish.
+                        self.drop_connection(live.id).await;
+                        return Err(e);
+                    }
                     Err(e) if e.kind() != ErrorKind::Transient => return Err(e),
                     Err(e) => {
                         tracing::warn!(attempt, queue = %message.queue, message_id = %message.message_id, error = %e, "send failed");
@@ -187,7 +193,11 @@ impl ServiceBusPublisher {
                 }
             }
             if failed.is_empty() {
-                return self.confirm_queues(&live, prepared, accepted_at).await;
+                let confirmed = self.confirm_queues(&live, prepared, accepted_at).await;
+                if confirmed.is_err() {
+                    self.drop_connection(live.id).await;
+                }
+                return confirmed;
             }
             // The connection may be broken: drop it and retry the rest on a fresh one.
             self.drop_connection(live.id).await;

@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 
 use defender_responder::config::{PLATFORM_SETTINGS, SETTINGS};
-use defender_responder::functions::{defender_alert, Trigger, FUNCTIONS, SERVICE_BUS_CONNECTION};
+use defender_responder::functions::{
+    defender_alert, Function, Trigger, FUNCTIONS, SERVICE_BUS_CONNECTION,
+};
 use defender_responder::invoke::HTTP_OUTPUT;
 use serde_json::Value;
 
@@ -34,46 +36,113 @@ fn every_function_folder_has_an_entry_in_the_list_and_every_entry_a_folder() {
     );
 }
 
+/// What is wrong with `json` as the function.json of `function`, if anything.
+fn function_json_problems(function: &Function, json: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let bindings = json["bindings"].as_array().cloned().unwrap_or_default();
+    let triggers: Vec<&Value> = bindings
+        .iter()
+        .filter(|b| b["direction"] == "in" && b["type"].as_str().unwrap_or("").ends_with("Trigger"))
+        .collect();
+    let [trigger] = triggers.as_slice() else {
+        return vec![format!("{} triggers, expected exactly one", triggers.len())];
+    };
+    if trigger["type"] != function.trigger.binding_type() {
+        problems.push(format!(
+            "trigger type {} is not {}",
+            trigger["type"],
+            function.trigger.binding_type()
+        ));
+    }
+    if trigger["name"] != function.binding {
+        problems.push(format!(
+            "trigger name {} is not {}",
+            trigger["name"], function.binding
+        ));
+    }
+    match (function.trigger, function.queue_setting) {
+        (Trigger::ServiceBus, Some(setting)) => {
+            if trigger["queueName"] != format!("%{setting}%") {
+                problems.push(format!(
+                    "queueName {} is not %{setting}%",
+                    trigger["queueName"]
+                ));
+            }
+            if trigger["connection"] != SERVICE_BUS_CONNECTION {
+                problems.push(format!(
+                    "connection {} is not {SERVICE_BUS_CONNECTION}",
+                    trigger["connection"]
+                ));
+            }
+            if !SETTINGS.iter().any(|s| s.name == setting) {
+                problems.push(format!("{setting} is not a setting the code reads"));
+            }
+        }
+        (Trigger::ServiceBus, None) => {
+            problems.push("a Service Bus trigger names no queue setting".into())
+        }
+        (_, Some(setting)) => problems.push(format!(
+            "only Service Bus triggers have a queue setting ({setting})"
+        )),
+        (Trigger::Http, None) => {
+            let answered = bindings.iter().any(|b| {
+                b["type"] == "http" && b["direction"] == "out" && b["name"] == HTTP_OUTPUT
+            });
+            if !answered {
+                problems.push(format!("no http output binding named {HTTP_OUTPUT}"));
+            }
+        }
+        (Trigger::EventGrid, None) => {}
+    }
+    problems
+}
+
 #[test]
 fn every_function_json_declares_the_trigger_binding_and_queue_of_its_entry() {
     for function in FUNCTIONS {
         let path = format!("{}/function.json", function.name);
-        let json = json_file(&path);
-        let bindings = json["bindings"].as_array().unwrap();
-        let triggers: Vec<&Value> = bindings
-            .iter()
-            .filter(|b| {
-                b["direction"] == "in" && b["type"].as_str().unwrap_or("").ends_with("Trigger")
-            })
-            .collect();
-        assert_eq!(triggers.len(), 1, "{path}: exactly one trigger");
-        let trigger = triggers[0];
-        assert_eq!(trigger["type"], function.trigger.binding_type(), "{path}");
-        assert_eq!(trigger["name"], function.binding, "{path}");
-        match function.trigger {
-            Trigger::ServiceBus => {
-                let setting = function
-                    .queue_setting
-                    .expect("a Service Bus trigger names its queue setting");
-                assert_eq!(trigger["queueName"], format!("%{setting}%"), "{path}");
-                assert_eq!(trigger["connection"], SERVICE_BUS_CONNECTION, "{path}");
-                assert!(
-                    SETTINGS.iter().any(|s| s.name == setting),
-                    "{setting} is not a setting the code reads"
-                );
-            }
-            Trigger::Http => {
-                assert!(function.queue_setting.is_none(), "{path}");
-                assert!(
-                    bindings.iter().any(|b| b["type"] == "http"
-                        && b["direction"] == "out"
-                        && b["name"] == HTTP_OUTPUT),
-                    "{path}: an http output binding named {HTTP_OUTPUT}"
-                );
-            }
-            Trigger::EventGrid => assert!(function.queue_setting.is_none(), "{path}"),
-        }
+        let problems = function_json_problems(function, &json_file(&path));
+        assert!(problems.is_empty(), "{path}: {problems:?}");
     }
+}
+
+/// The checks a worker's folder will meet, on the function.json shapes of functions-host §3.
+#[test]
+fn the_function_json_check_covers_service_bus_and_http_triggers() {
+    fn no_route() -> axum::routing::MethodRouter<defender_responder::state::AppState> {
+        axum::routing::post(|| async { "" })
+    }
+    let worker = Function {
+        name: "NotificationWorker",
+        trigger: Trigger::ServiceBus,
+        binding: "task",
+        queue_setting: Some("RESPONDER_QUEUE_NOTIFICATION"),
+        handler: no_route,
+    };
+    let good = serde_json::json!({"bindings": [{"type": "serviceBusTrigger", "direction": "in", "name": "task",
+        "queueName": "%RESPONDER_QUEUE_NOTIFICATION%", "connection": "ServiceBusConnection"}]});
+    assert!(function_json_problems(&worker, &good).is_empty());
+    let literal_queue = serde_json::json!({"bindings": [{"type": "serviceBusTrigger", "direction": "in", "name": "task",
+        "queueName": "notification", "connection": "ServiceBusConnection"}]});
+    assert_eq!(function_json_problems(&worker, &literal_queue).len(), 1);
+    let other_connection = serde_json::json!({"bindings": [{"type": "serviceBusTrigger", "direction": "in", "name": "msg",
+        "queueName": "%RESPONDER_QUEUE_NOTIFICATION%", "connection": "Other"}]});
+    assert_eq!(function_json_problems(&worker, &other_connection).len(), 2);
+
+    let decision = Function {
+        name: "Decision",
+        trigger: Trigger::Http,
+        binding: "req",
+        queue_setting: None,
+        handler: no_route,
+    };
+    let good = serde_json::json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"]},
+        {"type": "http", "direction": "out", "name": "res"}]});
+    assert!(function_json_problems(&decision, &good).is_empty());
+    let unanswered = serde_json::json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req"}]});
+    assert_eq!(function_json_problems(&decision, &unanswered).len(), 1);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use azure_core_amqp::{AmqpError, AmqpSendOutcome};
 use fe2o3_amqp::connection::OpenError;
 use fe2o3_amqp::types::sasl::SaslCode;
 
-use crate::config::{BrokerFlavour, ServiceBusSettings};
+use crate::config::{BrokerFlavour, ServiceBusAuth, ServiceBusSettings};
 use crate::error::{Error, ErrorKind};
 
 /// What the failing operation was about, so that a configuration fault names what to fix.
@@ -128,6 +128,17 @@ fn remedy(settings: &ServiceBusSettings, error: &AmqpError, subject: Subject<'_>
     let not_found = condition == Some(&AmqpErrorCondition::NotFound) || status == Some(404);
     let unauthorized = condition == Some(&AmqpErrorCondition::UnauthorizedAccess)
         || matches!(status, Some(401 | 403));
+    let shared_key = matches!(settings.auth, ServiceBusAuth::SharedKey { .. });
+    if unauthorized && shared_key {
+        return format!(
+            "The shared access key in {} was refused or lacks the Send right on {}",
+            settings.credential_setting(),
+            match subject {
+                Subject::Queue(queue) => format!("queue {queue}"),
+                Subject::Connection => format!("namespace {}", settings.host()),
+            }
+        );
+    }
     match (subject, not_found, unauthorized, settings.flavour) {
         (Subject::Queue(queue), true, _, _) => format!(
             "Queue {queue} (from {}) does not exist on {}: create it, or correct the setting",
@@ -269,9 +280,13 @@ mod tests {
 
     #[test]
     fn configuration_faults_name_the_role_or_the_queue_and_its_setting() {
-        let s = settings(
-            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v",
-        );
+        let get = |k: &str| {
+            (k == "ServiceBusConnection__fullyQualifiedNamespace")
+                .then(|| "ns.servicebus.windows.net".to_string())
+        };
+        let s = ServiceBusSettings::from_lookup(&get, Default::default())
+            .unwrap()
+            .unwrap();
         let err = classify(
             &s,
             "attaching a sender",
@@ -294,6 +309,24 @@ mod tests {
                 .contains("Queue rotation (from RESPONDER_QUEUE_ROTATION) does not exist"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_refused_shared_key_names_the_connection_string_not_a_role() {
+        let s = settings(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v",
+        );
+        let cbs: AmqpError =
+            AmqpErrorKind::ManagementStatusCode(401u16.into(), Some("InvalidSignature".into()))
+                .into();
+        let err = classify(&s, "authorising on $cbs", Subject::Queue("rotation"), cbs);
+        assert_eq!(err.kind(), ErrorKind::Configuration);
+        assert!(
+            err.message()
+                .contains("shared access key in ServiceBusConnection"),
+            "{err}"
+        );
+        assert!(!err.message().contains("Data Sender"), "{err}");
     }
 
     #[test]

@@ -359,6 +359,19 @@ impl ApiClient {
     }
 }
 
+/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
+pub fn encode_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// The `{"error": {"code", "message"}}` of an ARM, Graph or MDE error body.
 fn error_of(body: &Value) -> (Option<String>, String) {
     let error = body.get("error").unwrap_or(body);

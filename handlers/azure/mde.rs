@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::budget::TokenBuckets;
 use super::error::{AzureError, AzureErrorKind};
-use super::http::{ApiClient, ApiResponse};
+use super::http::{encode_query, ApiClient, ApiResponse};
 
 /// The Defender for Endpoint client.
 #[derive(Clone, Debug)]
@@ -123,17 +123,4 @@ impl MdeClient {
             tokio::time::sleep(delay).await;
         }
     }
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
-pub fn encode_query(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }

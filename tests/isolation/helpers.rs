@@ -20,6 +20,8 @@ pub(crate) const PAYMENTS_VAULT: &str = "/subscriptions/4a9d62b4-c70d-4263-9280-
 pub(crate) const HR_VAULT: &str = "/subscriptions/4a9d62b4-c70d-4263-9280-1c7fce8ab0e7/resourceGroups/rg-hr-prod/providers/Microsoft.KeyVault/vaults/kv-contoso-hr";
 /// The responder's own identity in the example seed.
 pub(crate) const RESPONDER_OID: &str = "5b0c9f2e-1d7a-4e3b-8c6f-2a9e4d1b7c30";
+/// The attacker's service principal in the example seed.
+pub(crate) const MALLORY_SP: &str = "9e8d7c6b-5a49-4382-b1c0-d9e8f7a6b5c4";
 /// The Key Vault alert of the example seed.
 pub(crate) const KV_ALERT: &str = "2575094087140347022_83F891C3-F3FA-4DB4-AACA-DCF4DC5EF7A9";
 

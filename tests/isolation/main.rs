@@ -7,3 +7,5 @@
 mod guards;
 mod helpers;
 mod key_vault_firewall;
+mod network;
+mod restrict_principal;

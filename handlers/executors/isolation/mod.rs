@@ -1,6 +1,10 @@
 //! The isolation-queue executors (one file each) and what they share.
 
 pub mod key_vault_firewall;
+pub mod network;
+pub mod principals;
+pub mod restrict_principal;
+pub mod roles;
 
 use std::sync::Arc;
 
@@ -12,6 +16,8 @@ use crate::domain::ids::AzureResourceId;
 /// Registers every isolation executor: one line per action.
 pub fn register(registry: &mut ExecutorRegistry) {
     registry.register(Arc::new(key_vault_firewall::EnableKeyVaultFirewall));
+    registry.register(Arc::new(restrict_principal::RestrictPrincipal));
+    registry.register(Arc::new(network::IsolateResourceNetwork));
 }
 
 /// The subscription of a resource id, as the blast-radius budget counts it.

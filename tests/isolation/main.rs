@@ -4,8 +4,10 @@
 // Test helpers outside #[test] functions panic on purpose when the simulator's seed is broken.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod guards;
 mod helpers;
 mod key_vault_firewall;
 mod network;
 mod restrict_principal;
+mod role_assignments;

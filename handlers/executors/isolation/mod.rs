@@ -1,9 +1,11 @@
 //! The isolation-queue executors (one file each) and what they share.
 
+pub mod accounts;
 pub mod key_vault_firewall;
 pub mod network;
 pub mod principals;
 pub mod restrict_principal;
+pub mod role_assignments;
 pub mod roles;
 
 use std::sync::Arc;
@@ -18,6 +20,9 @@ pub fn register(registry: &mut ExecutorRegistry) {
     registry.register(Arc::new(key_vault_firewall::EnableKeyVaultFirewall));
     registry.register(Arc::new(restrict_principal::RestrictPrincipal));
     registry.register(Arc::new(network::IsolateResourceNetwork));
+    registry.register(Arc::new(accounts::DisableAccount));
+    registry.register(Arc::new(accounts::DeleteUnfamiliarAccount));
+    registry.register(Arc::new(role_assignments::RemoveRoleAssignments));
 }
 
 /// The subscription of a resource id, as the blast-radius budget counts it.

@@ -5,9 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod entra_roles;
 mod guards;
 mod helpers;
 mod key_vault_firewall;
 mod network;
 mod restrict_principal;
 mod role_assignments;
+mod runbook;

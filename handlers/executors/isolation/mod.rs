@@ -1,12 +1,14 @@
 //! The isolation-queue executors (one file each) and what they share.
 
 pub mod accounts;
+pub mod entra_roles;
 pub mod key_vault_firewall;
 pub mod network;
 pub mod principals;
 pub mod restrict_principal;
 pub mod role_assignments;
 pub mod roles;
+pub mod runbook;
 
 use std::sync::Arc;
 
@@ -23,6 +25,8 @@ pub fn register(registry: &mut ExecutorRegistry) {
     registry.register(Arc::new(accounts::DisableAccount));
     registry.register(Arc::new(accounts::DeleteUnfamiliarAccount));
     registry.register(Arc::new(role_assignments::RemoveRoleAssignments));
+    registry.register(Arc::new(entra_roles::ReviewEntraRoles));
+    registry.register(Arc::new(runbook::RemoveRunbook));
 }
 
 /// The subscription of a resource id, as the blast-radius budget counts it.

@@ -3,9 +3,11 @@
 pub mod accounts;
 pub mod entra_roles;
 pub mod key_vault_firewall;
+pub mod machines;
 pub mod network;
 pub mod principals;
 pub mod restrict_principal;
+pub mod revert_access_policy;
 pub mod role_assignments;
 pub mod roles;
 pub mod runbook;
@@ -27,6 +29,9 @@ pub fn register(registry: &mut ExecutorRegistry) {
     registry.register(Arc::new(role_assignments::RemoveRoleAssignments));
     registry.register(Arc::new(entra_roles::ReviewEntraRoles));
     registry.register(Arc::new(runbook::RemoveRunbook));
+    registry.register(Arc::new(machines::RunAntimalwareScan));
+    registry.register(Arc::new(machines::ReimageVm));
+    registry.register(Arc::new(revert_access_policy::RevertAccessPolicy));
 }
 
 /// The subscription of a resource id, as the blast-radius budget counts it.

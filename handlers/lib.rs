@@ -4,11 +4,13 @@
 //! Functions host calls; [`cli`] holds the offline commands.
 
 pub mod adapters;
+pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod domain;
 pub mod error;
+pub mod executors;
 pub mod functions;
 pub mod invoke;
 pub mod pipeline;

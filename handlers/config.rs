@@ -13,6 +13,7 @@ use crate::policy::file::parse_policy;
 use crate::policy::Policy;
 
 mod limits;
+pub mod rotation;
 pub use limits::*;
 
 /// One app setting the handler reads.

@@ -296,10 +296,10 @@ fn last_segment(id: &str) -> String {
         .to_string()
 }
 
+/// Oldest first by creation time; versions created in the same second keep the order the
+/// vault listed them in (its own creation order).
 fn by_creation(mut versions: Vec<ObjectVersion>) -> Vec<ObjectVersion> {
-    versions.sort_by(|a, b| {
-        (a.created, a.updated, &a.version).cmp(&(b.created, b.updated, &b.version))
-    });
+    versions.sort_by_key(|v| v.created);
     versions
 }
 

@@ -117,6 +117,7 @@ async fn run_step(
     secret: &SecretUri,
     names: &[String],
     replacement: Option<&str>,
+    first_run: bool,
 ) -> Result<Applied, ExecutorError> {
     let vault = vault_of(ctx, secret.uri())?;
     let versions = vault.secret_versions(secret.uri().name()).await?;
@@ -135,6 +136,22 @@ async fn run_step(
             ))
         }
         (None, Some(found)) => found,
+        (None, None) if first_run => {
+            // Not rotated yet (its rotation may still be on the queue): look again once the
+            // grace window has passed.
+            return Ok(Applied {
+                output: json!({"scheduled_for": rfc3339_of(now + grace), "replacement": null}),
+                follow_up: Some(FollowUp {
+                    not_before: now + grace,
+                    step: FollowUpStep::DisableSecretVersions {
+                        secret: secret.clone(),
+                        versions: names.to_vec(),
+                        replacement: None,
+                    },
+                }),
+                ..Applied::default()
+            });
+        }
         (None, None) => {
             return Err(ExecutorError::refused(
                 RefusalReason::ManualRotation,
@@ -255,7 +272,7 @@ impl Executor for DisableSecret {
             return Ok(Applied::default());
         }
         let replacement = preview.prior_state["replacement"].as_str();
-        run_step(task, ctx, secret, &names, replacement).await
+        run_step(task, ctx, secret, &names, replacement, true).await
     }
 
     async fn verify(
@@ -343,6 +360,6 @@ impl Executor for DisableSecret {
             return Err(foreign_step(&follow_up.step, "disable_secret"));
         };
         not_yet(follow_up, ctx.rotation.clock.now())?;
-        run_step(task, ctx, secret, versions, replacement.as_deref()).await
+        run_step(task, ctx, secret, versions, replacement.as_deref(), false).await
     }
 }

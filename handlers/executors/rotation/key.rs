@@ -213,10 +213,11 @@ impl Executor for RotateKey {
                 ..Applied::default()
             });
         }
-        // A rotate that happened before a crash: its new version follows the tagged one.
+        // A rotate that happened before a crash: its new version follows the first tagged one
+        // (a rotate may copy the current version's tags onto the new one).
         if let Some(index) = versions
             .iter()
-            .rposition(|v| v.tag(ROTATING_TAG) == Some(task.message_id.as_str()))
+            .position(|v| v.tag(ROTATING_TAG) == Some(task.message_id.as_str()))
         {
             if let Some(new) = versions.get(index + 1) {
                 return finish(&vault, task, ctx, key, &versions[index], new, Vec::new()).await;

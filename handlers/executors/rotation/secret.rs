@@ -140,11 +140,13 @@ fn requests(
     requests
 }
 
-/// Whether a storage key must be regenerated: only while the vault's current version is at
-/// least as new as the key (it holds the key that leaked). A key regenerated after the
-/// version was written (a crash before the vault write, or someone else) is stored as it is.
+/// Whether a storage key must be regenerated: only while it is the key the alert exposed,
+/// i.e. created before the alert's window ended (without a window: not after the vault's
+/// current version was written). A key regenerated since (by this task before a crash, or by
+/// someone else) is stored as it is, not regenerated twice.
 async fn must_regenerate(
     ctx: &ExecutorContext,
+    task: &Task,
     generator: &Generator,
     current: &ObjectVersion,
 ) -> Result<Option<Value>, ExecutorError> {
@@ -166,8 +168,16 @@ async fn must_regenerate(
             )
         })?;
     let created = key_created(&resource, *key);
-    let regenerate = match (created.as_deref().and_then(super::unix_of), current.created) {
-        (Some(key_time), Some(version_time)) => key_time <= version_time,
+    let alert_end = task
+        .activity
+        .window
+        .as_ref()
+        .and_then(|w| w.end.as_deref().or(w.start.as_deref()))
+        .and_then(super::unix_of);
+    let key_time = created.as_deref().and_then(super::unix_of);
+    let regenerate = match (key_time, alert_end, current.created) {
+        (Some(key_time), Some(end), _) => key_time <= end,
+        (Some(key_time), None, Some(version_time)) => key_time <= version_time,
         _ => true,
     };
     Ok(Some(json!({"regenerate": regenerate, "key_created": created})))
@@ -237,7 +247,7 @@ impl Executor for RotateSecret {
             }
             Generator::Random { .. } | Generator::StorageKey { .. } => {}
         }
-        let storage = must_regenerate(ctx, &generator, &current).await?;
+        let storage = must_regenerate(ctx, task, &generator, &current).await?;
         let regenerate = storage
             .as_ref()
             .and_then(|s| s["regenerate"].as_bool())
@@ -308,7 +318,7 @@ impl Executor for RotateSecret {
             })?,
             Generator::StorageKey { account, key } => {
                 // Decided again now: a key regenerated since the preview is not regenerated twice.
-                let regenerate = must_regenerate(ctx, &generator, &current)
+                let regenerate = must_regenerate(ctx, task, &generator, &current)
                     .await?
                     .and_then(|s| s["regenerate"].as_bool())
                     .unwrap_or(true);

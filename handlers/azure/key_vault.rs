@@ -603,10 +603,7 @@ impl VaultClient {
     }
 
     /// Every version of a certificate, oldest first.
-    pub async fn certificate_versions(
-        &self,
-        name: &str,
-    ) -> Result<Vec<ObjectVersion>, AzureError> {
+    pub async fn certificate_versions(&self, name: &str) -> Result<Vec<ObjectVersion>, AzureError> {
         let url = self.url(&format!("certificates/{name}/versions"));
         let pager = self
             .certificates

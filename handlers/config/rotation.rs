@@ -108,7 +108,9 @@ impl RotationSettings {
             .filter(|p| !p.is_empty())
         {
             match pair.split_once('=') {
-                Some((vault, url)) if !vault.trim().is_empty() && url.trim().starts_with("https://") => {
+                Some((vault, url))
+                    if !vault.trim().is_empty() && url.trim().starts_with("https://") =>
+                {
                     key_vault_endpoints.insert(
                         vault.trim().to_ascii_lowercase(),
                         url.trim().trim_end_matches('/').to_string(),
@@ -161,8 +163,14 @@ mod tests {
         let settings = RotationSettings::from_lookup(&lookup(&[
             (ROTATION_GRACE_SECONDS, "60"),
             (ROTATION_RESET_USERS, "TRUE"),
-            (KEY_VAULT_ENDPOINTS, "kv-a=https://127.0.0.1:1/, KV-B=https://127.0.0.1:2"),
-            (ROTATION_CREDENTIALS_VAULT, "https://kv-secops.vault.azure.net/"),
+            (
+                KEY_VAULT_ENDPOINTS,
+                "kv-a=https://127.0.0.1:1/, KV-B=https://127.0.0.1:2",
+            ),
+            (
+                ROTATION_CREDENTIALS_VAULT,
+                "https://kv-secops.vault.azure.net/",
+            ),
         ]))
         .expect("valid");
         assert_eq!(settings.grace_seconds, 60);

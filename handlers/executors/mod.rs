@@ -26,8 +26,8 @@ use serde_json::Value;
 pub use change::{
     Applied, Change, Check, PlannedRequest, Preview, SentRequest, Undone, Verification, WriteMethod,
 };
-pub use rotation::{FollowUp, FollowUpStep};
 pub use error::{ExecutorError, ExecutorErrorKind, Refusal, RefusalReason};
+pub use rotation::{FollowUp, FollowUpStep};
 
 use crate::azure::{Api, AzureClients};
 use crate::config::azure::IsolationSettings;

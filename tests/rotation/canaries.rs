@@ -65,11 +65,17 @@ async fn no_secret_value_leaves_the_vault() {
 
     let world = world().await;
     let canaries = secret_values(&world);
-    assert!(canaries.iter().any(|c| c.contains("azure-sim-canary")), "{canaries:?}");
+    assert!(
+        canaries.iter().any(|c| c.contains("azure-sim-canary")),
+        "{canaries:?}"
+    );
 
     let mut records: Vec<Value> = Vec::new();
     let tasks = [
-        (rotate(DB_PASSWORD, &[DB_CURRENT]), &RotateSecret as &dyn Executor),
+        (
+            rotate(DB_PASSWORD, &[DB_CURRENT]),
+            &RotateSecret as &dyn Executor,
+        ),
         (rotate(STORAGE_SECRET, &[STORAGE_VERSION]), &RotateSecret),
         (
             task(Parameters::DisableSecret {
@@ -108,7 +114,10 @@ async fn no_secret_value_leaves_the_vault() {
     ];
     for (task, executor) in &tasks {
         let preview = executor.preview(task, &world.ctx).await.expect("preview");
-        let applied = executor.apply(task, &preview, &world.ctx).await.expect("apply");
+        let applied = executor
+            .apply(task, &preview, &world.ctx)
+            .await
+            .expect("apply");
         let verification = executor
             .verify(task, &preview, &applied, &world.ctx)
             .await
@@ -116,11 +125,20 @@ async fn no_secret_value_leaves_the_vault() {
         records.push(json!({"task": task, "preview": preview, "applied": applied, "verification": verification}));
         if let Some(follow_up) = &applied.follow_up {
             world.advance(GRACE * 2);
-            let later = executor.follow_up(task, follow_up, &world.ctx).await.expect("follow-up");
+            let later = executor
+                .follow_up(task, follow_up, &world.ctx)
+                .await
+                .expect("follow-up");
             records.push(json!({"follow_up": follow_up, "applied": later}));
         }
         // A refusal's notice is what a person is sent: it must be clean too.
-        if let Err(err) = executor.preview(&rotate(HR_KEY, &["5e4d3c2b1a0948f7e6d5c4b3a2918070"]), &world.ctx).await {
+        if let Err(err) = executor
+            .preview(
+                &rotate(HR_KEY, &["5e4d3c2b1a0948f7e6d5c4b3a2918070"]),
+                &world.ctx,
+            )
+            .await
+        {
             records.push(json!({"refusal": err.to_string()}));
         }
     }
@@ -141,8 +159,17 @@ async fn no_secret_value_leaves_the_vault() {
         .collect();
     let log = text_of(&log);
     for value in &values {
-        assert!(!records.contains(value.as_str()), "a secret value is in the records");
-        assert!(!tracing_output.contains(value.as_str()), "a secret value is in the logs");
-        assert!(!log.contains(value.as_str()), "a secret value is in the request log");
+        assert!(
+            !records.contains(value.as_str()),
+            "a secret value is in the records"
+        );
+        assert!(
+            !tracing_output.contains(value.as_str()),
+            "a secret value is in the logs"
+        );
+        assert!(
+            !log.contains(value.as_str()),
+            "a secret value is in the request log"
+        );
     }
 }

@@ -32,7 +32,10 @@ async fn a_new_version_is_created_from_the_saved_policy_and_tagged() {
     assert_eq!(applied.output["status"], "completed");
     let versions = certificate_versions(&world);
     assert_eq!(versions.len(), 2);
-    assert_eq!(tag(&versions[1], "dr-message-id"), Some(task.message_id.as_str()));
+    assert_eq!(
+        tag(&versions[1], "dr-message-id"),
+        Some(task.message_id.as_str())
+    );
     let create = world
         .sim
         .requests()
@@ -45,7 +48,10 @@ async fn a_new_version_is_created_from_the_saved_policy_and_tagged() {
     // Redelivered: nothing is created again.
     let again = RotateCertificate.preview(&task, &world.ctx).await.unwrap();
     assert!(again.change.is_noop());
-    RotateCertificate.apply(&task, &again, &world.ctx).await.unwrap();
+    RotateCertificate
+        .apply(&task, &again, &world.ctx)
+        .await
+        .unwrap();
     assert_eq!(certificate_versions(&world).len(), 2);
 }
 
@@ -56,14 +62,23 @@ async fn a_slow_issuer_is_polled_again_later_and_never_created_twice() {
     world.fault(json!({"method": "POST", "path": "/certificates/payments-tls/create", "times": 1, "fault": {"kind": "lroSlow", "polls": 3}}));
     let task = rotate_certificate();
     let preview = RotateCertificate.preview(&task, &world.ctx).await.unwrap();
-    let applied = RotateCertificate.apply(&task, &preview, &world.ctx).await.unwrap();
+    let applied = RotateCertificate
+        .apply(&task, &preview, &world.ctx)
+        .await
+        .unwrap();
     assert_eq!(applied.output["status"], "inProgress");
     let follow_up = applied.follow_up.expect("polled again later");
-    assert!(matches!(follow_up.step, FollowUpStep::PollCertificate { .. }));
+    assert!(matches!(
+        follow_up.step,
+        FollowUpStep::PollCertificate { .. }
+    ));
 
     // A redelivery meanwhile polls the pending operation instead of creating another.
     let again = RotateCertificate.preview(&task, &world.ctx).await.unwrap();
-    RotateCertificate.apply(&task, &again, &world.ctx).await.unwrap();
+    RotateCertificate
+        .apply(&task, &again, &world.ctx)
+        .await
+        .unwrap();
     let creates = world
         .sim
         .requests()
@@ -72,9 +87,15 @@ async fn a_slow_issuer_is_polled_again_later_and_never_created_twice() {
         .count();
     assert_eq!(creates, 1);
 
-    let done = RotateCertificate.follow_up(&task, &follow_up, &world.ctx).await.unwrap();
+    let done = RotateCertificate
+        .follow_up(&task, &follow_up, &world.ctx)
+        .await
+        .unwrap();
     assert_eq!(done.output["status"], "completed", "{:?}", done.output);
     let versions = certificate_versions(&world);
     assert_eq!(versions.len(), 2);
-    assert_eq!(tag(&versions[1], "dr-message-id"), Some(task.message_id.as_str()));
+    assert_eq!(
+        tag(&versions[1], "dr-message-id"),
+        Some(task.message_id.as_str())
+    );
 }

@@ -32,8 +32,14 @@ async fn the_exposed_versions_are_disabled_only_after_the_grace_window() {
     let preview = DisableSecret.preview(&task, &world.ctx).await.unwrap();
     assert_eq!(preview.change.requests.len(), 2, "{:?}", preview.change);
     assert_eq!(preview.prior_state["replacement"], new_version.as_str());
-    let applied = DisableSecret.apply(&task, &preview, &world.ctx).await.unwrap();
-    assert!(writes(&world.sim).is_empty(), "nothing is disabled during the grace window");
+    let applied = DisableSecret
+        .apply(&task, &preview, &world.ctx)
+        .await
+        .unwrap();
+    assert!(
+        writes(&world.sim).is_empty(),
+        "nothing is disabled during the grace window"
+    );
     let follow_up = applied.follow_up.clone().expect("a scheduled follow-up");
     let created = world.secret_versions("payments-db-password")[2]["created"]
         .as_i64()
@@ -46,7 +52,10 @@ async fn the_exposed_versions_are_disabled_only_after_the_grace_window() {
     ));
     // The follow-up survives as JSON in the journal.
     let journaled: serde_json::Value = serde_json::to_value(&applied).unwrap();
-    assert_eq!(journaled["follow_up"]["step"]["step"], "disable_secret_versions");
+    assert_eq!(
+        journaled["follow_up"]["step"]["step"],
+        "disable_secret_versions"
+    );
 
     // Called early (a timer that fires too soon): it waits, and says until when.
     let early = DisableSecret
@@ -73,7 +82,10 @@ async fn the_exposed_versions_are_disabled_only_after_the_grace_window() {
     assert_eq!(versions[0]["enabled"], false);
     assert_eq!(versions[1]["enabled"], false);
     assert_eq!(versions[2]["enabled"], true);
-    assert_eq!(tag(&versions[1], "dr-disabled-by"), Some(task.message_id.as_str()));
+    assert_eq!(
+        tag(&versions[1], "dr-disabled-by"),
+        Some(task.message_id.as_str())
+    );
 
     // Run again (a redelivered follow-up): nothing more to send.
     let again = DisableSecret
@@ -98,7 +110,10 @@ async fn without_a_replacement_nothing_is_disabled() {
     let task = disable(&[DB_OLD, DB_CURRENT]);
     let preview = DisableSecret.preview(&task, &world.ctx).await.unwrap();
     assert!(preview.prior_state["replacement"].is_null());
-    let applied = DisableSecret.apply(&task, &preview, &world.ctx).await.unwrap();
+    let applied = DisableSecret
+        .apply(&task, &preview, &world.ctx)
+        .await
+        .unwrap();
     let follow_up = applied.follow_up.expect("checked again after the window");
     world.advance(GRACE + 1);
     world.sim.clear_requests();
@@ -139,7 +154,12 @@ async fn a_replacement_changed_underneath_stops_the_follow_up() {
         .vault(&VaultObjectUri::parse(DB_PASSWORD).unwrap())
         .unwrap();
     vault
-        .set_secret("payments-db-password", &SecretValue::new("x"), None, &Default::default())
+        .set_secret(
+            "payments-db-password",
+            &SecretValue::new("x"),
+            None,
+            &Default::default(),
+        )
         .await
         .unwrap();
     world.advance(GRACE + 1);
@@ -164,7 +184,10 @@ async fn with_no_grace_window_the_versions_are_disabled_at_once_and_a_dry_run_wr
     let preview = DisableSecret.preview(&task, &world.ctx).await.unwrap();
     assert!(writes(&world.sim).is_empty());
     world.advance(5);
-    let applied = DisableSecret.apply(&task, &preview, &world.ctx).await.unwrap();
+    let applied = DisableSecret
+        .apply(&task, &preview, &world.ctx)
+        .await
+        .unwrap();
     assert!(applied.follow_up.is_none());
     assert_eq!(
         write_summary(&world.sim),

@@ -77,7 +77,12 @@ impl World {
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["id"].as_str().unwrap().eq_ignore_ascii_case(STORAGE_ACCOUNT))
+            .find(|r| {
+                r["id"]
+                    .as_str()
+                    .unwrap()
+                    .eq_ignore_ascii_case(STORAGE_ACCOUNT)
+            })
             .map(|r| r["x-sim-keys"].as_array().cloned().unwrap_or_default())
             .unwrap_or_default()
     }

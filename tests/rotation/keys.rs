@@ -38,16 +38,27 @@ async fn the_key_is_rotated_and_its_old_version_disabled_after_the_grace_window(
     assert_eq!(summary[1].2, "/keys/payments-cmk/rotate");
     let versions = key_versions(&world);
     assert_eq!(versions.len(), 2);
-    assert_eq!(tag(&versions[1], "dr-message-id"), Some(task.message_id.as_str()));
+    assert_eq!(
+        tag(&versions[1], "dr-message-id"),
+        Some(task.message_id.as_str())
+    );
     assert_eq!(tag(&versions[1], "dr-replaces"), Some(CMK_CURRENT));
     assert_eq!(tag(&versions[1], "dr-rotating"), None);
 
-    let follow_up = applied.follow_up.expect("the old version is disabled later");
+    let follow_up = applied
+        .follow_up
+        .expect("the old version is disabled later");
     assert_eq!(follow_up.not_before, world.now() + GRACE);
-    assert!(RotateKey.follow_up(&task, &follow_up, &world.ctx).await.is_err());
+    assert!(RotateKey
+        .follow_up(&task, &follow_up, &world.ctx)
+        .await
+        .is_err());
     assert_eq!(key_versions(&world)[0]["enabled"], true);
     world.advance(GRACE);
-    let done = RotateKey.follow_up(&task, &follow_up, &world.ctx).await.unwrap();
+    let done = RotateKey
+        .follow_up(&task, &follow_up, &world.ctx)
+        .await
+        .unwrap();
     assert_eq!(done.sent.len(), 1);
     let versions = key_versions(&world);
     assert_eq!(versions[0]["enabled"], false);
@@ -82,10 +93,16 @@ async fn a_crash_between_the_rotate_and_the_marker_is_finished_not_rotated_again
     let applied = RotateKey.apply(&task, &again, &world.ctx).await.unwrap();
     assert!(applied.follow_up.is_some());
     let summary = write_summary(&world.sim);
-    assert!(!summary.iter().any(|w| w.2.ends_with("/rotate")), "{summary:?}");
+    assert!(
+        !summary.iter().any(|w| w.2.ends_with("/rotate")),
+        "{summary:?}"
+    );
     let versions = key_versions(&world);
     assert_eq!(versions.len(), 2, "rotated once");
-    assert_eq!(tag(&versions[1], "dr-message-id"), Some(task.message_id.as_str()));
+    assert_eq!(
+        tag(&versions[1], "dr-message-id"),
+        Some(task.message_id.as_str())
+    );
 }
 
 #[tokio::test]
@@ -105,7 +122,10 @@ async fn a_key_rotated_by_someone_else_stops_the_task() {
         .await
         .unwrap();
     world.sim.clear_requests();
-    let err = RotateKey.apply(&task, &preview, &world.ctx).await.unwrap_err();
+    let err = RotateKey
+        .apply(&task, &preview, &world.ctx)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ExecutorErrorKind::Conflict);
     assert!(writes(&world.sim).is_empty());
     let (reason, _) = refusal(RotateKey.preview(&task, &world.ctx).await.unwrap_err());

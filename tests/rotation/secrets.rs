@@ -48,7 +48,10 @@ async fn a_random_secret_gets_a_new_value_tagged_with_the_task() {
             "/secrets/payments-db-password".into()
         )]
     );
-    assert!(applied.follow_up.is_none(), "disable_secret disables the old versions");
+    assert!(
+        applied.follow_up.is_none(),
+        "disable_secret disables the old versions"
+    );
 }
 
 #[tokio::test]
@@ -60,7 +63,13 @@ async fn the_dry_run_shows_the_exact_request_without_the_value_and_writes_nothin
     assert!(writes(&world.sim).is_empty(), "{:?}", writes(&world.sim));
     let request = &preview.change.requests[0];
     assert_eq!(request.method.as_str(), "PUT");
-    assert!(request.url.ends_with("/secrets/payments-db-password?api-version=2025-07-01"), "{}", request.url);
+    assert!(
+        request
+            .url
+            .ends_with("/secrets/payments-db-password?api-version=2025-07-01"),
+        "{}",
+        request.url
+    );
     let body = request.body.as_ref().unwrap();
     assert_eq!(body["value"], "<new random value: 32 characters>");
     assert_eq!(body["tags"]["dr-message-id"], task.message_id.as_str());
@@ -77,7 +86,12 @@ async fn a_redelivery_after_a_crash_finds_the_rotation_done() {
     let task = rotate(DB_PASSWORD, &[DB_CURRENT]);
     let preview = RotateSecret.preview(&task, &world.ctx).await.unwrap();
     // The write lands; the worker dies before recording the result.
-    drop(RotateSecret.apply(&task, &preview, &world.ctx).await.unwrap());
+    drop(
+        RotateSecret
+            .apply(&task, &preview, &world.ctx)
+            .await
+            .unwrap(),
+    );
     world.sim.clear_requests();
 
     // Redelivered: the preview finds this task's marker and has nothing to send.
@@ -86,7 +100,10 @@ async fn a_redelivery_after_a_crash_finds_the_rotation_done() {
     let applied = RotateSecret.apply(&task, &again, &world.ctx).await.unwrap();
     assert_eq!(applied.output["already_rotated"], true);
     // Or applied again with the first preview (the journal's copy): still once.
-    let applied = RotateSecret.apply(&task, &preview, &world.ctx).await.unwrap();
+    let applied = RotateSecret
+        .apply(&task, &preview, &world.ctx)
+        .await
+        .unwrap();
     assert_eq!(applied.output["already_rotated"], true);
     assert!(writes(&world.sim).is_empty(), "{:?}", writes(&world.sim));
     let versions = world.secret_versions("payments-db-password");
@@ -168,14 +185,19 @@ async fn a_storage_key_secret_is_rotated_at_the_account_then_in_the_vault() {
     let task = rotate(STORAGE_SECRET, &[STORAGE_VERSION]);
     let (preview, _, _) = run(&RotateSecret, &task, &world).await;
     assert_eq!(preview.change.requests.len(), 2);
-    assert!(preview.leases.contains(&STORAGE_ACCOUNT.to_ascii_lowercase()));
+    assert!(preview
+        .leases
+        .contains(&STORAGE_ACCOUNT.to_ascii_lowercase()));
     let summary = write_summary(&world.sim);
     assert_eq!(summary[0].0, "POST");
     assert!(summary[0].2.ends_with("/regenerateKey"), "{summary:?}");
     assert_eq!(summary[1].2, "/secrets/storage-connection");
     assert_eq!(summary.len(), 2);
 
-    let key1 = world.storage_keys()[0]["value"].as_str().unwrap().to_string();
+    let key1 = world.storage_keys()[0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let versions = world.secret_versions("storage-connection");
     let value = versions[1]["value"].as_str().unwrap();
     assert_eq!(
@@ -199,7 +221,11 @@ async fn a_crash_between_the_regenerate_and_the_vault_write_regenerates_once() {
 
     let again = RotateSecret.preview(&task, &world.ctx).await.unwrap();
     assert!(
-        !again.change.requests.iter().any(|r| r.url.contains("regenerateKey")),
+        !again
+            .change
+            .requests
+            .iter()
+            .any(|r| r.url.contains("regenerateKey")),
         "the key regenerated before the crash is not regenerated again: {:?}",
         again.change
     );
@@ -207,7 +233,10 @@ async fn a_crash_between_the_regenerate_and_the_vault_write_regenerates_once() {
     let summary = write_summary(&world.sim);
     assert!(summary[0].2.ends_with("/listKeys"), "{summary:?}");
     assert!(!summary.iter().any(|w| w.2.ends_with("/regenerateKey")));
-    let key1 = world.storage_keys()[0]["value"].as_str().unwrap().to_string();
+    let key1 = world.storage_keys()[0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let versions = world.secret_versions("storage-connection");
     assert_eq!(versions.len(), 2);
     assert!(versions[1]["value"].as_str().unwrap().ends_with(&key1));

@@ -36,18 +36,30 @@ async fn one_key_now_the_other_after_the_grace_window() {
     assert_eq!(created(&world, "key2"), key2_before);
     let text = serde_json::to_string(&(&preview, &applied)).unwrap();
     for key in world.storage_keys() {
-        assert!(!text.contains(key["value"].as_str().unwrap()), "a key value leaked");
+        assert!(
+            !text.contains(key["value"].as_str().unwrap()),
+            "a key value leaked"
+        );
     }
 
     let follow_up = applied.follow_up.expect("key2 later");
-    assert!(RotateStorageKeys.follow_up(&task, &follow_up, &world.ctx).await.is_err());
+    assert!(RotateStorageKeys
+        .follow_up(&task, &follow_up, &world.ctx)
+        .await
+        .is_err());
     world.advance(GRACE);
     world.sim.clear_requests();
-    let done = RotateStorageKeys.follow_up(&task, &follow_up, &world.ctx).await.unwrap();
+    let done = RotateStorageKeys
+        .follow_up(&task, &follow_up, &world.ctx)
+        .await
+        .unwrap();
     assert_eq!(done.sent.len(), 1);
     assert_ne!(created(&world, "key2"), key2_before);
     // A redelivered follow-up regenerates nothing more.
-    let again = RotateStorageKeys.follow_up(&task, &follow_up, &world.ctx).await.unwrap();
+    let again = RotateStorageKeys
+        .follow_up(&task, &follow_up, &world.ctx)
+        .await
+        .unwrap();
     assert!(again.sent.is_empty());
     assert_eq!(write_summary(&world.sim).len(), 1);
 }
@@ -57,13 +69,23 @@ async fn a_redelivery_after_the_regenerate_regenerates_nothing_twice() {
     let world = world().await;
     let task = rotate_keys();
     let preview = RotateStorageKeys.preview(&task, &world.ctx).await.unwrap();
-    drop(RotateStorageKeys.apply(&task, &preview, &world.ctx).await.unwrap());
+    drop(
+        RotateStorageKeys
+            .apply(&task, &preview, &world.ctx)
+            .await
+            .unwrap(),
+    );
     let key1 = created(&world, "key1");
     world.sim.clear_requests();
     // Previewed again: key1 was regenerated since the alert; only key2 is left (for later).
     let again = RotateStorageKeys.preview(&task, &world.ctx).await.unwrap();
     assert_eq!(again.change.requests.len(), 1, "{:?}", again.change);
-    assert!(RotateStorageKeys.apply(&task, &preview, &world.ctx).await.unwrap().sent.is_empty());
+    assert!(RotateStorageKeys
+        .apply(&task, &preview, &world.ctx)
+        .await
+        .unwrap()
+        .sent
+        .is_empty());
     assert_eq!(created(&world, "key1"), key1);
     assert!(writes(&world.sim).is_empty());
 }
@@ -73,11 +95,17 @@ async fn a_scope_without_named_accounts_becomes_a_notice() {
     let world = world().await;
     let task = task(Parameters::RotateStorageKeys {
         target: ResourceTarget::InScope {
-            scope: AzureResourceId::parse("/subscriptions/4a9d62b4-c70d-4263-9280-1c7fce8ab0e7").unwrap(),
+            scope: AzureResourceId::parse("/subscriptions/4a9d62b4-c70d-4263-9280-1c7fce8ab0e7")
+                .unwrap(),
         },
         key_names: vec![],
     });
-    let (reason, detail) = refusal(RotateStorageKeys.preview(&task, &world.ctx).await.unwrap_err());
+    let (reason, detail) = refusal(
+        RotateStorageKeys
+            .preview(&task, &world.ctx)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(reason, RefusalReason::ManualRotation);
     assert!(detail.contains("listKeys"), "{detail}");
 }

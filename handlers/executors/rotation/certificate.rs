@@ -146,7 +146,9 @@ impl Executor for RotateCertificate {
             Api::KeyVault,
             WriteMethod::Post,
             vault.url(&format!("certificates/{name}/create")),
-            Some(json!({"policy": "<the certificate's saved policy, as read>", "tags": new_tags(task, &current)})),
+            Some(
+                json!({"policy": "<the certificate's saved policy, as read>", "tags": new_tags(task, &current)}),
+            ),
         )];
         Ok(Preview {
             change: Change::new(
@@ -186,7 +188,10 @@ impl Executor for RotateCertificate {
             ..Applied::default()
         };
         // A creation still pending (this task's, before a crash) is polled, not started twice.
-        if pending(&vault, name).await?.is_some_and(|p| p.in_progress()) {
+        if pending(&vault, name)
+            .await?
+            .is_some_and(|p| p.in_progress())
+        {
             return poll(&vault, ctx, task, certificate, polls, applied).await;
         }
         still_current(
@@ -218,7 +223,9 @@ impl Executor for RotateCertificate {
         let newest = versions.last();
         Ok(Verification::default().check(
             "the current version carries the task's marker",
-            json!(applied.output["new_version"].as_str().map(|_| task.message_id.as_str())),
+            json!(applied.output["new_version"]
+                .as_str()
+                .map(|_| task.message_id.as_str())),
             json!(newest.and_then(|v| v.tag(MARKER_TAG))),
         ))
     }

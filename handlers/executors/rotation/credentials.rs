@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use super::generator::random_value;
 use super::{
-    foreign_step, marked, not_yet, rfc3339_of, saved_str, wrong_parameters, FollowUp,
-    FollowUpStep, MARKER_TAG,
+    foreign_step, marked, not_yet, rfc3339_of, saved_str, wrong_parameters, FollowUp, FollowUpStep,
+    MARKER_TAG,
 };
 use crate::azure::key_vault::{ObjectVersion, SecretValue, VaultClient};
 use crate::azure::Api;
@@ -77,7 +77,10 @@ async fn resolve(ctx: &ExecutorContext, principal: &PrincipalRef) -> Result<Hold
             })
         }
     };
-    let try_service_principal = matches!(kind, PrincipalKind::ServicePrincipal | PrincipalKind::Unresolved);
+    let try_service_principal = matches!(
+        kind,
+        PrincipalKind::ServicePrincipal | PrincipalKind::Unresolved
+    );
     let try_application = matches!(kind, PrincipalKind::Application | PrincipalKind::Unresolved);
     if try_service_principal {
         if let Some(sp) = optional(ctx, &format!("/servicePrincipals/{id}")).await? {
@@ -120,7 +123,11 @@ async fn resolve(ctx: &ExecutorContext, principal: &PrincipalRef) -> Result<Hold
 }
 
 /// The vault secret a new credential goes to, or the notice saying what to configure.
-fn vault_secret(ctx: &ExecutorContext, name: &str, notice: &str) -> Result<SecretUri, ExecutorError> {
+fn vault_secret(
+    ctx: &ExecutorContext,
+    name: &str,
+    notice: &str,
+) -> Result<SecretUri, ExecutorError> {
     let Some(vault) = ctx.rotation.settings.credentials_vault.as_deref() else {
         return Err(ExecutorError::refused(
             RefusalReason::ManualRotation,
@@ -128,9 +135,8 @@ fn vault_secret(ctx: &ExecutorContext, name: &str, notice: &str) -> Result<Secre
         ));
     };
     let host = vault.trim_start_matches("https://");
-    SecretUri::parse(&format!("https://{host}/secrets/{name}")).map_err(|e| {
-        ExecutorError::Permanent(format!("{ROTATION_CREDENTIALS_VAULT}: {e}"))
-    })
+    SecretUri::parse(&format!("https://{host}/secrets/{name}"))
+        .map_err(|e| ExecutorError::Permanent(format!("{ROTATION_CREDENTIALS_VAULT}: {e}")))
 }
 
 fn vault_client(ctx: &ExecutorContext, secret: &SecretUri) -> Result<VaultClient, ExecutorError> {
@@ -138,7 +144,10 @@ fn vault_client(ctx: &ExecutorContext, secret: &SecretUri) -> Result<VaultClient
 }
 
 /// The secret's versions, empty when it does not exist yet.
-async fn versions_of(vault: &VaultClient, secret: &SecretUri) -> Result<Vec<ObjectVersion>, ExecutorError> {
+async fn versions_of(
+    vault: &VaultClient,
+    secret: &SecretUri,
+) -> Result<Vec<ObjectVersion>, ExecutorError> {
     match vault.secret_versions(secret.uri().name()).await {
         Ok(versions) => Ok(versions),
         Err(error) if error.is_not_found() => Ok(Vec::new()),
@@ -232,7 +241,11 @@ async fn add_password(
         .as_str()
         .map(SecretValue::new)
         .ok_or_else(|| ExecutorError::Permanent(format!("{path} answered no secretText")))?;
-    Ok((key_id, text, graph_sent(ctx, "POST", &path, response.status)))
+    Ok((
+        key_id,
+        text,
+        graph_sent(ctx, "POST", &path, response.status),
+    ))
 }
 
 async fn remove_password(
@@ -286,7 +299,8 @@ impl Executor for ResetCredentials {
                 let secret = vault_secret(ctx, &secret_name_for_app(&app_id), &notice)?;
                 let vault = vault_client(ctx, &secret)?;
                 let versions = versions_of(&vault, &secret).await?;
-                let done = with_marker(&credentials, task).is_some() && marked(&versions, task).is_some();
+                let done =
+                    with_marker(&credentials, task).is_some() && marked(&versions, task).is_some();
                 let requests = if done {
                     Vec::new()
                 } else {
@@ -295,13 +309,17 @@ impl Executor for ResetCredentials {
                             Api::Graph,
                             WriteMethod::Post,
                             ctx.clients.graph.url(&format!("{owner}/addPassword")),
-                            Some(json!({"passwordCredential": {"displayName": task.message_id.as_str(), "endDateTime": format!("<now + {} days>", ctx.rotation.settings.password_days)}})),
+                            Some(
+                                json!({"passwordCredential": {"displayName": task.message_id.as_str(), "endDateTime": format!("<now + {} days>", ctx.rotation.settings.password_days)}}),
+                            ),
                         ),
                         PlannedRequest::new(
                             Api::KeyVault,
                             WriteMethod::Put,
                             vault.url(&format!("secrets/{}", secret.uri().name())),
-                            Some(json!({"value": "<the new password's secretText>", "contentType": format!("application-password:{}", owner.rsplit('/').next().unwrap_or_default()), "tags": marker_tags(task, &[("application", &app_id)])})),
+                            Some(
+                                json!({"value": "<the new password's secretText>", "contentType": format!("application-password:{}", owner.rsplit('/').next().unwrap_or_default()), "tags": marker_tags(task, &[("application", &app_id)])}),
+                            ),
                         ),
                     ]
                 };
@@ -309,7 +327,10 @@ impl Executor for ResetCredentials {
                 Ok(Preview {
                     change: Change::new(
                         if done {
-                            format!("{owner} already has this task's password, stored in {}", secret.as_str())
+                            format!(
+                                "{owner} already has this task's password, stored in {}",
+                                secret.as_str()
+                            )
                         } else {
                             format!(
                                 "would add a password named {} to {owner}, store it in {}, and remove its {} old password(s) {} s later",
@@ -349,18 +370,24 @@ impl Executor for ResetCredentials {
                         Api::KeyVault,
                         WriteMethod::Put,
                         vault.url(&format!("secrets/{}", secret.uri().name())),
-                        Some(json!({"value": format!("<a new temporary password: {USER_PASSWORD_LENGTH} characters>"), "tags": marker_tags(task, &[("user", &id)])})),
+                        Some(
+                            json!({"value": format!("<a new temporary password: {USER_PASSWORD_LENGTH} characters>"), "tags": marker_tags(task, &[("user", &id)])}),
+                        ),
                     ),
                     PlannedRequest::new(
                         Api::Graph,
                         WriteMethod::Patch,
                         ctx.clients.graph.url(&format!("/users/{id}")),
-                        Some(json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "<the temporary password, as stored>"}})),
+                        Some(
+                            json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "<the temporary password, as stored>"}}),
+                        ),
                     ),
                     PlannedRequest::new(
                         Api::Graph,
                         WriteMethod::Post,
-                        ctx.clients.graph.url(&format!("/users/{id}/revokeSignInSessions")),
+                        ctx.clients
+                            .graph
+                            .url(&format!("/users/{id}/revokeSignInSessions")),
                         None,
                     ),
                 ];
@@ -394,14 +421,25 @@ impl Executor for ResetCredentials {
             let mut applied = Applied::default();
             // The vault first: a crash after it leaves the password where the next run reads it.
             let value = match marked(&versions, task) {
-                Some(version) => vault.secret_value(secret.uri().name(), &version.version).await?,
+                Some(version) => {
+                    vault
+                        .secret_value(secret.uri().name(), &version.version)
+                        .await?
+                }
                 None => {
-                    let value = random_value(USER_PASSWORD_LENGTH).map_err(|e| ExecutorError::Retryable {
-                        reason: format!("the operating system's random generator failed: {e}"),
-                        retry_after: None,
+                    let value = random_value(USER_PASSWORD_LENGTH).map_err(|e| {
+                        ExecutorError::Retryable {
+                            reason: format!("the operating system's random generator failed: {e}"),
+                            retry_after: None,
+                        }
                     })?;
                     vault
-                        .set_secret(secret.uri().name(), &value, None, &marker_tags(task, &[("user", user)]))
+                        .set_secret(
+                            secret.uri().name(),
+                            &value,
+                            None,
+                            &marker_tags(task, &[("user", user)]),
+                        )
                         .await?;
                     applied.sent.push(SentRequest {
                         method: "PUT".into(),
@@ -421,14 +459,18 @@ impl Executor for ResetCredentials {
                     Some(&json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": value.expose()}})),
                 )
                 .await?;
-            applied.sent.push(graph_sent(ctx, "PATCH", &path, response.status));
+            applied
+                .sent
+                .push(graph_sent(ctx, "PATCH", &path, response.status));
             let revoke = format!("{path}/revokeSignInSessions");
             let response = ctx
                 .clients
                 .graph
                 .write(Method::POST, &ctx.clients.graph.url(&revoke), None)
                 .await?;
-            applied.sent.push(graph_sent(ctx, "POST", &revoke, response.status));
+            applied
+                .sent
+                .push(graph_sent(ctx, "POST", &revoke, response.status));
             applied.output = json!({"user": user, "secret": secret.as_str()});
             return Ok(applied);
         }
@@ -441,14 +483,17 @@ impl Executor for ResetCredentials {
             let key_id = existing["keyId"].as_str().unwrap_or_default().to_string();
             if let Some(version) = marked(&versions, task) {
                 // A redelivery after the vault write: done; the removal is scheduled again.
-                let new = Guid::parse(&key_id).map_err(|e| ExecutorError::Permanent(e.to_string()))?;
+                let new =
+                    Guid::parse(&key_id).map_err(|e| ExecutorError::Permanent(e.to_string()))?;
                 applied.output = json!({"owner": owner, "new_key_id": key_id, "secret_version": version.version, "already_rotated": true});
                 applied.follow_up = removal(ctx, &owner, old, new);
                 return Ok(applied);
             }
             // Added before a crash but never stored: its text is gone, so it is removed and
             // replaced (it was never handed to anyone).
-            applied.sent.push(remove_password(ctx, &owner, &key_id).await?);
+            applied
+                .sent
+                .push(remove_password(ctx, &owner, &key_id).await?);
         }
         let (new, text, sent) = add_password(ctx, &owner, task).await?;
         applied.sent.push(sent);
@@ -466,7 +511,8 @@ impl Executor for ResetCredentials {
             url: vault.url(&format!("secrets/{}", secret.uri().name())),
             status: 200,
         });
-        applied.output = json!({"owner": owner, "new_key_id": new.as_str(), "secret_version": written.version});
+        applied.output =
+            json!({"owner": owner, "new_key_id": new.as_str(), "secret_version": written.version});
         applied.follow_up = removal(ctx, &owner, old, new);
         Ok(applied)
     }
@@ -537,9 +583,11 @@ impl Executor for ResetCredentials {
         not_yet(follow_up, ctx.rotation.clock.now())?;
         let credentials = passwords(ctx, owner).await?;
         let present = |key: &str| {
-            credentials
-                .iter()
-                .any(|c| c["keyId"].as_str().is_some_and(|k| k.eq_ignore_ascii_case(key)))
+            credentials.iter().any(|c| {
+                c["keyId"]
+                    .as_str()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(key))
+            })
         };
         if !present(replacement.as_str()) {
             return Err(ExecutorError::refused(
@@ -554,7 +602,8 @@ impl Executor for ResetCredentials {
         for key_id in key_ids.iter().filter(|k| present(k.as_str())) {
             match remove_password(ctx, owner, key_id.as_str()).await {
                 Ok(sent) => applied.sent.push(sent),
-                Err(ExecutorError::Permanent(reason)) if reason.contains("CannotDeleteNonexistentCredential") => {}
+                Err(ExecutorError::Permanent(reason))
+                    if reason.contains("CannotDeleteNonexistentCredential") => {}
                 Err(error) => return Err(error),
             }
         }

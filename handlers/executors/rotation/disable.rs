@@ -66,7 +66,10 @@ fn to_disable(versions: &[ObjectVersion], versions_read: &[String]) -> Vec<Objec
 }
 
 /// The version consumers move to: the newest, when it is enabled and not one to disable.
-fn replacement_of<'v>(versions: &'v [ObjectVersion], disabling: &[String]) -> Option<&'v ObjectVersion> {
+fn replacement_of<'v>(
+    versions: &'v [ObjectVersion],
+    disabling: &[String],
+) -> Option<&'v ObjectVersion> {
     versions
         .last()
         .filter(|v| v.enabled && !disabling.contains(&v.version))
@@ -222,7 +225,10 @@ impl Executor for DisableSecret {
             .collect();
         let grace = ctx.rotation.settings.grace_seconds;
         let summary = if names.is_empty() {
-            format!("the exposed versions of {} are already disabled", secret.as_str())
+            format!(
+                "the exposed versions of {} are already disabled",
+                secret.as_str()
+            )
         } else {
             match replacement {
                 Some(current) => format!(

@@ -99,7 +99,11 @@ async fn finish(
     vault
         .update_key_version(name, &new.version, None, Some(&new_tags(task, replaced)))
         .await?;
-    sent_so_far.push(sent(vault, "PATCH", &format!("keys/{name}/{}", new.version)));
+    sent_so_far.push(sent(
+        vault,
+        "PATCH",
+        &format!("keys/{name}/{}", new.version),
+    ));
     Ok(Applied {
         sent: sent_so_far,
         output: json!({"new_version": new.version, "replaced_version": replaced.version}),
@@ -224,11 +228,24 @@ impl Executor for RotateKey {
             }
         }
         let current = current(&versions, key.as_str())?;
-        still_current(&current, saved_str(&preview.prior_state, "current_version")?, key.as_str())?;
+        still_current(
+            &current,
+            saved_str(&preview.prior_state, "current_version")?,
+            key.as_str(),
+        )?;
         vault
-            .update_key_version(name, &current.version, None, Some(&rotating_tags(task, &current)))
+            .update_key_version(
+                name,
+                &current.version,
+                None,
+                Some(&rotating_tags(task, &current)),
+            )
             .await?;
-        let mut sent_so_far = vec![sent(&vault, "PATCH", &format!("keys/{name}/{}", current.version))];
+        let mut sent_so_far = vec![sent(
+            &vault,
+            "PATCH",
+            &format!("keys/{name}/{}", current.version),
+        )];
         let new = vault.rotate_key(name).await?;
         sent_so_far.push(sent(&vault, "POST", &format!("keys/{name}/rotate")));
         finish(&vault, task, ctx, key, &current, &new, sent_so_far).await
@@ -278,8 +295,12 @@ impl Executor for RotateKey {
         if let Some(old) = applied.output["replaced_version"].as_str() {
             let versions = vault.key_versions(name).await?;
             if versions.iter().any(|v| v.version == old && !v.enabled) {
-                vault.update_key_version(name, old, Some(true), None).await?;
-                undone.sent.push(sent(&vault, "PATCH", &format!("keys/{name}/{old}")));
+                vault
+                    .update_key_version(name, old, Some(true), None)
+                    .await?;
+                undone
+                    .sent
+                    .push(sent(&vault, "PATCH", &format!("keys/{name}/{old}")));
             }
         }
         Ok(undone)
@@ -323,9 +344,11 @@ impl Executor for RotateKey {
             vault
                 .update_key_version(name, &version.version, Some(false), None)
                 .await?;
-            applied
-                .sent
-                .push(sent(&vault, "PATCH", &format!("keys/{name}/{}", version.version)));
+            applied.sent.push(sent(
+                &vault,
+                "PATCH",
+                &format!("keys/{name}/{}", version.version),
+            ));
         }
         applied.output = json!({"disabled": names, "replacement": replacement});
         Ok(applied)

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use super::{ExecutorContext, ExecutorError, ExecutorRegistry, RefusalReason};
 use crate::azure::key_vault::{KeyVaultConnector, ObjectVersion, VaultClient};
 use crate::config::rotation::RotationSettings;
-use crate::domain::ids::{AzureResourceId, CertificateUri, Guid, KeyUri, SecretUri, VaultObjectUri};
+use crate::domain::ids::{
+    AzureResourceId, CertificateUri, Guid, KeyUri, SecretUri, VaultObjectUri,
+};
 use crate::domain::parameters::StorageKeyName;
 use crate::domain::task::Task;
 
@@ -178,7 +180,9 @@ pub enum FollowUpStep {
 /// The Key Vault connector, or a permanent failure saying it is not configured.
 pub(crate) fn connector(ctx: &ExecutorContext) -> Result<&KeyVaultConnector, ExecutorError> {
     ctx.rotation.key_vault.as_ref().ok_or_else(|| {
-        ExecutorError::Permanent("no Key Vault clients are configured for the rotation executors".into())
+        ExecutorError::Permanent(
+            "no Key Vault clients are configured for the rotation executors".into(),
+        )
     })
 }
 
@@ -196,7 +200,10 @@ pub(crate) fn current(
     what: &str,
 ) -> Result<ObjectVersion, ExecutorError> {
     versions.last().cloned().ok_or_else(|| {
-        ExecutorError::refused(RefusalReason::TargetNotFound, format!("{what} has no versions"))
+        ExecutorError::refused(
+            RefusalReason::TargetNotFound,
+            format!("{what} has no versions"),
+        )
     })
 }
 

@@ -84,10 +84,7 @@ fn manual_notice(task: &Task, secret: &SecretUri, version: &ObjectVersion, why: 
 }
 
 /// The tags of the new version: the current one's, plus the markers.
-fn new_tags(
-    task: &Task,
-    current: &ObjectVersion,
-) -> std::collections::BTreeMap<String, String> {
+fn new_tags(task: &Task, current: &ObjectVersion) -> std::collections::BTreeMap<String, String> {
     let mut tags = carried_tags(current);
     tags.insert(MARKER_TAG.into(), task.message_id.as_str().to_string());
     tags.insert(REPLACES_TAG.into(), current.version.clone());
@@ -109,10 +106,10 @@ fn requests(
         Generator::Random { length } => format!("<new random value: {length} characters>"),
         Generator::StorageKey { account, key } => {
             let name = storage_key_name(*key);
-            let url = ctx
-                .clients
-                .arm
-                .url(&format!("{}/{REGENERATE}", account.as_str()), STORAGE_API_VERSION);
+            let url = ctx.clients.arm.url(
+                &format!("{}/{REGENERATE}", account.as_str()),
+                STORAGE_API_VERSION,
+            );
             if regenerate {
                 requests.push(PlannedRequest::new(
                     Api::Arm,
@@ -120,7 +117,9 @@ fn requests(
                     url,
                     Some(json!({"keyName": name})),
                 ));
-                format!("<the current value with its AccountKey replaced by the regenerated {name}>")
+                format!(
+                    "<the current value with its AccountKey replaced by the regenerated {name}>"
+                )
             } else {
                 format!("<the current value with its AccountKey replaced by the current {name}, already regenerated since this version was written>")
             }
@@ -180,7 +179,9 @@ async fn must_regenerate(
         (Some(key_time), None, Some(version_time)) => key_time <= version_time,
         _ => true,
     };
-    Ok(Some(json!({"regenerate": regenerate, "key_created": created})))
+    Ok(Some(
+        json!({"regenerate": regenerate, "key_created": created}),
+    ))
 }
 
 #[async_trait]
@@ -229,7 +230,12 @@ impl Executor for RotateSecret {
         let generator = Generator::of(&current).map_err(|error| {
             ExecutorError::refused(
                 RefusalReason::ManualRotation,
-                manual_notice(task, secret, &current, &format!("its generator cannot be used: {}", error.0)),
+                manual_notice(
+                    task,
+                    secret,
+                    &current,
+                    &format!("its generator cannot be used: {}", error.0),
+                ),
             )
         })?;
         match &generator {
@@ -305,17 +311,23 @@ impl Executor for RotateSecret {
         }
         let prior = &preview.prior_state;
         let current = current(&versions, secret.as_str())?;
-        still_current(&current, saved_str(prior, "current_version")?, secret.as_str())?;
+        still_current(
+            &current,
+            saved_str(prior, "current_version")?,
+            secret.as_str(),
+        )?;
         let generator: Generator = serde_json::from_value(saved(prior, "generator")?.clone())
-            .map_err(|e| ExecutorError::Permanent(format!("the preview's generator does not decode: {e}")))?;
+            .map_err(|e| {
+                ExecutorError::Permanent(format!("the preview's generator does not decode: {e}"))
+            })?;
         let mut sent = Vec::new();
         let value = match &generator {
-            Generator::Random { length } => random_value(*length).map_err(|e| {
-                ExecutorError::Retryable {
+            Generator::Random { length } => {
+                random_value(*length).map_err(|e| ExecutorError::Retryable {
                     reason: format!("the operating system's random generator failed: {e}"),
                     retry_after: None,
-                }
-            })?,
+                })?
+            }
             Generator::StorageKey { account, key } => {
                 // Decided again now: a key regenerated since the preview is not regenerated twice.
                 let regenerate = must_regenerate(ctx, task, &generator, &current)

@@ -136,7 +136,12 @@ fn alert_end(task: &Task) -> Option<i64> {
 }
 
 /// Whether `key` was regenerated since the alert (or since the time saved by the preview).
-fn regenerated_since(account: &Value, key: StorageKeyName, task: &Task, saved: Option<&str>) -> bool {
+fn regenerated_since(
+    account: &Value,
+    key: StorageKeyName,
+    task: &Task,
+    saved: Option<&str>,
+) -> bool {
     let Some(created) = key_created(account, key) else {
         return false;
     };
@@ -148,7 +153,10 @@ fn regenerated_since(account: &Value, key: StorageKeyName, task: &Task, saved: O
     saved.is_some_and(|before| before != created)
 }
 
-async fn read_account(ctx: &ExecutorContext, account: &AzureResourceId) -> Result<Value, ExecutorError> {
+async fn read_account(
+    ctx: &ExecutorContext,
+    account: &AzureResourceId,
+) -> Result<Value, ExecutorError> {
     ctx.clients
         .arm
         .get_optional(account.as_str(), STORAGE_API_VERSION)
@@ -185,10 +193,10 @@ impl Executor for RotateStorageKeys {
             .copied()
             .filter(|key| !regenerated_since(&resource, *key, task, None))
             .collect();
-        let url = ctx
-            .clients
-            .arm
-            .url(&format!("{}/{REGENERATE}", account.as_str()), STORAGE_API_VERSION);
+        let url = ctx.clients.arm.url(
+            &format!("{}/{REGENERATE}", account.as_str()),
+            STORAGE_API_VERSION,
+        );
         let requests: Vec<PlannedRequest> = pending
             .iter()
             .map(|key| {
@@ -248,7 +256,9 @@ impl Executor for RotateStorageKeys {
         let (account, _) = target_of(task)?;
         let prior = &preview.prior_state;
         let keys: Vec<StorageKeyName> = serde_json::from_value(saved(prior, "keys")?.clone())
-            .map_err(|e| ExecutorError::Permanent(format!("the preview's keys do not decode: {e}")))?;
+            .map_err(|e| {
+                ExecutorError::Permanent(format!("the preview's keys do not decode: {e}"))
+            })?;
         let Some((first, rest)) = keys.split_first() else {
             return Ok(Applied::default());
         };
@@ -288,7 +298,10 @@ impl Executor for RotateStorageKeys {
         let (account, _) = target_of(task)?;
         let resource = read_account(ctx, account).await?;
         let mut verification = Verification::default();
-        if let Some(first) = preview.prior_state["keys"].as_array().and_then(|k| k.first()) {
+        if let Some(first) = preview.prior_state["keys"]
+            .as_array()
+            .and_then(|k| k.first())
+        {
             let key: StorageKeyName = serde_json::from_value(first.clone())
                 .map_err(|e| ExecutorError::Permanent(e.to_string()))?;
             let before = preview.prior_state["key_created"][storage_key_name(key)].as_str();

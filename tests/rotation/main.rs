@@ -11,5 +11,6 @@ mod credentials;
 mod disable;
 mod helpers;
 mod keys;
+mod machines;
 mod secrets;
 mod storage;

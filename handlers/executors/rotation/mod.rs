@@ -11,6 +11,7 @@
 //! executor answers [`Applied::follow_up`], the worker schedules it, and calls
 //! [`Executor::follow_up`] once `not_before` has passed.
 
+pub mod automation;
 pub mod certificate;
 pub mod credentials;
 pub mod disable;
@@ -18,6 +19,7 @@ pub mod generator;
 pub mod key;
 pub mod secret;
 pub mod storage;
+pub mod vm;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,6 +54,8 @@ pub fn register(registry: &mut ExecutorRegistry) {
     registry.register(Arc::new(certificate::RotateCertificate));
     registry.register(Arc::new(storage::RotateStorageKeys));
     registry.register(Arc::new(credentials::ResetCredentials));
+    registry.register(Arc::new(automation::RotateAutomationCredentials));
+    registry.register(Arc::new(vm::ChangeVmPasswords));
 }
 
 /// Unix seconds now, from a clock the tests control.

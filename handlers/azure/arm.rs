@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::budget::TokenBuckets;
 use super::error::{AzureError, AzureErrorKind};
-use super::http::{ApiClient, ApiResponse};
+use super::http::{ApiClient, ApiResponse, Body};
 
 /// api-versions the executors use (checked in `Azure/azure-rest-api-specs`).
 pub mod api_version {
@@ -110,7 +110,32 @@ impl ArmClient {
         body: Option<&Value>,
     ) -> Result<ApiResponse, AzureError> {
         self.take_budget(&method, url).await?;
-        self.core.send_lro(method, url, body).await
+        self.core.send_lro(method, url, body.into()).await
+    }
+
+    /// `PUT` a text body (runbook content) within the budget, waiting for its operation.
+    pub async fn put_text(
+        &self,
+        path: &str,
+        api_version: &str,
+        text: &str,
+    ) -> Result<ApiResponse, AzureError> {
+        let url = self.url(path, api_version);
+        self.take_budget(&Method::PUT, &url).await?;
+        self.core
+            .send_lro(Method::PUT, &url, Body::Text(text, "text/powershell"))
+            .await
+    }
+
+    /// `GET` a text resource (runbook content).
+    pub async fn get_text(&self, path: &str, api_version: &str) -> Result<String, AzureError> {
+        let url = self.url(path, api_version);
+        let body = self.core.send(Method::GET, &url, None).await?.body;
+        Ok(match body {
+            Value::String(text) => text,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        })
     }
 
     /// `PUT` a resource.

@@ -82,6 +82,23 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
+/// A request body: JSON, or text (runbook content).
+#[derive(Clone, Copy, Debug)]
+pub enum Body<'a> {
+    /// No body.
+    Empty,
+    /// A JSON body.
+    Json(&'a Value),
+    /// A text body with its content type.
+    Text(&'a str, &'a str),
+}
+
+impl<'a> From<Option<&'a Value>> for Body<'a> {
+    fn from(body: Option<&'a Value>) -> Self {
+        body.map_or(Body::Empty, Body::Json)
+    }
+}
+
 /// The shared HTTP core of one API family: base URL, token scope, credential, policy.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -164,6 +181,16 @@ impl ApiClient {
         url: &str,
         body: Option<&Value>,
     ) -> Result<ApiResponse, AzureError> {
+        self.send_body(method, url, body.into()).await
+    }
+
+    /// [`ApiClient::send`] with any body.
+    pub async fn send_body(
+        &self,
+        method: Method,
+        url: &str,
+        body: Body<'_>,
+    ) -> Result<ApiResponse, AzureError> {
         let mut attempt = 0;
         loop {
             match self.send_once(&method, url, body).await {
@@ -193,7 +220,7 @@ impl ApiClient {
         &self,
         method: &Method,
         url: &str,
-        body: Option<&Value>,
+        body: Body<'_>,
     ) -> Result<ApiResponse, AzureError> {
         let token = self.bearer(method, url).await?;
         let mut request = self
@@ -202,8 +229,14 @@ impl ApiClient {
             .bearer_auth(token)
             .timeout(self.policy.request_timeout)
             .header("accept", "application/json");
-        if let Some(body) = body {
-            request = request.json(body);
+        match body {
+            Body::Empty => {}
+            Body::Json(value) => request = request.json(value),
+            Body::Text(text, content_type) => {
+                request = request
+                    .header("content-type", content_type)
+                    .body(text.to_string())
+            }
         }
         let response = request.send().await.map_err(|err| {
             let kind = if err.is_timeout() {
@@ -275,9 +308,9 @@ impl ApiClient {
         &self,
         method: Method,
         url: &str,
-        body: Option<&Value>,
+        body: Body<'_>,
     ) -> Result<ApiResponse, AzureError> {
-        let first = self.send(method.clone(), url, body).await?;
+        let first = self.send_body(method.clone(), url, body).await?;
         if !(200..=202).contains(&first.status) {
             return Ok(first);
         }

@@ -89,11 +89,13 @@ pub(crate) fn task(parameters: Parameters) -> Task {
     task_with(parameters, "KV_ListGetAnomaly", PAYMENTS_VAULT, "auto")
 }
 
-/// The writes (not GETs, not tokens) in the request log.
+/// The writes in the request log: not GETs, not tokens, not Resource Graph queries (a POST
+/// that only reads).
 pub(crate) fn writes(sim: &SimulatorHandle) -> Vec<Value> {
     sim.requests()
         .into_iter()
         .filter(|r| r["method"] != "GET" && r["surface"] != "token")
+        .filter(|r| r["path"] != "/providers/Microsoft.ResourceGraph/resources")
         .collect()
 }
 

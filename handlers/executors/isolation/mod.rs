@@ -1,10 +1,16 @@
 //! The isolation-queue executors (one file each) and what they share.
 
+pub mod accounts;
+pub mod entra_roles;
 pub mod key_vault_firewall;
+pub mod machines;
 pub mod network;
 pub mod principals;
 pub mod restrict_principal;
+pub mod revert_access_policy;
+pub mod role_assignments;
 pub mod roles;
+pub mod runbook;
 
 use std::sync::Arc;
 
@@ -18,6 +24,14 @@ pub fn register(registry: &mut ExecutorRegistry) {
     registry.register(Arc::new(key_vault_firewall::EnableKeyVaultFirewall));
     registry.register(Arc::new(restrict_principal::RestrictPrincipal));
     registry.register(Arc::new(network::IsolateResourceNetwork));
+    registry.register(Arc::new(accounts::DisableAccount));
+    registry.register(Arc::new(accounts::DeleteUnfamiliarAccount));
+    registry.register(Arc::new(role_assignments::RemoveRoleAssignments));
+    registry.register(Arc::new(entra_roles::ReviewEntraRoles));
+    registry.register(Arc::new(runbook::RemoveRunbook));
+    registry.register(Arc::new(machines::RunAntimalwareScan));
+    registry.register(Arc::new(machines::ReimageVm));
+    registry.register(Arc::new(revert_access_policy::RevertAccessPolicy));
 }
 
 /// The subscription of a resource id, as the blast-radius budget counts it.

@@ -159,8 +159,7 @@ impl KeyVaultConnector {
         }
     }
 
-    /// Trusts one more certificate (PEM) besides the system roots, and accepts a challenge whose
-    /// resource does not match the vault host (a vault served at `127.0.0.1`).
+    /// Trusts one more certificate (PEM) besides the system roots.
     pub fn trusting_certificate(mut self, pem: &str) -> Result<Self, AzureError> {
         let certificate =
             reqwest_for_azure_core::Certificate::from_pem(pem.as_bytes()).map_err(|error| {
@@ -183,8 +182,14 @@ impl KeyVaultConnector {
                 )
             })?;
         self.transport = Some(Transport::new(Arc::new(http)));
-        self.verify_challenge_resource = false;
         Ok(self)
+    }
+
+    /// Accepts a 401 challenge whose resource does not match the vault's host: needed when a
+    /// vault is reached at an address that is not under its Key Vault domain (`127.0.0.1`).
+    pub fn without_challenge_resource_check(mut self) -> Self {
+        self.verify_challenge_resource = false;
+        self
     }
 
     /// Reaches the vault named `vault` (the first label of its host) at `url` instead.

@@ -115,6 +115,28 @@ impl RotationContext {
         }
     }
 
+    /// The context the settings describe: Key Vault clients with `credential`, trusting
+    /// `extra_root_pem` (the Azure clients' extra root certificate) when given, reaching the
+    /// vaults of [`RotationSettings::key_vault_endpoints`] at their configured URLs (where the
+    /// challenge's resource is not checked against the host).
+    pub fn from_settings(
+        settings: RotationSettings,
+        credential: Arc<dyn azure_core::credentials::TokenCredential>,
+        extra_root_pem: Option<&str>,
+    ) -> Result<Self, crate::azure::AzureError> {
+        let mut connector = KeyVaultConnector::new(credential);
+        if let Some(pem) = extra_root_pem {
+            connector = connector.trusting_certificate(pem)?;
+        }
+        for (vault, url) in &settings.key_vault_endpoints {
+            // A vault reached at another address cannot match its challenge's resource.
+            connector = connector
+                .with_endpoint(vault, url)
+                .without_challenge_resource_check();
+        }
+        Ok(RotationContext::new(connector, settings))
+    }
+
     /// The same, on another clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

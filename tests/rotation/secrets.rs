@@ -241,3 +241,13 @@ async fn a_crash_between_the_regenerate_and_the_vault_write_regenerates_once() {
     assert_eq!(versions.len(), 2);
     assert!(versions[1]["value"].as_str().unwrap().ends_with(&key1));
 }
+
+#[test]
+fn the_standard_registry_has_every_rotation_executor() {
+    use defender_responder::domain::task::{Action, Queue};
+    use defender_responder::executors::ExecutorRegistry;
+    let registry = ExecutorRegistry::standard();
+    for action in Action::ALL.iter().filter(|a| a.queue() == Queue::Rotation) {
+        assert!(registry.get(*action).is_some(), "{action} has no executor");
+    }
+}

@@ -22,6 +22,7 @@ use crate::policy::Policy;
 mod limits;
 pub mod workers;
 pub use identity::{IdentitySettings, IdentitySource, TokenEndpoint};
+pub mod rotation;
 pub use limits::*;
 pub use policy::{
     DRY_RUN, NOTIFY_RECIPIENTS, OWNER_TAG, POLICY_FILE, SELF_OBJECT_IDS, TENANT_IDS,
@@ -117,6 +118,12 @@ pub const SETTINGS: &[Setting] = &[
     azure::SETTINGS[13],
     azure::SETTINGS[14],
     azure::SETTINGS[15],
+    rotation::ROTATION_SETTINGS[0],
+    rotation::ROTATION_SETTINGS[1],
+    rotation::ROTATION_SETTINGS[2],
+    rotation::ROTATION_SETTINGS[3],
+    rotation::ROTATION_SETTINGS[4],
+    rotation::ROTATION_SETTINGS[5],
 ];
 
 /// The validated configuration.
@@ -332,6 +339,7 @@ mod tests {
             limits::LIMIT_SETTINGS,
             workers::SETTINGS,
             azure::SETTINGS,
+            rotation::ROTATION_SETTINGS,
         ];
         let from_areas: Vec<&str> = areas
             .iter()

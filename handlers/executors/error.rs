@@ -33,6 +33,11 @@ pub enum RefusalReason {
     TargetNotFound,
     /// The target is of a kind this action cannot act on.
     UnsupportedTarget,
+    /// The change can only be made by a person (a secret whose source the responder cannot
+    /// change): the detail is the notice saying what to change where.
+    ManualRotation,
+    /// The object was changed by someone else since the alert (a newer version): the task stops.
+    VersionChanged,
 }
 
 impl RefusalReason {
@@ -49,6 +54,8 @@ impl RefusalReason {
             RefusalReason::BlastRadiusExceeded => "blast_radius_exceeded",
             RefusalReason::TargetNotFound => "target_not_found",
             RefusalReason::UnsupportedTarget => "unsupported_target",
+            RefusalReason::ManualRotation => "manual_rotation",
+            RefusalReason::VersionChanged => "version_changed",
         }
     }
 }

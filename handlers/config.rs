@@ -9,6 +9,7 @@ use crate::adapters::{QueueNames, ServiceBusSettings};
 use crate::error::Error;
 use crate::policy::file::parse_policy;
 use crate::policy::Policy;
+use crate::services::Registry;
 
 mod limits;
 pub mod workers;
@@ -171,7 +172,8 @@ fn policy_from(
             let text = read(&path).map_err(|err| {
                 Error::Config(format!("{POLICY_FILE}={path:?}: cannot read: {err}"))
             })?;
-            parse_policy(&text)
+            // Rules may name the steps of the handlers the pipeline routes to.
+            parse_policy(&text, &Registry::standard().steps())
                 .map_err(|problems| Error::Config(format!("{POLICY_FILE}={path:?}: {problems}")))?
         }
         None => Policy::default(),

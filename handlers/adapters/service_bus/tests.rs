@@ -1,7 +1,8 @@
 //! Unit tests of the Service Bus adapter: settings, SAS tokens, messages, link choice (no broker).
 
 use super::*;
-use crate::domain::{Action, AlertRef, AlertStatus, Queue, Service, Severity};
+use crate::domain::{Action, AlertRef, AlertStatus, Queue, Severity};
+use crate::services::KeyVault;
 use azure_core_amqp::AmqpSymbol;
 use std::collections::HashMap;
 
@@ -19,7 +20,7 @@ fn task() -> Task {
     let alert = AlertRef {
         system_alert_id: "alert-1".into(),
         alert_type: "KV_Anomaly".into(),
-        service: Service::KeyVault,
+        service: KeyVault::NAME,
         severity: Severity::High,
         status: AlertStatus::Active,
         resource: "kv-1".into(),

@@ -17,6 +17,6 @@ pub use ids::{
 };
 pub use parameters::{Activity, Parameters, Subject, TimeWindow};
 pub use plan::ResponsePlan;
-pub use task::{task_json_schema, PolicyDecision, SCHEMA_VERSION};
 pub use steps::PlaybookSteps;
+pub use task::{task_json_schema, PolicyDecision, SCHEMA_VERSION};
 pub use task::{Action, AlertRef, MessageId, Queue, Task, TaskStatus};

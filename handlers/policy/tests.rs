@@ -409,7 +409,9 @@ fn rule_steps_are_the_playbook_steps_and_their_headings() {
         let text = format!(r#"{{"automation": [{{"step": "{step}", "mode": "auto"}}]}}"#);
         let err = parse_policy(&text).unwrap_err();
         assert!(
-            err.contains(&format!("automation[0].step: {step:?} is not a playbook step id")),
+            err.contains(&format!(
+                "automation[0].step: {step:?} is not a playbook step id"
+            )),
             "{err}"
         );
     }

@@ -5,8 +5,8 @@ use super::{owner_lookup, PlanInput, ServiceHandler};
 use crate::domain::catalog::{entry, CatalogEntry, Traits};
 use crate::domain::parameters::{ResourceTarget, ScanType};
 use crate::domain::{
-    Action, Activity, AzureResourceId, Entity, Parameters, ResponsePlan, SecurityAlert, ServiceName,
-    Severity, Subject, Task,
+    Action, Activity, AzureResourceId, Entity, Parameters, ResponsePlan, SecurityAlert,
+    ServiceName, Severity, Subject, Task,
 };
 
 /// The DNS handler.

@@ -638,12 +638,14 @@ fn registry_names_the_services_and_their_steps_on_the_wire_as_before() {
     assert_eq!(
         steps,
         [
-            "KV-1", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4a", "KV-4b", "KV-4c", "DNS-1",
-            "DNS-2", "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2a", "ARM-2b",
-            "ARM-2c", "GEN-1",
+            "KV-1", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4a", "KV-4b", "KV-4c", "DNS-1", "DNS-2",
+            "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2a", "ARM-2b", "ARM-2c", "GEN-1",
         ]
     );
-    assert_eq!(registry.steps().headings(), ["KV-2", "KV-4", "DNS-2", "ARM-2"]);
+    assert_eq!(
+        registry.steps().headings(),
+        ["KV-2", "KV-4", "DNS-2", "ARM-2"]
+    );
     // A message's service is read back against the registry, and refused when unknown.
     for name in names {
         let json = format!("\"{name}\"");
@@ -702,7 +704,10 @@ fn registry_every_handler_declares_rows_its_contact_step_and_steps_the_docs_desc
 fn documented_steps(docs: &str) -> Vec<&str> {
     let mut steps = Vec::new();
     for line in docs.lines() {
-        let Some(first) = line.strip_prefix('|').and_then(|rest| rest.split('|').next()) else {
+        let Some(first) = line
+            .strip_prefix('|')
+            .and_then(|rest| rest.split('|').next())
+        else {
             continue;
         };
         for word in first.split(|c: char| c == ',' || c == '+' || c.is_whitespace()) {

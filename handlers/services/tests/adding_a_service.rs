@@ -7,8 +7,7 @@ use crate::adapters::MemoryLedger;
 use crate::decode::{EventKind, InboundEvent};
 use crate::domain::catalog::{entry, CatalogEntry, Traits};
 use crate::domain::{
-    Action, AlertStatus, Parameters, ResponsePlan, ServiceName, Severity, Subject, Task,
-    TaskStatus,
+    Action, AlertStatus, Parameters, ResponsePlan, ServiceName, Severity, Subject, Task, TaskStatus,
 };
 use crate::pipeline::{Outcome, Pipeline};
 use crate::policy::file::parse_policy;
@@ -136,8 +135,17 @@ fn a_registered_handler_is_routed_to_and_its_tasks_carry_its_name_and_steps() {
     assert_eq!(route.entry.map(|row| row.alert_type), Some(TOY_TYPE));
     assert_eq!(route.contact_step(), "TOY-1");
     assert_eq!(
-        registry.services().map(|name| name.as_str()).collect::<Vec<_>>(),
-        ["key_vault", "dns", "resource_manager", "toy_storage", "unknown"]
+        registry
+            .services()
+            .map(|name| name.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "key_vault",
+            "dns",
+            "resource_manager",
+            "toy_storage",
+            "unknown"
+        ]
     );
 
     let policy = Policy::default();
@@ -151,7 +159,9 @@ fn a_registered_handler_is_routed_to_and_its_tasks_carry_its_name_and_steps() {
     assert_eq!(isolate.steps, ["TOY-2a"]);
     // Simulated alert, default policy: a pending dry run with its decision request.
     assert_eq!(isolate.status, TaskStatus::PendingApproval);
-    assert!(tasks.iter().any(|task| task.action == Action::RequestDecision));
+    assert!(tasks
+        .iter()
+        .any(|task| task.action == Action::RequestDecision));
     let json = serde_json::to_value(isolate).unwrap();
     assert_eq!(json["alert"]["service"], "toy_storage");
 }
@@ -220,7 +230,9 @@ fn the_pipeline_plans_the_new_service_and_cites_its_contact_step_on_closure() {
 }
 
 #[test]
-#[should_panic(expected = "alert type KV_SuspiciousIPAccess is claimed by both the key_vault and the squatter handler")]
+#[should_panic(
+    expected = "alert type KV_SuspiciousIPAccess is claimed by both the key_vault and the squatter handler"
+)]
 fn registry_refuses_two_handlers_claiming_one_alert_type() {
     let _ = Registry::standard().register(Squatter);
 }
@@ -232,7 +244,9 @@ fn registry_refuses_one_name_registered_twice() {
 }
 
 #[test]
-#[should_panic(expected = "catalogue row Storage.Blob_ToyAnomaly of the squatter handler names the toy_storage service")]
+#[should_panic(
+    expected = "catalogue row Storage.Blob_ToyAnomaly of the squatter handler names the toy_storage service"
+)]
 fn registry_refuses_a_row_naming_another_service() {
     struct Borrower;
     impl ServiceHandler for Borrower {

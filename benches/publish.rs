@@ -17,7 +17,8 @@ use std::time::Instant;
 use defender_responder::adapters::{
     Publisher, QueueNames, ServiceBusPublisher, ServiceBusSettings,
 };
-use defender_responder::domain::{Action, AlertRef, AlertStatus, Service, Severity, Task};
+use defender_responder::domain::{Action, AlertRef, AlertStatus, Severity, Task};
+use defender_responder::services::KeyVault;
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672";
 const TOOL: &str = concat!(
@@ -100,7 +101,7 @@ fn alert_tasks(alert: &str) -> Vec<Task> {
     let alert_ref = AlertRef {
         system_alert_id: alert.into(),
         alert_type: "KV_SuspiciousIPAccess".into(),
-        service: Service::KeyVault,
+        service: KeyVault::NAME,
         severity: Severity::High,
         status: AlertStatus::Active,
         resource: "kv-contoso".into(),

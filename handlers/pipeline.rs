@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::adapters::{AlertLedger, SharedLedger, SharedPublisher};
 use crate::decode::{EventKind, InboundEvent};
 use crate::domain::{
-    Action, AlertRef, AlertStatus, Parameters, ResponsePlan, SecurityAlert, Service, Severity,
+    Action, AlertRef, AlertStatus, Parameters, ResponsePlan, SecurityAlert, ServiceName, Severity,
     Subject, Task, TaskStatus,
 };
 use crate::error::Error;
@@ -41,7 +41,7 @@ pub struct AlertSummary {
     /// Defender's systemAlertId.
     pub system_alert_id: String,
     /// The service it routed to.
-    pub service: Service,
+    pub service: ServiceName,
     /// Severity.
     pub severity: Severity,
     /// Status.

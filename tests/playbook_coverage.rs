@@ -7,8 +7,9 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use defender_responder::domain::{MessageId, Parameters, Queue, TaskStatus, PLAYBOOK_STEPS};
+use defender_responder::domain::{MessageId, Parameters, Queue, TaskStatus};
 use defender_responder::pipeline::EventReport;
+use defender_responder::services::Registry;
 
 /// The reports of one fixture of the alert corpus under the default policy.
 fn reports(name: &str) -> Vec<EventReport> {
@@ -34,16 +35,19 @@ fn every_playbook_step_is_produced_by_some_fixture_under_the_default_policy() {
             }
         }
     }
-    let missing: Vec<&&str> = PLAYBOOK_STEPS
+    // The playbook's steps are the registered handlers' (and the fallback's GEN-1).
+    let missing: Vec<&str> = Registry::standard()
+        .steps()
         .iter()
-        .filter(|step| !seen.contains_key(**step))
+        .filter(|step| !seen.contains_key(*step))
         .collect();
     assert!(missing.is_empty(), "steps no fixture produces: {missing:?}");
 }
 
 #[test]
 fn every_task_names_existing_steps_a_target_and_a_reason_under_every_policy() {
-    let known: BTreeSet<&str> = PLAYBOOK_STEPS.iter().copied().collect();
+    let steps = Registry::standard().steps();
+    let known: BTreeSet<&str> = steps.iter().collect();
     for (policy_name, policy) in support::policies() {
         for (corpus, fixture, reports) in support::plan_all_corpora(&policy) {
             for report in &reports {

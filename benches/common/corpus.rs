@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use defender_responder::adapters::MemoryLedger;
 use defender_responder::config::Config;
 use defender_responder::decode::{decode_body, EventKind};
-use defender_responder::domain::Service;
+use defender_responder::domain::ServiceName;
 use defender_responder::pipeline::{Outcome, Pipeline};
-use defender_responder::services::Registry;
+use defender_responder::services::{Fallback, Registry};
 use serde_json::{json, Map, Value};
 
 /// The marker's prefix; 2 slot digits and 11 counter digits follow.
@@ -44,7 +44,7 @@ pub(crate) fn pipeline() -> Pipeline {
 }
 
 /// The fixture events that plan a response (single alert events, not malformed ones).
-pub(crate) fn templates() -> Vec<(String, Value, Service, String)> {
+pub(crate) fn templates() -> Vec<(String, Value, ServiceName, String)> {
     let pipeline = pipeline();
     let mut found = Vec::new();
     let mut names: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
@@ -88,7 +88,7 @@ pub(crate) fn templates() -> Vec<(String, Value, Service, String)> {
             continue;
         }
         let service = Registry::standard().route(&decoded.alert).service;
-        if service == Service::Unknown {
+        if service == Fallback::NAME {
             continue;
         }
         found.push((name, raw, service, decoded.alert.system_alert_id.clone()));

@@ -43,9 +43,10 @@ pub fn policy_from_lookup(
             let text = read(&path).map_err(|err| {
                 Error::configuration(format!("{POLICY_FILE}={path:?}: cannot read: {err}"))
             })?;
-            parse_policy(&text).map_err(|problems| {
-                Error::configuration(format!("{POLICY_FILE}={path:?}: {problems}"))
-            })?
+            // Rules may name the steps of the handlers the pipeline routes to.
+            parse_policy(&text, &crate::services::Registry::standard().steps()).map_err(
+                |problems| Error::configuration(format!("{POLICY_FILE}={path:?}: {problems}")),
+            )?
         }
         None => Policy::default(),
     };

@@ -11,46 +11,56 @@ pub use super::ids::AzureResourceId;
 /// Prefix the Defender alert simulator puts before real alert types.
 pub const SIMULATED_PREFIX: &str = "SIMULATED_";
 
-/// The Defender plan (and so the per-service handler) an alert belongs to.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Service {
-    /// Defender for Key Vault.
-    KeyVault,
-    /// Defender for DNS.
-    Dns,
-    /// Defender for Resource Manager.
-    ResourceManager,
-    /// Not one of the documented types: handled by the notification-only fallback.
-    Unknown,
-}
+/// The name of a service: the Defender plan an alert belongs to, and so the handler that
+/// plans it (`key_vault`, `dns`, `resource_manager`; `unknown` for the fallback).
+///
+/// Each handler declares its own name beside its code (`services/<service>.rs`); nothing in
+/// the domain lists the services. The name is snake_case ASCII, checked when it is declared
+/// (at compile time for the handlers' constants). It serialises as the bare name; it is read
+/// back, and described in the JSON Schema, against the names of the standard registry
+/// (`services::Registry::standard`), so a message naming no registered service is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ServiceName(&'static str);
 
-impl Service {
-    /// Every service, so a test can check that each new one has a handler.
-    pub const ALL: &'static [Service] = &[
-        Service::KeyVault,
-        Service::Dns,
-        Service::ResourceManager,
-        Service::Unknown,
-    ];
+impl ServiceName {
+    /// Declares a service name.
+    ///
+    /// # Panics
+    /// When `name` is not snake_case ASCII (lower-case letters, digits and `_`, starting with
+    /// a letter): in a `const`, that is a compile error.
+    pub const fn new(name: &'static str) -> Self {
+        assert!(is_snake_case(name), "a service name is snake_case ASCII");
+        ServiceName(name)
+    }
 
     /// The snake_case name used in plans, message properties and logs.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Service::KeyVault => "key_vault",
-            Service::Dns => "dns",
-            Service::ResourceManager => "resource_manager",
-            Service::Unknown => "unknown",
-        }
+        self.0
     }
 }
 
-impl fmt::Display for Service {
+impl fmt::Display for ServiceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
     }
+}
+
+/// Whether `name` is a non-empty snake_case ASCII identifier starting with a letter.
+const fn is_snake_case(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || !bytes[0].is_ascii_lowercase() {
+        return false;
+    }
+    let mut index = 1;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if !(byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_') {
+            return false;
+        }
+        index += 1;
+    }
+    true
 }
 
 /// Alert severity as Defender reports it; `Unknown` when the alert carries none.
@@ -309,18 +319,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn service_all_lists_every_variant() {
-        // A new variant breaks this match: add it to `Service::ALL` (and register a handler).
-        let position = |service: Service| match service {
-            Service::KeyVault => 0,
-            Service::Dns => 1,
-            Service::ResourceManager => 2,
-            Service::Unknown => 3,
-        };
-        for (index, service) in Service::ALL.iter().enumerate() {
-            assert_eq!(position(*service), index);
+    fn service_names_are_snake_case_identifiers() {
+        assert_eq!(ServiceName::new("key_vault").as_str(), "key_vault");
+        assert_eq!(
+            serde_json::to_string(&ServiceName::new("dns2")).unwrap(),
+            "\"dns2\""
+        );
+        for bad in ["", "Key Vault", "key-vault", "_dns", "1dns", "kéy"] {
+            assert!(!is_snake_case(bad), "{bad:?}");
         }
-        assert_eq!(Service::ALL.len(), 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "a service name is snake_case ASCII")]
+    fn a_malformed_service_name_cannot_be_declared() {
+        let _ = ServiceName::new("KeyVault");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `SIMULATED_` prefix), never by prefix guessing: `RM_` and `Arm_` types exist, and an
 //! undocumented `KV_*` type is not known to behave like the documented ones.
 
-use super::alert::{Service, Severity};
+use super::alert::{ServiceName, Severity};
 
 /// What the catalogue says an alert type implies beyond its service's base playbook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -48,7 +48,7 @@ pub struct CatalogEntry {
     /// The alert type id exactly as documented.
     pub alert_type: &'static str,
     /// The Defender plan that raises it.
-    pub service: Service,
+    pub service: ServiceName,
     /// Documented severity (`Unknown` where the page says "-").
     pub documented_severity: Severity,
     /// Documented MITRE tactic(s).
@@ -62,7 +62,7 @@ pub struct CatalogEntry {
 /// A catalogue row (the rows live beside each service's handler).
 pub const fn entry(
     alert_type: &'static str,
-    service: Service,
+    service: ServiceName,
     documented_severity: Severity,
     tactic: &'static str,
     display_name: &'static str,

@@ -5,10 +5,11 @@ pub mod catalog;
 pub mod ids;
 pub mod parameters;
 pub mod plan;
+pub mod steps;
 pub mod task;
 
 pub use alert::{
-    AlertStatus, AzureResourceId, Entity, SecurityAlert, Service, Severity, SIMULATED_PREFIX,
+    AlertStatus, AzureResourceId, Entity, SecurityAlert, ServiceName, Severity, SIMULATED_PREFIX,
 };
 pub use ids::{
     CertificateUri, Guid, IdError, IpAddress, IpRange, KeyUri, KeyVaultId, PersonAddress,
@@ -16,5 +17,6 @@ pub use ids::{
 };
 pub use parameters::{Activity, Parameters, Subject, TimeWindow};
 pub use plan::ResponsePlan;
+pub use steps::PlaybookSteps;
 pub use task::{task_json_schema, PolicyDecision, SCHEMA_VERSION};
-pub use task::{Action, AlertRef, MessageId, Queue, Task, TaskStatus, PLAYBOOK_STEPS};
+pub use task::{Action, AlertRef, MessageId, Queue, Task, TaskStatus};

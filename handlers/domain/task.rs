@@ -7,17 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::alert::{AlertStatus, SecurityAlert, Service, Severity};
+use super::alert::{AlertStatus, SecurityAlert, ServiceName, Severity};
 use super::ids::AzureResourceId;
 use super::parameters::{Activity, Parameters, Subject};
-
-/// Every step id of the playbook (`shared/spec/playbook.md`) that a task can carry out.
-/// `KV-2`, `KV-4` and `ARM-2` are headings whose work is their lettered sub-steps; `DNS-2`
-/// is a step of its own (isolate) as well as a heading.
-pub const PLAYBOOK_STEPS: &[&str] = &[
-    "KV-1", "KV-2a", "KV-2b", "KV-2c", "KV-3", "KV-4a", "KV-4b", "KV-4c", "DNS-1", "DNS-2",
-    "DNS-2a", "DNS-2b", "DNS-2c", "DNS-2d", "ARM-1", "ARM-2a", "ARM-2b", "ARM-2c", "GEN-1",
-];
 
 /// The three task queues of the playbook.
 #[derive(
@@ -198,7 +190,7 @@ pub struct AlertRef {
     /// The alert type as sent.
     pub alert_type: String,
     /// The service whose handler planned it.
-    pub service: Service,
+    pub service: ServiceName,
     /// Severity.
     pub severity: Severity,
     /// Status.
@@ -216,7 +208,7 @@ impl AlertRef {
         AlertRef {
             system_alert_id: system_alert_id.to_string(),
             alert_type: "KV_UserAnomaly".into(),
-            service: Service::KeyVault,
+            service: ServiceName::new("key_vault"),
             severity: Severity::Medium,
             status: AlertStatus::Active,
             resource: "kv".into(),
@@ -225,7 +217,7 @@ impl AlertRef {
     }
 
     /// Summarises an alert for the tasks planned from it.
-    pub fn new(alert: &SecurityAlert, service: Service) -> Self {
+    pub fn new(alert: &SecurityAlert, service: ServiceName) -> Self {
         AlertRef {
             system_alert_id: alert.system_alert_id.clone(),
             alert_type: alert.alert_type.clone(),

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{AutomationRule, KnownPrincipal, Mode, Policy};
-use crate::domain::{Action, Severity, PLAYBOOK_STEPS};
+use crate::domain::{Action, PlaybookSteps, Severity};
 
 /// The policy file as written, before validation.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -90,7 +90,7 @@ pub struct RuleEntry {
     /// Action name (snake_case).
     #[serde(default)]
     pub action: Option<String>,
-    /// Step id (`KV-2a`, or `KV-2` for all of KV-2a..c).
+    /// Step id (`KV-2a`, or the heading `KV-2` for all of KV-2a..c).
     #[serde(default)]
     pub step: Option<String>,
     /// `auto`, `approval` or `notify_only`.
@@ -101,24 +101,6 @@ pub struct RuleEntry {
     pub min_severity: Option<String>,
 }
 
-/// The step ids a rule may name: every step of [`PLAYBOOK_STEPS`], and the headings whose
-/// work is their lettered sub-steps (`KV-2` covers `KV-2a`, `KV-2b`, ...).
-pub fn rule_step_id(text: &str) -> Option<String> {
-    let text = text.trim();
-    if let Some(step) = PLAYBOOK_STEPS
-        .iter()
-        .find(|step| step.eq_ignore_ascii_case(text))
-    {
-        return Some(step.to_string());
-    }
-    PLAYBOOK_STEPS.iter().find_map(|step| {
-        let heading = step.strip_suffix(|c: char| c.is_ascii_lowercase())?;
-        heading
-            .eq_ignore_ascii_case(text)
-            .then(|| heading.to_string())
-    })
-}
-
 impl PolicyFile {
     /// Parses the file's text; the error names the line and column, or the unknown field.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -126,8 +108,9 @@ impl PolicyFile {
     }
 
     /// Validates every entry and builds the policy; each error names its entry, e.g.
-    /// `automation[2].action: "rotate_all" is not an action`.
-    pub fn into_policy(self) -> Result<Policy, Vec<String>> {
+    /// `automation[2].action: "rotate_all" is not an action`. Rule steps must be among
+    /// `steps` (the registry's, `Registry::steps`) or their headings.
+    pub fn into_policy(self, steps: &PlaybookSteps) -> Result<Policy, Vec<String>> {
         let mut errors = Vec::new();
         let defaults = Policy::default();
         let mut trusted_ip_ranges = Vec::new();
@@ -196,7 +179,7 @@ impl PolicyFile {
         }
         let mut automation = Vec::new();
         for (index, entry) in self.automation.into_iter().enumerate() {
-            match parse_rule(&entry) {
+            match parse_rule(&entry, steps) {
                 Ok(rule) => automation.push(rule),
                 Err(problem) => errors.push(format!("automation[{index}]{problem}")),
             }
@@ -246,14 +229,15 @@ impl PolicyFile {
     }
 }
 
-/// Parses a policy file's text into a policy; the error lists every bad entry.
-pub fn parse_policy(text: &str) -> Result<Policy, String> {
+/// Parses a policy file's text into a policy whose rules name only `steps` (the registry's,
+/// `Registry::steps`) or their headings; the error lists every bad entry.
+pub fn parse_policy(text: &str, steps: &PlaybookSteps) -> Result<Policy, String> {
     PolicyFile::parse(text)?
-        .into_policy()
+        .into_policy(steps)
         .map_err(|errors| errors.join("; "))
 }
 
-fn parse_rule(entry: &RuleEntry) -> Result<AutomationRule, String> {
+fn parse_rule(entry: &RuleEntry, steps: &PlaybookSteps) -> Result<AutomationRule, String> {
     let action = match entry.action.as_deref() {
         None => None,
         Some(name) => Some(
@@ -274,7 +258,9 @@ fn parse_rule(entry: &RuleEntry) -> Result<AutomationRule, String> {
     let step = match entry.step.as_deref() {
         None => None,
         Some(step) => Some(
-            rule_step_id(step)
+            steps
+                .rule_step(step)
+                .map(str::to_string)
                 .ok_or_else(|| format!(".step: {step:?} is not a playbook step id"))?,
         ),
     };

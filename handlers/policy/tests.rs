@@ -1,8 +1,13 @@
 //! Unit tests of the policy: modes, thresholds, finalize, and the policy file's validation.
 
-use super::file::parse_policy;
 use super::*;
 use crate::domain::{AlertRef, AlertStatus, Queue};
+use crate::services::Registry;
+
+/// Parses a policy file as start-up does: rules may name the standard registry's steps.
+fn parse_policy(text: &str) -> Result<Policy, String> {
+    file::parse_policy(text, &Registry::standard().steps())
+}
 
 fn alert(severity: Severity, alert_type: &str) -> SecurityAlert {
     SecurityAlert {
@@ -29,7 +34,7 @@ fn alert(severity: Severity, alert_type: &str) -> SecurityAlert {
 }
 
 fn plan_of(alert: &SecurityAlert) -> ResponsePlan {
-    let alert_ref = AlertRef::new(alert, crate::domain::Service::KeyVault);
+    let alert_ref = AlertRef::new(alert, crate::services::KeyVault::NAME);
     let mut plan = ResponsePlan::new();
     plan.push(
         Task::example(
@@ -395,10 +400,19 @@ fn rule_steps_are_the_playbook_steps_and_their_headings() {
     for step in [
         "KV-1", "kv-2", "KV-2a", "KV-4", "DNS-2", "DNS-2d", "ARM-2", "arm-2c", "GEN-1",
     ] {
-        assert!(file::rule_step_id(step).is_some(), "{step}");
+        let text = format!(r#"{{"automation": [{{"step": "{step}", "mode": "auto"}}]}}"#);
+        assert!(parse_policy(&text).is_ok(), "{step}");
     }
-    assert_eq!(file::rule_step_id("kv-2").as_deref(), Some("KV-2"));
+    let policy = parse_policy(r#"{"automation": [{"step": "kv-2", "mode": "auto"}]}"#).unwrap();
+    assert_eq!(policy.automation[0].step.as_deref(), Some("KV-2"));
     for step in ["KV-5", "KV-2z", "ARM", "DNS-3"] {
-        assert!(file::rule_step_id(step).is_none(), "{step}");
+        let text = format!(r#"{{"automation": [{{"step": "{step}", "mode": "auto"}}]}}"#);
+        let err = parse_policy(&text).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "automation[0].step: {step:?} is not a playbook step id"
+            )),
+            "{err}"
+        );
     }
 }

@@ -5,29 +5,34 @@ use super::{owner_lookup, PlanInput, ServiceHandler};
 use crate::domain::catalog::{entry, CatalogEntry, Traits};
 use crate::domain::parameters::{ResourceTarget, ScanType};
 use crate::domain::{
-    Action, Activity, AzureResourceId, Entity, Parameters, ResponsePlan, SecurityAlert, Service,
-    Severity, Subject, Task,
+    Action, Activity, AzureResourceId, Entity, Parameters, ResponsePlan, SecurityAlert,
+    ServiceName, Severity, Subject, Task,
 };
 
 /// The DNS handler.
 pub struct Dns;
 
+impl Dns {
+    /// The name tasks, reports and message properties carry for DNS alerts.
+    pub const NAME: ServiceName = ServiceName::new("dns");
+}
+
 /// The documented alert types this handler owns (alert-catalog.md).
 #[rustfmt::skip]
 pub(crate) const CATALOG: &[CatalogEntry] = &[
-    entry("AzureDNS_ProtocolAnomaly", Service::Dns, Severity::Unknown, "Exfiltration", "Anomalous network protocol usage", Traits::NONE),
-    entry("AzureDNS_DarkWeb", Service::Dns, Severity::Low, "Exfiltration", "Anonymity network activity", Traits::NONE),
-    entry("AzureDNS_DarkWebProxy", Service::Dns, Severity::Low, "Exfiltration", "Anonymity network activity using web proxy", Traits::NONE),
-    entry("AzureDNS_SinkholedDomain", Service::Dns, Severity::Medium, "Exfiltration", "Attempted communication with suspicious sinkholed domain", Traits::NONE),
-    entry("AzureDNS_PhishingDomain", Service::Dns, Severity::Informational, "Exfiltration", "Communication with possible phishing domain", Traits::NONE),
-    entry("AzureDNS_DomainGenerationAlgorithm", Service::Dns, Severity::Informational, "Exfiltration", "Communication with suspicious algorithmically generated domain", Traits::NONE),
-    entry("AzureDNS_ThreatIntelSuspectDomain", Service::Dns, Severity::Medium, "Initial Access", "Communication with suspicious domain identified by threat intelligence", Traits::NONE),
-    entry("AzureDNS_RandomizedDomain", Service::Dns, Severity::Informational, "Exfiltration", "Communication with suspicious random domain name", Traits::NONE),
-    entry("AzureDNS_CurrencyMining", Service::Dns, Severity::Low, "Exfiltration", "Digital currency mining activity", Traits::NONE),
-    entry("AzureDNS_SuspiciousDomain", Service::Dns, Severity::Medium, "Exfiltration", "Network intrusion detection signature activation", Traits::NONE),
-    entry("AzureDNS_DataInfiltration", Service::Dns, Severity::Low, "Exfiltration", "Possible data download via DNS tunnel", Traits::NONE),
-    entry("AzureDNS_DataExfiltration", Service::Dns, Severity::Low, "Exfiltration", "Possible data exfiltration via DNS tunnel", Traits::NONE),
-    entry("AzureDNS_DataObfuscation", Service::Dns, Severity::Low, "Exfiltration", "Possible data transfer via DNS tunnel", Traits::NONE),
+    entry("AzureDNS_ProtocolAnomaly", Dns::NAME, Severity::Unknown, "Exfiltration", "Anomalous network protocol usage", Traits::NONE),
+    entry("AzureDNS_DarkWeb", Dns::NAME, Severity::Low, "Exfiltration", "Anonymity network activity", Traits::NONE),
+    entry("AzureDNS_DarkWebProxy", Dns::NAME, Severity::Low, "Exfiltration", "Anonymity network activity using web proxy", Traits::NONE),
+    entry("AzureDNS_SinkholedDomain", Dns::NAME, Severity::Medium, "Exfiltration", "Attempted communication with suspicious sinkholed domain", Traits::NONE),
+    entry("AzureDNS_PhishingDomain", Dns::NAME, Severity::Informational, "Exfiltration", "Communication with possible phishing domain", Traits::NONE),
+    entry("AzureDNS_DomainGenerationAlgorithm", Dns::NAME, Severity::Informational, "Exfiltration", "Communication with suspicious algorithmically generated domain", Traits::NONE),
+    entry("AzureDNS_ThreatIntelSuspectDomain", Dns::NAME, Severity::Medium, "Initial Access", "Communication with suspicious domain identified by threat intelligence", Traits::NONE),
+    entry("AzureDNS_RandomizedDomain", Dns::NAME, Severity::Informational, "Exfiltration", "Communication with suspicious random domain name", Traits::NONE),
+    entry("AzureDNS_CurrencyMining", Dns::NAME, Severity::Low, "Exfiltration", "Digital currency mining activity", Traits::NONE),
+    entry("AzureDNS_SuspiciousDomain", Dns::NAME, Severity::Medium, "Exfiltration", "Network intrusion detection signature activation", Traits::NONE),
+    entry("AzureDNS_DataInfiltration", Dns::NAME, Severity::Low, "Exfiltration", "Possible data download via DNS tunnel", Traits::NONE),
+    entry("AzureDNS_DataExfiltration", Dns::NAME, Severity::Low, "Exfiltration", "Possible data exfiltration via DNS tunnel", Traits::NONE),
+    entry("AzureDNS_DataObfuscation", Dns::NAME, Severity::Low, "Exfiltration", "Possible data transfer via DNS tunnel", Traits::NONE),
 ];
 
 /// The facts the DNS steps need.
@@ -158,8 +163,8 @@ impl DnsFacts {
 }
 
 impl ServiceHandler for Dns {
-    fn service(&self) -> Service {
-        Service::Dns
+    fn service(&self) -> ServiceName {
+        Dns::NAME
     }
 
     fn catalog(&self) -> &'static [CatalogEntry] {

@@ -2,15 +2,20 @@
 
 use super::{notify_targets, PlanInput, ServiceHandler};
 use crate::domain::catalog::CatalogEntry;
-use crate::domain::{Entity, Parameters, ResponsePlan, Service, Subject, Task};
+use crate::domain::{Entity, Parameters, ResponsePlan, ServiceName, Subject, Task};
 
 /// Tells the security team, with the alert's resource, entities and portal link; no
 /// containment and no step of another plan (playbook GEN-1).
 pub struct Fallback;
 
+impl Fallback {
+    /// The name of alerts no handler owns (the playbook's GEN-1).
+    pub const NAME: ServiceName = ServiceName::new("unknown");
+}
+
 impl ServiceHandler for Fallback {
-    fn service(&self) -> Service {
-        Service::Unknown
+    fn service(&self) -> ServiceName {
+        Fallback::NAME
     }
 
     fn catalog(&self) -> &'static [CatalogEntry] {

@@ -8,7 +8,7 @@ use crate::domain::parameters::{
 };
 use crate::domain::{
     Action, Activity, AzureResourceId, CertificateUri, IpRange, KeyUri, KeyVaultId, Parameters,
-    ResponsePlan, SecretUri, SecurityAlert, Service, Severity, Subject, Task, TimeWindow,
+    ResponsePlan, SecretUri, SecurityAlert, ServiceName, Severity, Subject, Task, TimeWindow,
     VaultObjectKind,
 };
 use crate::policy::{KnownPrincipal, Policy};
@@ -16,23 +16,28 @@ use crate::policy::{KnownPrincipal, Policy};
 /// The Key Vault handler.
 pub struct KeyVault;
 
+impl KeyVault {
+    /// The name tasks, reports and message properties carry for Key Vault alerts.
+    pub const NAME: ServiceName = ServiceName::new("key_vault");
+}
+
 /// The documented alert types this handler owns (alert-catalog.md).
 #[rustfmt::skip]
 pub(crate) const CATALOG: &[CatalogEntry] = &[
-    entry("KV_SuspiciousIPAccess", Service::KeyVault, Severity::Medium, "Credential Access", "Access from a suspicious IP address to a key vault", Traits::UNKNOWN_IP_ACCESS),
-    entry("KV_TORAccess", Service::KeyVault, Severity::Medium, "Credential Access", "Access from a TOR exit node to a key vault", Traits::UNKNOWN_IP_ACCESS),
-    entry("KV_OperationVolumeAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "High volume of operations in a key vault", Traits::NONE),
-    entry("KV_PutGetAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Suspicious policy change and secret query in a key vault", Traits::POLICY_CHANGE),
-    entry("KV_ListGetAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Suspicious secret listing and query in a key vault", Traits::NONE),
-    entry("KV_AccountVolumeAccessDeniedAnomaly", Service::KeyVault, Severity::Low, "Discovery", "Unusual access denied - User accessing high volume of key vaults denied", Traits::ACCESS_DENIED),
-    entry("KV_UserAccessDeniedAnomaly", Service::KeyVault, Severity::Low, "Initial Access, Discovery", "Unusual access denied - Unusual user accessing key vault denied", Traits::ACCESS_DENIED),
-    entry("KV_AppAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual application accessed a key vault", Traits::NONE),
-    entry("KV_OperationPatternAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual operation pattern in a key vault", Traits::NONE),
-    entry("KV_UserAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual user accessed a key vault", Traits::NONE),
-    entry("KV_UserAppAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual user-application pair accessed a key vault", Traits::NONE),
-    entry("KV_AccountVolumeAnomaly", Service::KeyVault, Severity::Medium, "Credential Access", "User accessed high volume of key vaults", Traits::NONE),
-    entry("KV_SuspiciousIPAccessDenied", Service::KeyVault, Severity::Low, "Credential Access", "Denied access from a suspicious IP to a key vault", Traits::UNKNOWN_IP_ACCESS.union(Traits::ACCESS_DENIED)),
-    entry("KV_UnusualAccessSuspiciousIP", Service::KeyVault, Severity::Medium, "Credential Access", "Unusual access to the key vault from a suspicious IP (Non-Microsoft or external)", Traits::UNKNOWN_IP_ACCESS),
+    entry("KV_SuspiciousIPAccess", KeyVault::NAME, Severity::Medium, "Credential Access", "Access from a suspicious IP address to a key vault", Traits::UNKNOWN_IP_ACCESS),
+    entry("KV_TORAccess", KeyVault::NAME, Severity::Medium, "Credential Access", "Access from a TOR exit node to a key vault", Traits::UNKNOWN_IP_ACCESS),
+    entry("KV_OperationVolumeAnomaly", KeyVault::NAME, Severity::Medium, "Credential Access", "High volume of operations in a key vault", Traits::NONE),
+    entry("KV_PutGetAnomaly", KeyVault::NAME, Severity::Medium, "Credential Access", "Suspicious policy change and secret query in a key vault", Traits::POLICY_CHANGE),
+    entry("KV_ListGetAnomaly", KeyVault::NAME, Severity::Medium, "Credential Access", "Suspicious secret listing and query in a key vault", Traits::NONE),
+    entry("KV_AccountVolumeAccessDeniedAnomaly", KeyVault::NAME, Severity::Low, "Discovery", "Unusual access denied - User accessing high volume of key vaults denied", Traits::ACCESS_DENIED),
+    entry("KV_UserAccessDeniedAnomaly", KeyVault::NAME, Severity::Low, "Initial Access, Discovery", "Unusual access denied - Unusual user accessing key vault denied", Traits::ACCESS_DENIED),
+    entry("KV_AppAnomaly", KeyVault::NAME, Severity::Medium, "Credential Access", "Unusual application accessed a key vault", Traits::NONE),
+    entry("KV_OperationPatternAnomaly", KeyVault::NAME, Severity::Medium, "Credential Access", "Unusual operation pattern in a key vault", Traits::NONE),
+    entry("KV_UserAnomaly", KeyVault::NAME, Severity::Medium, "Credential Access", "Unusual user accessed a key vault", Traits::NONE),
+    entry("KV_UserAppAnomaly", KeyVault::NAME, Severity::Medium, "Credential Access", "Unusual user-application pair accessed a key vault", Traits::NONE),
+    entry("KV_AccountVolumeAnomaly", KeyVault::NAME, Severity::Medium, "Credential Access", "User accessed high volume of key vaults", Traits::NONE),
+    entry("KV_SuspiciousIPAccessDenied", KeyVault::NAME, Severity::Low, "Credential Access", "Denied access from a suspicious IP to a key vault", Traits::UNKNOWN_IP_ACCESS.union(Traits::ACCESS_DENIED)),
+    entry("KV_UnusualAccessSuspiciousIP", KeyVault::NAME, Severity::Medium, "Credential Access", "Unusual access to the key vault from a suspicious IP (Non-Microsoft or external)", Traits::UNKNOWN_IP_ACCESS),
 ];
 
 /// How many accessed objects the impact report lists by name.
@@ -162,8 +167,8 @@ impl KvFacts {
 }
 
 impl ServiceHandler for KeyVault {
-    fn service(&self) -> Service {
-        Service::KeyVault
+    fn service(&self) -> ServiceName {
+        KeyVault::NAME
     }
 
     fn catalog(&self) -> &'static [CatalogEntry] {

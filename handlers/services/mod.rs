@@ -6,11 +6,18 @@ mod fallback;
 mod key_vault;
 mod resource_manager;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer};
 
 use crate::domain::catalog::CatalogEntry;
 use crate::domain::parameters::OwnerLookup;
-use crate::domain::{AlertRef, AzureResourceId, ResponsePlan, SecurityAlert, Service};
+use crate::domain::{
+    AlertRef, AzureResourceId, PlaybookSteps, ResponsePlan, SecurityAlert, ServiceName,
+};
 use crate::policy::Policy;
 
 pub use dns::Dns;
@@ -36,12 +43,16 @@ pub struct PlanInput<'a> {
 /// Turns an alert of one Defender plan into a response plan, and says what it owns: its rows
 /// of the alert catalogue, the playbook steps its tasks cite and the step of its contact.
 ///
-/// Adding a service is its handler file (these five items), its section of
-/// `docs/playbooks.md`, a fixture under `tests/fixtures/alerts`, a [`Service`] variant and one
-/// [`Registry::standard`] line; `services::tests::registry_*` fail naming whatever is missing.
+/// Adding a service is three files: its handler file (its name, these items and its catalogue
+/// rows), its section of `docs/playbooks.md` and a fixture under `tests/fixtures/alerts`; and
+/// one registration point: its `mod` line here and its `.register(...)` line in
+/// [`Registry::standard`]. The playbook's step list, policy validation, the task schema and
+/// the coverage tests all read the registry; `services::tests::registry_*` and
+/// `tests/playbook_coverage.rs` fail naming whatever is missing.
 pub trait ServiceHandler: Send + Sync {
-    /// The service this handler owns.
-    fn service(&self) -> Service;
+    /// The name of the service this handler owns (declared beside the handler, e.g.
+    /// `KeyVault::NAME`); unique in a registry.
+    fn service(&self) -> ServiceName;
     /// The documented alert types it handles (routing reads nothing else).
     fn catalog(&self) -> &'static [CatalogEntry];
     /// Every playbook step id its tasks may cite.
@@ -56,8 +67,8 @@ pub trait ServiceHandler: Send + Sync {
 /// Where an alert goes: the service, its catalogue row, and the handler that plans it.
 #[derive(Clone, Copy)]
 pub struct Route<'r> {
-    /// The service (`Unknown` for types no handler owns).
-    pub service: Service,
+    /// The service (the fallback's `unknown` for types no handler owns).
+    pub service: ServiceName,
     /// The catalogue row (`None` for undocumented types).
     pub entry: Option<&'static CatalogEntry>,
     handler: &'r dyn ServiceHandler,
@@ -112,9 +123,15 @@ impl Registry {
     /// Adds a handler and its catalogue rows. One line per service in [`Registry::standard`].
     ///
     /// # Panics
-    /// When an alert type is already owned by another handler, or a row names another
-    /// service: a registry that routes one type two ways must never start.
+    /// When the service's name is already registered (or is the fallback's), an alert type
+    /// is already owned by another handler, or a row names another service: a registry that
+    /// routes one type two ways must never start.
     pub fn register(mut self, handler: impl ServiceHandler + 'static) -> Self {
+        let name = handler.service();
+        assert!(
+            self.services().all(|registered| registered != name),
+            "the {name} service is registered twice (or is the fallback's name)"
+        );
         let index = self.handlers.len();
         for entry in handler.catalog() {
             assert_eq!(
@@ -139,7 +156,7 @@ impl Registry {
         self
     }
 
-    /// The standard handlers.
+    /// The standard handlers: the one registration point of a service (with its `mod` line).
     pub fn standard() -> Self {
         Self::empty()
             .register(KeyVault)
@@ -150,6 +167,28 @@ impl Registry {
     /// The registered handlers, in registration order.
     pub fn handlers(&self) -> impl Iterator<Item = &dyn ServiceHandler> {
         self.handlers.iter().map(|handler| handler.as_ref())
+    }
+
+    /// The fallback that plans alerts no handler owns (GEN-1).
+    pub fn fallback(&self) -> &dyn ServiceHandler {
+        &self.fallback
+    }
+
+    /// The names of the registered services, in registration order, then the fallback's.
+    pub fn services(&self) -> impl Iterator<Item = ServiceName> + '_ {
+        self.handlers()
+            .chain([self.fallback()])
+            .map(|handler| handler.service())
+    }
+
+    /// The playbook's step ids: every step the registered handlers' tasks may cite, then the
+    /// fallback's GEN-1. Policy rules are validated against these (and their headings).
+    pub fn steps(&self) -> PlaybookSteps {
+        PlaybookSteps::new(
+            self.handlers()
+                .chain([self.fallback()])
+                .flat_map(|handler| handler.steps().iter().copied()),
+        )
     }
 
     /// Every documented alert type the registry routes.
@@ -170,7 +209,7 @@ impl Registry {
                 fallback: &self.fallback,
             },
             None => Route {
-                service: Service::Unknown,
+                service: self.fallback.service(),
                 entry: None,
                 handler: &self.fallback,
                 fallback: &self.fallback,
@@ -182,6 +221,45 @@ impl Registry {
 impl Default for Registry {
     fn default() -> Self {
         Self::standard()
+    }
+}
+
+/// The service names of the standard registry, the ones a task message may name.
+static STANDARD_SERVICES: LazyLock<Vec<ServiceName>> =
+    LazyLock::new(|| Registry::standard().services().collect());
+
+/// A task message's service is read against the standard registry: a name no registered
+/// handler declares is refused, as the schema says.
+impl<'de> Deserialize<'de> for ServiceName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<'de, str>::deserialize(deserializer)?;
+        STANDARD_SERVICES
+            .iter()
+            .copied()
+            .find(|name| name.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = STANDARD_SERVICES.iter().map(|name| name.as_str()).collect();
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a registered service (one of {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// The schema of a service name: one of the standard registry's names.
+impl JsonSchema for ServiceName {
+    fn schema_name() -> Cow<'static, str> {
+        "Service".into()
+    }
+
+    fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = STANDARD_SERVICES.iter().map(|name| name.as_str()).collect();
+        schemars::json_schema!({
+            "description": "The Defender plan (and so the per-service handler) an alert belongs to; `unknown`: not one of the documented types, handled by the notification-only fallback.",
+            "type": "string",
+            "enum": names,
+        })
     }
 }
 

@@ -9,61 +9,66 @@ use crate::domain::parameters::{
 };
 use crate::domain::{
     Action, Activity, AzureResourceId, KeyVaultId, Parameters, ResponsePlan, SecurityAlert,
-    Service, Severity, Subject, SubscriptionScope, Task, TimeWindow,
+    ServiceName, Severity, Subject, SubscriptionScope, Task, TimeWindow,
 };
 
 /// The Resource Manager handler.
 pub struct ResourceManager;
 
+impl ResourceManager {
+    /// The name tasks, reports and message properties carry for Resource Manager alerts.
+    pub const NAME: ServiceName = ServiceName::new("resource_manager");
+}
+
 /// The documented alert types this handler owns (alert-catalog.md).
 #[rustfmt::skip]
 pub(crate) const CATALOG: &[CatalogEntry] = &[
-    entry("ARM_OperationFromSuspiciousIP", Service::ResourceManager, Severity::Medium, "Execution", "Azure Resource Manager operation from suspicious IP address", Traits::NONE),
-    entry("ARM_OperationFromSuspiciousProxyIP", Service::ResourceManager, Severity::Medium, "Defense Evasion", "Azure Resource Manager operation from suspicious proxy IP address", Traits::NONE),
-    entry("ARM_MicroBurst.AzDomainInfo", Service::ResourceManager, Severity::Low, "-", "MicroBurst exploitation toolkit used to enumerate resources in your subscriptions", Traits::NONE),
-    entry("ARM_MicroBurst.AzureDomainInfo", Service::ResourceManager, Severity::Low, "-", "MicroBurst exploitation toolkit used to enumerate resources in your subscriptions", Traits::NONE),
-    entry("ARM_MicroBurst.AzVMBulkCMD", Service::ResourceManager, Severity::High, "Execution", "MicroBurst exploitation toolkit used to execute code on your virtual machine", Traits::VM_COMPROMISE),
-    entry("RM_MicroBurst.AzureRmVMBulkCMD", Service::ResourceManager, Severity::High, "-", "MicroBurst exploitation toolkit used to execute code on your virtual machine", Traits::VM_COMPROMISE),
-    entry("ARM_MicroBurst.AzKeyVaultKeysREST", Service::ResourceManager, Severity::High, "-", "MicroBurst exploitation toolkit used to extract keys from your Azure key vaults", Traits::KEY_VAULT_DUMP),
-    entry("ARM_MicroBurst.AZStorageKeysREST", Service::ResourceManager, Severity::High, "Collection", "MicroBurst exploitation toolkit used to extract keys to your storage accounts", Traits::STORAGE_KEYS),
-    entry("ARM_MicroBurst.AzKeyVaultSecretsREST", Service::ResourceManager, Severity::High, "-", "MicroBurst exploitation toolkit used to extract secrets from your Azure key vaults", Traits::KEY_VAULT_DUMP),
-    entry("ARM_PowerZure.AzureElevatedPrivileges", Service::ResourceManager, Severity::High, "-", "PowerZure exploitation toolkit used to elevate access from Azure AD to Azure", Traits::ROLE_CHANGE),
-    entry("ARM_PowerZure.GetAzureTargets", Service::ResourceManager, Severity::High, "Collection", "PowerZure exploitation toolkit used to enumerate resources", Traits::NONE),
-    entry("ARM_PowerZure.ShowStorageContent", Service::ResourceManager, Severity::High, "-", "PowerZure exploitation toolkit used to enumerate storage containers, shares, and tables", Traits::NONE),
-    entry("ARM_PowerZure.StartRunbook", Service::ResourceManager, Severity::High, "-", "PowerZure exploitation toolkit used to execute a Runbook in your subscription", Traits::AUTOMATION),
-    entry("ARM_PowerZure.AzureRunbookContent", Service::ResourceManager, Severity::High, "Collection", "PowerZure exploitation toolkit used to extract Runbooks content", Traits::AUTOMATION),
-    entry("ARM_Azurite", Service::ResourceManager, Severity::High, "Collection", "PREVIEW - Azurite toolkit run detected", Traits::NONE),
-    entry("ARM_SuspiciousComputeCreation", Service::ResourceManager, Severity::Medium, "Impact", "PREVIEW - Suspicious creation of compute resources detected", Traits::VM_COMPROMISE),
-    entry("Arm_Suspicious_Vault_Recovering", Service::ResourceManager, Severity::Medium, "Lateral movement", "PREVIEW - Suspicious key vault recovery detected", Traits::KEY_VAULT_DUMP),
-    entry("ARM_UnusedAccountPersistence", Service::ResourceManager, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using an inactive account detected", Traits::NONE),
-    entry("ARM_AnomalousServiceOperation.CredentialAccess", Service::ResourceManager, Severity::Medium, "Credential access", "PREVIEW - Suspicious invocation of a high-risk 'Credential Access' operation by a service principal detected", Traits::NONE),
-    entry("ARM_AnomalousServiceOperation.Collection", Service::ResourceManager, Severity::Medium, "Collection", "PREVIEW - Suspicious invocation of a high-risk 'Data Collection' operation by a service principal detected", Traits::NONE),
-    entry("ARM_AnomalousServiceOperation.DefenseEvasion", Service::ResourceManager, Severity::Medium, "Defense Evasion", "PREVIEW - Suspicious invocation of a high-risk 'Defense Evasion' operation by a service principal detected", Traits::NONE),
-    entry("ARM_AnomalousServiceOperation.Execution", Service::ResourceManager, Severity::Medium, "Defense Execution (sic; doc typo for Execution)", "PREVIEW - Suspicious invocation of a high-risk 'Execution' operation by a service principal detected", Traits::VM_COMPROMISE),
-    entry("ARM_AnomalousServiceOperation.Impact", Service::ResourceManager, Severity::Medium, "Impact", "PREVIEW - Suspicious invocation of a high-risk 'Impact' operation by a service principal detected", Traits::NONE),
-    entry("ARM_AnomalousServiceOperation.InitialAccess", Service::ResourceManager, Severity::Medium, "Initial access", "PREVIEW - Suspicious invocation of a high-risk 'Initial Access' operation by a service principal detected", Traits::NONE),
-    entry("ARM_AnomalousServiceOperation.LateralMovement", Service::ResourceManager, Severity::Medium, "Lateral movement", "PREVIEW - Suspicious invocation of a high-risk 'Lateral Movement Access' operation by a service principal detected", Traits::NONE),
-    entry("ARM_AnomalousServiceOperation.Persistence", Service::ResourceManager, Severity::Medium, "Persistence", "PREVIEW - Suspicious invocation of a high-risk 'persistence' operation by a service principal detected", Traits::NONE),
-    entry("ARM_AnomalousServiceOperation.PrivilegeEscalation", Service::ResourceManager, Severity::Medium, "Privilege escalation", "PREVIEW - Suspicious invocation of a high-risk 'Privilege Escalation' operation by a service principal detected", Traits::ROLE_CHANGE),
-    entry("ARM_UnusedAppPowershellPersistence", Service::ResourceManager, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using PowerShell detected", Traits::NONE),
-    entry("ARM_UnusedAppIbizaPersistence", Service::ResourceManager, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using Azure portal detected", Traits::NONE),
-    entry("ARM_PrivilegedRoleDefinitionCreation", Service::ResourceManager, Severity::Informational, "Privilege Escalation, Defense Evasion", "Privileged custom role created for your subscription in a suspicious way (Preview)", Traits::ROLE_CHANGE),
-    entry("ARM_AnomalousRBACRoleAssignment", Service::ResourceManager, Severity::Low, "Lateral Movement, Defense Evasion", "Suspicious Azure role assignment detected (Preview)", Traits::ROLE_CHANGE),
-    entry("ARM_AnomalousOperation.CredentialAccess", Service::ResourceManager, Severity::Medium, "Credential Access", "Suspicious invocation of a high-risk 'Credential Access' operation detected (Preview)", Traits::NONE),
-    entry("ARM_AnomalousOperation.Collection", Service::ResourceManager, Severity::Medium, "Collection", "Suspicious invocation of a high-risk 'Data Collection' operation detected (Preview)", Traits::NONE),
-    entry("ARM_AnomalousOperation.DefenseEvasion", Service::ResourceManager, Severity::Medium, "Defense Evasion", "Suspicious invocation of a high-risk 'Defense Evasion' operation detected (Preview)", Traits::NONE),
-    entry("ARM_AnomalousOperation.Execution", Service::ResourceManager, Severity::Medium, "Execution", "Suspicious invocation of a high-risk 'Execution' operation detected (Preview)", Traits::VM_COMPROMISE),
-    entry("ARM_AnomalousOperation.Impact", Service::ResourceManager, Severity::Medium, "Impact", "Suspicious invocation of a high-risk 'Impact' operation detected (Preview)", Traits::NONE),
-    entry("ARM_AnomalousOperation.InitialAccess", Service::ResourceManager, Severity::Medium, "Initial Access", "Suspicious invocation of a high-risk 'Initial Access' operation detected (Preview)", Traits::NONE),
-    entry("ARM_AnomalousOperation.LateralMovement", Service::ResourceManager, Severity::Medium, "Lateral Movement", "Suspicious invocation of a high-risk 'Lateral Movement' operation detected (Preview)", Traits::NONE),
-    entry("ARM_AnomalousElevateAccess", Service::ResourceManager, Severity::Medium, "Privilege Escalation", "Suspicious elevate access operation (Preview)", Traits::ROLE_CHANGE),
-    entry("ARM_AnomalousOperation.Persistence", Service::ResourceManager, Severity::Medium, "Persistence", "Suspicious invocation of a high-risk 'Persistence' operation detected (Preview)", Traits::NONE),
-    entry("ARM_AnomalousOperation.PrivilegeEscalation", Service::ResourceManager, Severity::Medium, "Privilege Escalation", "Suspicious invocation of a high-risk 'Privilege Escalation' operation detected (Preview)", Traits::ROLE_CHANGE),
-    entry("ARM_MicroBurst.RunCodeOnBehalf", Service::ResourceManager, Severity::High, "Persistence, Credential Access", "Usage of MicroBurst exploitation toolkit to run an arbitrary code or exfiltrate Azure Automation account credentials", Traits::AUTOMATION),
-    entry("ARM_NetSPI.MaintainPersistence", Service::ResourceManager, Severity::High, "-", "Usage of NetSPI techniques to maintain persistence in your Azure environment", Traits::AUTOMATION),
-    entry("ARM_PowerZure.RunCodeOnBehalf", Service::ResourceManager, Severity::High, "-", "Usage of PowerZure exploitation toolkit to run an arbitrary code or exfiltrate Azure Automation account credentials", Traits::AUTOMATION),
-    entry("ARM_PowerZure.MaintainPersistence", Service::ResourceManager, Severity::High, "-", "Usage of PowerZure function to maintain persistence in your Azure environment", Traits::AUTOMATION),
-    entry("ARM_AnomalousClassicRoleAssignment", Service::ResourceManager, Severity::High, "Lateral Movement, Defense Evasion", "Suspicious classic role assignment detected (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_OperationFromSuspiciousIP", ResourceManager::NAME, Severity::Medium, "Execution", "Azure Resource Manager operation from suspicious IP address", Traits::NONE),
+    entry("ARM_OperationFromSuspiciousProxyIP", ResourceManager::NAME, Severity::Medium, "Defense Evasion", "Azure Resource Manager operation from suspicious proxy IP address", Traits::NONE),
+    entry("ARM_MicroBurst.AzDomainInfo", ResourceManager::NAME, Severity::Low, "-", "MicroBurst exploitation toolkit used to enumerate resources in your subscriptions", Traits::NONE),
+    entry("ARM_MicroBurst.AzureDomainInfo", ResourceManager::NAME, Severity::Low, "-", "MicroBurst exploitation toolkit used to enumerate resources in your subscriptions", Traits::NONE),
+    entry("ARM_MicroBurst.AzVMBulkCMD", ResourceManager::NAME, Severity::High, "Execution", "MicroBurst exploitation toolkit used to execute code on your virtual machine", Traits::VM_COMPROMISE),
+    entry("RM_MicroBurst.AzureRmVMBulkCMD", ResourceManager::NAME, Severity::High, "-", "MicroBurst exploitation toolkit used to execute code on your virtual machine", Traits::VM_COMPROMISE),
+    entry("ARM_MicroBurst.AzKeyVaultKeysREST", ResourceManager::NAME, Severity::High, "-", "MicroBurst exploitation toolkit used to extract keys from your Azure key vaults", Traits::KEY_VAULT_DUMP),
+    entry("ARM_MicroBurst.AZStorageKeysREST", ResourceManager::NAME, Severity::High, "Collection", "MicroBurst exploitation toolkit used to extract keys to your storage accounts", Traits::STORAGE_KEYS),
+    entry("ARM_MicroBurst.AzKeyVaultSecretsREST", ResourceManager::NAME, Severity::High, "-", "MicroBurst exploitation toolkit used to extract secrets from your Azure key vaults", Traits::KEY_VAULT_DUMP),
+    entry("ARM_PowerZure.AzureElevatedPrivileges", ResourceManager::NAME, Severity::High, "-", "PowerZure exploitation toolkit used to elevate access from Azure AD to Azure", Traits::ROLE_CHANGE),
+    entry("ARM_PowerZure.GetAzureTargets", ResourceManager::NAME, Severity::High, "Collection", "PowerZure exploitation toolkit used to enumerate resources", Traits::NONE),
+    entry("ARM_PowerZure.ShowStorageContent", ResourceManager::NAME, Severity::High, "-", "PowerZure exploitation toolkit used to enumerate storage containers, shares, and tables", Traits::NONE),
+    entry("ARM_PowerZure.StartRunbook", ResourceManager::NAME, Severity::High, "-", "PowerZure exploitation toolkit used to execute a Runbook in your subscription", Traits::AUTOMATION),
+    entry("ARM_PowerZure.AzureRunbookContent", ResourceManager::NAME, Severity::High, "Collection", "PowerZure exploitation toolkit used to extract Runbooks content", Traits::AUTOMATION),
+    entry("ARM_Azurite", ResourceManager::NAME, Severity::High, "Collection", "PREVIEW - Azurite toolkit run detected", Traits::NONE),
+    entry("ARM_SuspiciousComputeCreation", ResourceManager::NAME, Severity::Medium, "Impact", "PREVIEW - Suspicious creation of compute resources detected", Traits::VM_COMPROMISE),
+    entry("Arm_Suspicious_Vault_Recovering", ResourceManager::NAME, Severity::Medium, "Lateral movement", "PREVIEW - Suspicious key vault recovery detected", Traits::KEY_VAULT_DUMP),
+    entry("ARM_UnusedAccountPersistence", ResourceManager::NAME, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using an inactive account detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.CredentialAccess", ResourceManager::NAME, Severity::Medium, "Credential access", "PREVIEW - Suspicious invocation of a high-risk 'Credential Access' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.Collection", ResourceManager::NAME, Severity::Medium, "Collection", "PREVIEW - Suspicious invocation of a high-risk 'Data Collection' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.DefenseEvasion", ResourceManager::NAME, Severity::Medium, "Defense Evasion", "PREVIEW - Suspicious invocation of a high-risk 'Defense Evasion' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.Execution", ResourceManager::NAME, Severity::Medium, "Defense Execution (sic; doc typo for Execution)", "PREVIEW - Suspicious invocation of a high-risk 'Execution' operation by a service principal detected", Traits::VM_COMPROMISE),
+    entry("ARM_AnomalousServiceOperation.Impact", ResourceManager::NAME, Severity::Medium, "Impact", "PREVIEW - Suspicious invocation of a high-risk 'Impact' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.InitialAccess", ResourceManager::NAME, Severity::Medium, "Initial access", "PREVIEW - Suspicious invocation of a high-risk 'Initial Access' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.LateralMovement", ResourceManager::NAME, Severity::Medium, "Lateral movement", "PREVIEW - Suspicious invocation of a high-risk 'Lateral Movement Access' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.Persistence", ResourceManager::NAME, Severity::Medium, "Persistence", "PREVIEW - Suspicious invocation of a high-risk 'persistence' operation by a service principal detected", Traits::NONE),
+    entry("ARM_AnomalousServiceOperation.PrivilegeEscalation", ResourceManager::NAME, Severity::Medium, "Privilege escalation", "PREVIEW - Suspicious invocation of a high-risk 'Privilege Escalation' operation by a service principal detected", Traits::ROLE_CHANGE),
+    entry("ARM_UnusedAppPowershellPersistence", ResourceManager::NAME, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using PowerShell detected", Traits::NONE),
+    entry("ARM_UnusedAppIbizaPersistence", ResourceManager::NAME, Severity::Medium, "Persistence", "PREVIEW - Suspicious management session using Azure portal detected", Traits::NONE),
+    entry("ARM_PrivilegedRoleDefinitionCreation", ResourceManager::NAME, Severity::Informational, "Privilege Escalation, Defense Evasion", "Privileged custom role created for your subscription in a suspicious way (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_AnomalousRBACRoleAssignment", ResourceManager::NAME, Severity::Low, "Lateral Movement, Defense Evasion", "Suspicious Azure role assignment detected (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_AnomalousOperation.CredentialAccess", ResourceManager::NAME, Severity::Medium, "Credential Access", "Suspicious invocation of a high-risk 'Credential Access' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.Collection", ResourceManager::NAME, Severity::Medium, "Collection", "Suspicious invocation of a high-risk 'Data Collection' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.DefenseEvasion", ResourceManager::NAME, Severity::Medium, "Defense Evasion", "Suspicious invocation of a high-risk 'Defense Evasion' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.Execution", ResourceManager::NAME, Severity::Medium, "Execution", "Suspicious invocation of a high-risk 'Execution' operation detected (Preview)", Traits::VM_COMPROMISE),
+    entry("ARM_AnomalousOperation.Impact", ResourceManager::NAME, Severity::Medium, "Impact", "Suspicious invocation of a high-risk 'Impact' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.InitialAccess", ResourceManager::NAME, Severity::Medium, "Initial Access", "Suspicious invocation of a high-risk 'Initial Access' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.LateralMovement", ResourceManager::NAME, Severity::Medium, "Lateral Movement", "Suspicious invocation of a high-risk 'Lateral Movement' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousElevateAccess", ResourceManager::NAME, Severity::Medium, "Privilege Escalation", "Suspicious elevate access operation (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_AnomalousOperation.Persistence", ResourceManager::NAME, Severity::Medium, "Persistence", "Suspicious invocation of a high-risk 'Persistence' operation detected (Preview)", Traits::NONE),
+    entry("ARM_AnomalousOperation.PrivilegeEscalation", ResourceManager::NAME, Severity::Medium, "Privilege Escalation", "Suspicious invocation of a high-risk 'Privilege Escalation' operation detected (Preview)", Traits::ROLE_CHANGE),
+    entry("ARM_MicroBurst.RunCodeOnBehalf", ResourceManager::NAME, Severity::High, "Persistence, Credential Access", "Usage of MicroBurst exploitation toolkit to run an arbitrary code or exfiltrate Azure Automation account credentials", Traits::AUTOMATION),
+    entry("ARM_NetSPI.MaintainPersistence", ResourceManager::NAME, Severity::High, "-", "Usage of NetSPI techniques to maintain persistence in your Azure environment", Traits::AUTOMATION),
+    entry("ARM_PowerZure.RunCodeOnBehalf", ResourceManager::NAME, Severity::High, "-", "Usage of PowerZure exploitation toolkit to run an arbitrary code or exfiltrate Azure Automation account credentials", Traits::AUTOMATION),
+    entry("ARM_PowerZure.MaintainPersistence", ResourceManager::NAME, Severity::High, "-", "Usage of PowerZure function to maintain persistence in your Azure environment", Traits::AUTOMATION),
+    entry("ARM_AnomalousClassicRoleAssignment", ResourceManager::NAME, Severity::High, "Lateral Movement, Defense Evasion", "Suspicious classic role assignment detected (Preview)", Traits::ROLE_CHANGE),
 ];
 
 /// The facts the Resource Manager steps need.
@@ -226,8 +231,8 @@ impl ArmFacts {
 }
 
 impl ServiceHandler for ResourceManager {
-    fn service(&self) -> Service {
-        Service::ResourceManager
+    fn service(&self) -> ServiceName {
+        ResourceManager::NAME
     }
 
     fn catalog(&self) -> &'static [CatalogEntry] {

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use defender_responder::cli::{plan_files, PlanInputReport};
-use defender_responder::domain::{Queue, PLAYBOOK_STEPS};
+use defender_responder::domain::Queue;
 use defender_responder::pipeline::{EventReport, Outcome};
 use defender_responder::policy::Policy;
+use defender_responder::services::Registry;
 use serde_json::Value;
 
 use crate::helpers::{fixture_json, root};
@@ -38,7 +39,7 @@ fn check_tasks_are_traceable(file: &str, report: &EventReport) {
         );
         for step in &task.steps {
             assert!(
-                PLAYBOOK_STEPS.contains(&step.as_str()),
+                Registry::standard().steps().contains(step),
                 "{file}: step {step} is not in playbook.md"
             );
         }

@@ -8,12 +8,13 @@ use azure_sim::{Audience, Seed, Simulator, SimulatorHandle};
 use defender_responder::azure::credential::StaticTokenCredential;
 use defender_responder::azure::AzureClients;
 use defender_responder::config::azure::{AzureSettings, IsolationSettings};
-use defender_responder::domain::alert::{AlertStatus, Service, Severity};
+use defender_responder::domain::alert::{AlertStatus, Severity};
 use defender_responder::domain::parameters::Parameters;
 use defender_responder::domain::task::{AlertRef, PolicyDecision, Task};
 use defender_responder::executors::{
     Applied, Executor, ExecutorContext, ExecutorError, Preview, Verification,
 };
+use defender_responder::services::KeyVault;
 use serde_json::Value;
 
 pub(crate) const PAYMENTS_VAULT: &str = "/subscriptions/4a9d62b4-c70d-4263-9280-1c7fce8ab0e7/resourceGroups/rg-payments-prod/providers/Microsoft.KeyVault/vaults/kv-contoso-payments";
@@ -70,7 +71,7 @@ pub(crate) fn task_with(
     let alert = AlertRef {
         system_alert_id: KV_ALERT.into(),
         alert_type: alert_type.into(),
-        service: Service::KeyVault,
+        service: KeyVault::NAME,
         severity: Severity::High,
         status: AlertStatus::Active,
         resource: resource.into(),

@@ -19,12 +19,19 @@ pub(crate) fn policies() -> Vec<(&'static str, Policy)> {
         ("default", Policy::default()),
         (
             "strict",
-            parse_policy(include_str!("../../examples/policy/strict.json")).expect("strict.json"),
+            parse_policy(
+                include_str!("../../examples/policy/strict.json"),
+                &Registry::standard().steps(),
+            )
+            .expect("strict.json"),
         ),
         (
             "permissive",
-            parse_policy(include_str!("../../examples/policy/permissive.json"))
-                .expect("permissive.json"),
+            parse_policy(
+                include_str!("../../examples/policy/permissive.json"),
+                &Registry::standard().steps(),
+            )
+            .expect("permissive.json"),
         ),
     ]
 }

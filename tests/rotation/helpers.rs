@@ -12,13 +12,14 @@ use defender_responder::azure::key_vault::KeyVaultConnector;
 use defender_responder::azure::AzureClients;
 use defender_responder::config::azure::{AzureSettings, IsolationSettings};
 use defender_responder::config::rotation::RotationSettings;
-use defender_responder::domain::alert::{AlertStatus, Service, Severity};
+use defender_responder::domain::alert::{AlertStatus, Severity};
 use defender_responder::domain::parameters::{Parameters, TimeWindow};
 use defender_responder::domain::task::{AlertRef, PolicyDecision, Task};
 use defender_responder::executors::rotation::{Clock, RotationContext};
 use defender_responder::executors::{
     Applied, Executor, ExecutorContext, ExecutorError, Preview, RefusalReason, Verification,
 };
+use defender_responder::services::KeyVault;
 use serde_json::{json, Value};
 
 pub(crate) const PAYMENTS: &str = "kv-contoso-payments";
@@ -150,7 +151,7 @@ pub(crate) fn task_ending(parameters: Parameters, end: &str) -> Task {
     let alert = AlertRef {
         system_alert_id: KV_ALERT.into(),
         alert_type: "KV_ListGetAnomaly".into(),
-        service: Service::KeyVault,
+        service: KeyVault::NAME,
         severity: Severity::High,
         status: AlertStatus::Active,
         resource: "kv-contoso-payments".into(),

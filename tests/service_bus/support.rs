@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use defender_responder::adapters::{QueueNames, ServiceBusPublisher, ServiceBusSettings};
-use defender_responder::domain::{Action, AlertRef, AlertStatus, Service, Severity, Task};
+use defender_responder::domain::{Action, AlertRef, AlertStatus, Severity, Task};
+use defender_responder::services::KeyVault;
 use serde_json::Value;
 
 /// The local broker (scripts/ensure-broker.sh): RabbitMQ with AMQP 1.0, guest/guest.
@@ -120,7 +121,7 @@ pub(crate) fn alert_tasks(alert: &str) -> Vec<Task> {
     let alert_ref = AlertRef {
         system_alert_id: alert.into(),
         alert_type: "KV_SuspiciousIPAccess".into(),
-        service: Service::KeyVault,
+        service: KeyVault::NAME,
         severity: Severity::High,
         status: AlertStatus::Active,
         resource: "kv-contoso".into(),

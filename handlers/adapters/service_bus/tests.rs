@@ -4,7 +4,8 @@ use super::sender::{choose_link, renewal_schedule};
 use super::*;
 use crate::adapters::QueueNames;
 use crate::config::ServiceBusAuth;
-use crate::domain::{Action, AlertRef, AlertStatus, Queue, Service, Severity};
+use crate::domain::{Action, AlertRef, AlertStatus, Queue, Severity};
+use crate::services::KeyVault;
 use azure_core_amqp::message::{AmqpApplicationProperties, AmqpMessageBody, AmqpMessageId};
 use azure_core_amqp::AmqpSymbol;
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ fn task() -> Task {
     let alert = AlertRef {
         system_alert_id: "alert-1".into(),
         alert_type: "KV_Anomaly".into(),
-        service: Service::KeyVault,
+        service: KeyVault::NAME,
         severity: Severity::High,
         status: AlertStatus::Active,
         resource: "kv-1".into(),

@@ -12,6 +12,7 @@ use crate::policy::Policy;
 
 mod limits;
 pub use limits::*;
+pub mod workers;
 
 /// One app setting the handler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +97,8 @@ pub struct Config {
     pub service_bus: Option<ServiceBusSettings>,
     /// Timeouts, caps and delivery limits.
     pub limits: Limits,
+    /// The workers: journal, channels, decision links.
+    pub workers: workers::WorkerSettings,
 }
 
 impl Config {
@@ -139,16 +142,19 @@ impl Config {
         };
         let policy = policy_from(&get, |path| std::fs::read_to_string(path))?;
         let service_bus = ServiceBusSettings::from_lookup(&get, queue_names.clone())?;
+        let store_path = get(STORE_PATH)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
+        let workers = workers::WorkerSettings::from_lookup(&get, &store_path)?;
         let limits = Limits::from_lookup(&get)?;
         Ok(Config {
             port,
-            store_path: get(STORE_PATH)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
+            store_path,
             queue_names,
             policy,
             service_bus,
             limits,
+            workers,
         })
     }
 }

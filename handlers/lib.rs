@@ -4,6 +4,7 @@
 //! Functions host calls; [`cli`] holds the offline commands.
 
 pub mod adapters;
+pub mod approval;
 pub mod cli;
 pub mod config;
 pub mod decode;
@@ -11,6 +12,8 @@ pub mod domain;
 pub mod error;
 pub mod functions;
 pub mod invoke;
+pub mod journal;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod server;
@@ -18,7 +21,7 @@ pub mod services;
 pub mod state;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -35,6 +38,11 @@ pub fn app(state: AppState) -> Router {
         .route(
             functions::webhook::ROUTE,
             post(functions::webhook::deliver).options(functions::webhook::options),
+        )
+        .route(
+            approval::endpoint::ROUTE,
+            any(approval::endpoint::route)
+                .layer(DefaultBodyLimit::max(approval::endpoint::MAX_FORM_BYTES)),
         )
         // The functions enforce the delivery limit themselves with a clear error.
         .layer(DefaultBodyLimit::disable())

@@ -9,8 +9,10 @@ use clap::Parser;
 use defender_responder::adapters::{
     EmbeddedStore, QueueOptions, ServiceBusPublisher, SharedPublisher,
 };
+use defender_responder::approval::DecisionDesk;
 use defender_responder::cli::{self, Cli, Command, Format};
 use defender_responder::config::Config;
+use defender_responder::journal::command;
 use defender_responder::pipeline::Pipeline;
 use defender_responder::services::Registry;
 use defender_responder::state::AppState;
@@ -68,6 +70,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             string_form,
             progress,
         } => cli::send(&files, &url, mode, string_form, progress).await,
+        Command::Journal {
+            alert,
+            task,
+            format,
+            limit,
+        } => {
+            let journal = config.workers.journal.open()?;
+            command::show(&journal, alert.as_deref(), task.as_deref(), format, limit).await
+        }
+        Command::Decide {
+            task,
+            decision,
+            by,
+            preview_hash,
+        } => {
+            let journal = config.workers.journal.open()?;
+            command::decide(&journal, &task, decision, &by, preview_hash.as_deref()).await
+        }
     }
 }
 
@@ -108,12 +128,16 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
         None => (store.clone(), None),
     };
-    let state = AppState::new(
+    let mut state = AppState::new(
         Pipeline::new(Registry::standard(), config.policy.clone())
             .with_claim_wait(config.limits.duplicate_wait),
         publisher.clone(),
         store.clone(),
     );
+    if let Some(approvals) = &config.workers.approvals {
+        let journal = config.workers.journal.open()?;
+        state = state.with_decisions(DecisionDesk::new(journal, approvals.clone()));
+    }
     tracing::info!(
         %address,
         publisher = publisher.name(),
@@ -124,6 +148,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         body_timeout_s = config.limits.body_timeout.as_secs_f64(),
         idle_timeout_s = config.limits.idle_timeout.as_secs_f64(),
         max_connections = config.limits.max_connections,
+        journal = %config.workers.journal.describe(),
+        decision_links = config.workers.approvals.is_some(),
+        webhook = config.workers.webhook.is_some(),
         "Custom handler listening."
     );
     defender_responder::server::serve(

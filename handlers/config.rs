@@ -14,6 +14,7 @@ use crate::policy::Policy;
 
 mod limits;
 pub use limits::*;
+pub mod notify;
 pub mod workers;
 
 /// One app setting the handler reads.

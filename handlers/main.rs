@@ -79,6 +79,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let journal = config.workers.journal.open()?;
             command::show(&journal, alert.as_deref(), task.as_deref(), format, limit).await
         }
+        Command::Notify {
+            render,
+            channel,
+            json,
+            test,
+            to,
+        } => {
+            cli::notify(
+                render.as_deref(),
+                channel,
+                json,
+                test.as_deref(),
+                to.as_deref(),
+                &config,
+            )
+            .await
+        }
         Command::Decide {
             task,
             decision,

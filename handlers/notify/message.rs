@@ -200,9 +200,10 @@ impl Notification {
         let mut ids: Vec<&str> = tasks.iter().map(|t| t.message_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
+        // A fixed action: the id must not depend on the order the tasks arrived in.
         let message_id = MessageId::derive(
             &alert.system_alert_id,
-            first.action,
+            Action::NotifySecurityTeam,
             &format!("message\u{1f}{channel}\u{1f}{destination}\u{1f}{}", ids.join(",")),
         );
         let mut checklist: Vec<String> = Vec::new();

@@ -3,6 +3,7 @@
 //! ([`webhook`]), routed and delivered once per message id by the [`notifier`]; owners found by
 //! tag ([`owners`]).
 
+pub mod command;
 pub mod delivery;
 pub mod email;
 pub mod message;

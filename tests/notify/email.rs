@@ -81,3 +81,60 @@ async fn each_recipient_gets_one_mail_with_the_exact_body_and_a_redelivery_sends
     assert!(again.is_empty());
     assert_eq!(send_mail_requests(&sim).len(), 2);
 }
+
+#[tokio::test]
+async fn after_a_partial_failure_a_redelivery_sends_only_the_mail_that_did_not_go_out() {
+    use azure_sim::{Fault, FaultRule};
+    let (sim, clients) = simulator().await;
+    let policy = policy_with("mail", ChannelKind::Email, Some("alice@contoso.com"));
+    let notifier = Notifier::new(
+        &policy,
+        &settings("mail", ChannelSecret::None),
+        Some(clients.graph.clone()),
+        Some(clients.arm.clone()),
+    )
+    .unwrap()
+    .with_retry(defender_responder::notify::delivery::RetryPolicy {
+        attempts: 2,
+        initial_backoff: std::time::Duration::from_millis(10),
+    });
+    // The first mail goes through; both attempts at the second are refused with 503.
+    sim.add_fault(FaultRule {
+        method: Some("POST".into()),
+        path: "*/sendMail".into(),
+        after: 1,
+        times: Some(2),
+        fault: Fault::Status {
+            status: 503,
+            retry_after: Some(0),
+            code: None,
+            message: None,
+        },
+    });
+    let tasks = notifications(&planned(&policy));
+    let (journal, _dir) = journal();
+    let err = notifier.deliver(&tasks, &journal, "test").await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let accepted = |sim: &SimulatorHandle| -> Vec<String> {
+        send_mail_requests(sim)
+            .into_iter()
+            .filter(|r| r["status"] == 202)
+            .map(|r| r["body"]["message"]["toRecipients"][0]["emailAddress"]["address"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(accepted(&sim).len(), 1);
+    sim.clear_faults();
+    // The queue redelivers: only the missing mail is sent.
+    let again = notifier.deliver(&tasks, &journal, "test").await.unwrap();
+    let mut sent = accepted(&sim);
+    sent.sort();
+    assert_eq!(sent, ["payments-oncall@contoso.com", "secops@contoso.com"], "one mail each");
+    assert_eq!(
+        again.iter().filter(|(_, s)| *s == Sent::AlreadyDelivered).count(),
+        1,
+        "{again:?}"
+    );
+    // And the tasks are done: a third delivery sends nothing.
+    assert!(notifier.deliver(&tasks, &journal, "test").await.unwrap().is_empty());
+    assert_eq!(accepted(&sim).len(), 2);
+}

@@ -150,8 +150,14 @@ mod tests {
         let settings = NotifySettings::from_lookup(&get, &policy()).unwrap();
         assert_eq!(settings.secrets.len(), 3);
         let shown = format!("{settings:?}");
-        assert!(!shown.contains("SECRETSIG") && !shown.contains("MfKQ"), "{shown}");
-        assert!(shown.contains("prod-01.westeurope.logic.azure.com"), "{shown}");
+        assert!(
+            !shown.contains("SECRETSIG") && !shown.contains("MfKQ"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("prod-01.westeurope.logic.azure.com"),
+            "{shown}"
+        );
 
         let missing = |skip: &str| {
             let get = |name: &str| {
@@ -163,7 +169,9 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(missing("RESPONDER_NOTIFY_SOC_TEAMS_URL").contains("RESPONDER_NOTIFY_SOC_TEAMS_URL"));
+        assert!(
+            missing("RESPONDER_NOTIFY_SOC_TEAMS_URL").contains("RESPONDER_NOTIFY_SOC_TEAMS_URL")
+        );
         assert!(missing("RESPONDER_NOTIFY_SOAR_SECRET").contains("RESPONDER_NOTIFY_SOAR_SECRET"));
 
         let plain = |name: &str| {

@@ -28,8 +28,8 @@ pub fn render_file(
 ) -> anyhow::Result<String> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let tasks = sample::plan(&bytes, &config.policy)?;
-    let settings = NotifySettings::from_lookup(&env, &config.policy.notifications)
-        .unwrap_or_default();
+    let settings =
+        NotifySettings::from_lookup(&env, &config.policy.notifications).unwrap_or_default();
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let approvals = config.workers.approvals.as_ref();
     let destination = match kind {
@@ -122,7 +122,11 @@ pub async fn test_channel(
         let names: Vec<&str> = notifier.channels().iter().map(|c| c.name()).collect();
         anyhow::bail!(
             "no channel {channel:?} in the policy's notifications (channels: {})",
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         );
     };
     let kind = found.kind();
@@ -134,13 +138,17 @@ pub async fn test_channel(
             .context("--to ADDRESS is needed: the policy has no notify_recipients")?,
         _ => channel.to_string(),
     };
-    let mut notification = sample::notification(&tasks, channel, &destination, None, |_| Vec::new())
-        .context("the sample plans no notification")?;
+    let mut notification =
+        sample::notification(&tasks, channel, &destination, None, |_| Vec::new())
+            .context("the sample plans no notification")?;
     // Unique per run, so a receiver's deduplication does not hide a second test.
     notification.message_id = crate::domain::MessageId::derive(
         "notify-test",
         crate::domain::Action::NotifySecurityTeam,
-        &format!("{channel}\u{1f}{}", OffsetDateTime::now_utc().unix_timestamp_nanos()),
+        &format!(
+            "{channel}\u{1f}{}",
+            OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ),
     );
     notification.title = format!("TEST · {}", notification.title);
     let outgoing = Outgoing {

@@ -107,10 +107,7 @@ pub async fn post_json(
                 (format!("HTTP {}", status.as_u16()), wait)
             }
             Err(err) if err.is_timeout() => ("timed out".to_string(), None),
-            Err(err) => (
-                format!("request failed: {}", err.without_url()),
-                None,
-            ),
+            Err(err) => (format!("request failed: {}", err.without_url()), None),
         };
         if attempt >= retry.attempts {
             return Err(SendError::Retryable {

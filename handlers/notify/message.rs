@@ -204,7 +204,10 @@ impl Notification {
         let message_id = MessageId::derive(
             &alert.system_alert_id,
             Action::NotifySecurityTeam,
-            &format!("message\u{1f}{channel}\u{1f}{destination}\u{1f}{}", ids.join(",")),
+            &format!(
+                "message\u{1f}{channel}\u{1f}{destination}\u{1f}{}",
+                ids.join(",")
+            ),
         );
         let mut checklist: Vec<String> = Vec::new();
         for item in tasks.iter().flat_map(|t| &t.checklist) {

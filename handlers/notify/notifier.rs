@@ -94,6 +94,11 @@ pub fn webhook_event(notification: &Notification, now: OffsetDateTime) -> Value 
     })
 }
 
+/// A channel name and a destination (a recipient address, or the channel's name).
+type Destination = (String, String);
+/// The indexes of the tasks a message covers and its recipients.
+type Covered = (Vec<usize>, Vec<String>);
+
 /// What a delivery did with one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sent {
@@ -139,9 +144,10 @@ impl Notifier {
         let retry = RetryPolicy::default();
         let mut channels = Vec::new();
         for spec in &policy.notifications.channels {
-            let secret = settings.secrets.get(&spec.name).ok_or_else(|| {
-                Error::Config(format!("channel {:?} has no settings", spec.name))
-            })?;
+            let secret = settings
+                .secrets
+                .get(&spec.name)
+                .ok_or_else(|| Error::Config(format!("channel {:?} has no settings", spec.name)))?;
             let (sender, interval) = match (spec.kind, secret) {
                 (ChannelKind::Teams, ChannelSecret::Url(url)) => {
                     (Sender::Chat(url.clone()), TEAMS_INTERVAL)
@@ -256,11 +262,7 @@ impl Notifier {
 
     /// Routes an alert's notification tasks (with their recipients) to messages: one per
     /// channel, and per recipient for e-mail. Pure.
-    pub fn route(
-        &self,
-        tasks: &[(Task, Vec<String>)],
-        context: &BuildContext,
-    ) -> Vec<Outgoing> {
+    pub fn route(&self, tasks: &[(Task, Vec<String>)], context: &BuildContext) -> Vec<Outgoing> {
         let mut queues = vec![Queue::Notification];
         for related in &context.related {
             if !matches!(related.state, RelatedState::Other) && !queues.contains(&related.queue) {
@@ -268,13 +270,13 @@ impl Notifier {
             }
         }
         // (channel, destination) → (task indexes, recipients), in first-seen order.
-        let mut groups: Vec<((String, String), (Vec<usize>, Vec<String>))> = Vec::new();
+        let mut groups: Vec<(Destination, Covered)> = Vec::new();
         for (index, (task, recipients)) in tasks.iter().enumerate() {
             for recipient in recipients {
-                for name in self
-                    .policy
-                    .notifications
-                    .channels_for(recipient, task.alert.severity, &queues)
+                for name in
+                    self.policy
+                        .notifications
+                        .channels_for(recipient, task.alert.severity, &queues)
                 {
                     let Some(channel) = self.channel(name) else {
                         continue;
@@ -457,14 +459,22 @@ impl Notifier {
                 Err(if retryable {
                     Error::Transient(err.to_string())
                 } else {
-                    Error::Permanent(format!("{} ({}): {err}", outgoing.channel, outgoing.kind.as_str()))
+                    Error::Permanent(format!(
+                        "{} ({}): {err}",
+                        outgoing.channel,
+                        outgoing.kind.as_str()
+                    ))
                 })
             }
         }
     }
 
     /// What the journal knows of the alert's other tasks, with decision links for pending ones.
-    pub async fn related(&self, journal: &Journal, system_alert_id: &str) -> Result<Vec<RelatedTask>, Error> {
+    pub async fn related(
+        &self,
+        journal: &Journal,
+        system_alert_id: &str,
+    ) -> Result<Vec<RelatedTask>, Error> {
         let entries = journal.for_alert(system_alert_id).await?;
         let now = OffsetDateTime::now_utc();
         Ok(entries
@@ -548,7 +558,9 @@ impl Notifier {
                 continue;
             }
             for (task, _) in &pending {
-                let messages = sent_for.remove(task.message_id.as_str()).unwrap_or_default();
+                let messages = sent_for
+                    .remove(task.message_id.as_str())
+                    .unwrap_or_default();
                 match journal.begin_run(&task.message_id, actor).await {
                     Ok(_) => {
                         journal

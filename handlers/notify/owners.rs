@@ -142,7 +142,11 @@ mod tests {
         let vault = "/subscriptions/s1/resourceGroups/rg-a/providers/Microsoft.KeyVault/vaults/kv";
         assert_eq!(
             scopes(vault),
-            [vault, "/subscriptions/s1/resourceGroups/rg-a", "/subscriptions/s1"]
+            [
+                vault,
+                "/subscriptions/s1/resourceGroups/rg-a",
+                "/subscriptions/s1"
+            ]
         );
         assert_eq!(
             scopes("/subscriptions/s1/resourceGroups/rg-a"),

@@ -50,7 +50,11 @@ pub fn links(approvals: Option<&ApprovalSettings>, task: &Task, now: i64) -> Vec
             settings.ttl.as_secs() as i64,
         ),
         None => {
-            let random = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            let random = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
             #[allow(clippy::expect_used)] // 64 hex characters are a valid key.
             let key = crate::approval::ApprovalKey::parse(&random).expect("key");
             #[allow(clippy::expect_used)] // A constant URL.

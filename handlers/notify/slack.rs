@@ -150,7 +150,12 @@ pub fn payload(n: &Notification) -> Value {
         ));
     }
     if let Some(url) = &n.journal_url {
-        links.push(button("Journal entry", url.as_str(), "journal".into(), None));
+        links.push(button(
+            "Journal entry",
+            url.as_str(),
+            "journal".into(),
+            None,
+        ));
     }
     if !links.is_empty() {
         tail.push(json!({"type": "actions", "elements": links}));

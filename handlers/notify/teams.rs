@@ -173,7 +173,7 @@ fn card(n: &Notification, detail: Detail) -> Value {
                 action_label(&change.action),
                 change.steps.join(", "),
                 if change.dry_run { " [dry run]" } else { "" },
-                shorten(&change.summary, reason_max.min(300).max(80))
+                shorten(&change.summary, reason_max.clamp(80, 300))
             );
             if let Some(undo) = &change.undo {
                 line.push_str(&format!(" Undo: {}", shorten(undo, 300)));
@@ -192,10 +192,13 @@ fn card(n: &Notification, detail: Detail) -> Value {
     }
     let mut actions = Vec::new();
     if let Some(url) = &n.portal_url {
-        actions.push(json!({"type": "Action.OpenUrl", "title": "Open in Defender for Cloud", "url": url}));
+        actions.push(
+            json!({"type": "Action.OpenUrl", "title": "Open in Defender for Cloud", "url": url}),
+        );
     }
     if let Some(url) = &n.journal_url {
-        actions.push(json!({"type": "Action.OpenUrl", "title": "Journal entry", "url": url.as_str()}));
+        actions
+            .push(json!({"type": "Action.OpenUrl", "title": "Journal entry", "url": url.as_str()}));
     }
     let mut card = json!({
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",

@@ -221,7 +221,9 @@ impl NotificationsEntry {
             let sender = entry.sender.map(|s| s.trim().to_string());
             match (kind, &sender) {
                 (ChannelKind::Email, None) => {
-                    errors.push(format!("{at}.sender: an email channel needs the sending mailbox"));
+                    errors.push(format!(
+                        "{at}.sender: an email channel needs the sending mailbox"
+                    ));
                     continue;
                 }
                 (ChannelKind::Email, Some(address)) if !address.contains('@') => {

@@ -16,7 +16,9 @@ use serde_json::Value;
 use super::support::{journal, notifications, planned, policy_with, settings};
 
 pub(crate) async fn simulator() -> (SimulatorHandle, AzureClients) {
-    let sim = Simulator::start(Seed::example()).await.expect("simulator starts");
+    let sim = Simulator::start(Seed::example())
+        .await
+        .expect("simulator starts");
     let azure = AzureSettings::on_one_host(&sim.base_url());
     let credential = StaticTokenCredential::new([
         (azure.arm_scope.clone(), sim.token(Audience::Management)),
@@ -30,7 +32,9 @@ pub(crate) async fn simulator() -> (SimulatorHandle, AzureClients) {
 fn send_mail_requests(sim: &SimulatorHandle) -> Vec<Value> {
     sim.requests()
         .into_iter()
-        .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/sendMail")))
+        .filter(|r| {
+            r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/sendMail"))
+        })
         .collect()
 }
 
@@ -48,18 +52,31 @@ async fn each_recipient_gets_one_mail_with_the_exact_body_and_a_redelivery_sends
     let tasks = notifications(&planned(&policy));
     let (journal, _dir) = journal();
     let results = notifier.deliver(&tasks, &journal, "test").await.unwrap();
-    let mut destinations: Vec<&str> = results.iter().map(|(o, _)| o.destination.as_str()).collect();
+    let mut destinations: Vec<&str> = results
+        .iter()
+        .map(|(o, _)| o.destination.as_str())
+        .collect();
     destinations.sort();
     // The vault's owner tag (payments-oncall) and the security team: one mail each.
-    assert_eq!(destinations, ["payments-oncall@contoso.com", "secops@contoso.com"]);
-    assert!(results.iter().all(|(_, sent)| *sent == Sent::Delivered { status: 202, attempts: 1 }));
+    assert_eq!(
+        destinations,
+        ["payments-oncall@contoso.com", "secops@contoso.com"]
+    );
+    assert!(results.iter().all(|(_, sent)| *sent
+        == Sent::Delivered {
+            status: 202,
+            attempts: 1
+        }));
 
     let requests = send_mail_requests(&sim);
     assert_eq!(requests.len(), 2, "{requests:#?}");
     for (outgoing, _) in &results {
         let request = requests
             .iter()
-            .find(|r| r["body"]["message"]["toRecipients"][0]["emailAddress"]["address"] == outgoing.destination.as_str())
+            .find(|r| {
+                r["body"]["message"]["toRecipients"][0]["emailAddress"]["address"]
+                    == outgoing.destination.as_str()
+            })
             .expect("a mail for each destination");
         assert_eq!(request["path"], "/v1.0/users/alice@contoso.com/sendMail");
         assert_eq!(request["status"], 202);
@@ -74,7 +91,10 @@ async fn each_recipient_gets_one_mail_with_the_exact_body_and_a_redelivery_sends
         );
     }
     // The owner's mail is the same alert's message with a different id than the team's.
-    assert_ne!(results[0].0.notification.message_id, results[1].0.notification.message_id);
+    assert_ne!(
+        results[0].0.notification.message_id,
+        results[1].0.notification.message_id
+    );
 
     // Redelivered: the journal knows both mails; Graph has no idempotency key, so nothing is sent.
     let again = notifier.deliver(&tasks, &journal, "test").await.unwrap();
@@ -113,13 +133,21 @@ async fn after_a_partial_failure_a_redelivery_sends_only_the_mail_that_did_not_g
     });
     let tasks = notifications(&planned(&policy));
     let (journal, _dir) = journal();
-    let err = notifier.deliver(&tasks, &journal, "test").await.unwrap_err();
+    let err = notifier
+        .deliver(&tasks, &journal, "test")
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err}");
     let accepted = |sim: &SimulatorHandle| -> Vec<String> {
         send_mail_requests(sim)
             .into_iter()
             .filter(|r| r["status"] == 202)
-            .map(|r| r["body"]["message"]["toRecipients"][0]["emailAddress"]["address"].as_str().unwrap().to_string())
+            .map(|r| {
+                r["body"]["message"]["toRecipients"][0]["emailAddress"]["address"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     };
     assert_eq!(accepted(&sim).len(), 1);
@@ -128,13 +156,24 @@ async fn after_a_partial_failure_a_redelivery_sends_only_the_mail_that_did_not_g
     let again = notifier.deliver(&tasks, &journal, "test").await.unwrap();
     let mut sent = accepted(&sim);
     sent.sort();
-    assert_eq!(sent, ["payments-oncall@contoso.com", "secops@contoso.com"], "one mail each");
     assert_eq!(
-        again.iter().filter(|(_, s)| *s == Sent::AlreadyDelivered).count(),
+        sent,
+        ["payments-oncall@contoso.com", "secops@contoso.com"],
+        "one mail each"
+    );
+    assert_eq!(
+        again
+            .iter()
+            .filter(|(_, s)| *s == Sent::AlreadyDelivered)
+            .count(),
         1,
         "{again:?}"
     );
     // And the tasks are done: a third delivery sends nothing.
-    assert!(notifier.deliver(&tasks, &journal, "test").await.unwrap().is_empty());
+    assert!(notifier
+        .deliver(&tasks, &journal, "test")
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(accepted(&sim).len(), 2);
 }

@@ -16,7 +16,10 @@ fn text_object(value: &Value, kinds: &[&str], max: usize, at: &str, problems: &m
     }
     match value["text"].as_str() {
         Some(text) if !text.is_empty() && text.chars().count() <= max => {}
-        Some(text) => problems.push(format!("{at}: text of {} characters (1..={max})", text.chars().count())),
+        Some(text) => problems.push(format!(
+            "{at}: text of {} characters (1..={max})",
+            text.chars().count()
+        )),
         None => problems.push(format!("{at}: no text")),
     }
 }
@@ -38,14 +41,29 @@ fn block_kit_problems(message: &Value) -> Vec<String> {
         let at = format!("blocks[{index}]");
         match block["type"].as_str() {
             Some("header") => text_object(&block["text"], &["plain_text"], 150, &at, &mut problems),
-            Some("section") => text_object(&block["text"], &["mrkdwn", "plain_text"], 3000, &at, &mut problems),
+            Some("section") => text_object(
+                &block["text"],
+                &["mrkdwn", "plain_text"],
+                3000,
+                &at,
+                &mut problems,
+            ),
             Some("context") => {
                 let elements = block["elements"].as_array().cloned().unwrap_or_default();
                 if elements.is_empty() || elements.len() > 10 {
-                    problems.push(format!("{at}: {} context elements (1..=10)", elements.len()));
+                    problems.push(format!(
+                        "{at}: {} context elements (1..=10)",
+                        elements.len()
+                    ));
                 }
                 for (e, element) in elements.iter().enumerate() {
-                    text_object(element, &["mrkdwn", "plain_text"], 3000, &format!("{at}.elements[{e}]"), &mut problems);
+                    text_object(
+                        element,
+                        &["mrkdwn", "plain_text"],
+                        3000,
+                        &format!("{at}.elements[{e}]"),
+                        &mut problems,
+                    );
                 }
             }
             Some("actions") => {
@@ -65,7 +83,9 @@ fn block_kit_problems(message: &Value) -> Vec<String> {
                     }
                     match button["action_id"].as_str() {
                         Some(id) if id.len() <= 255 && action_ids.insert(id.to_string()) => {}
-                        _ => problems.push(format!("{at}: action_id missing, too long or repeated")),
+                        _ => {
+                            problems.push(format!("{at}: action_id missing, too long or repeated"))
+                        }
                     }
                     if let Some(style) = button.get("style") {
                         if style != "primary" && style != "danger" {
@@ -93,14 +113,23 @@ async fn the_block_kit_message_is_sent_as_rendered_and_keeps_block_kit_rules() {
     let log = receiver.log();
     assert_eq!(log.len(), 1);
     let body = &log[0].body;
-    assert_eq!(body, &render(ChannelKind::Slack, &results[0].0.notification, "chat"));
+    assert_eq!(
+        body,
+        &render(ChannelKind::Slack, &results[0].0.notification, "chat")
+    );
     let problems = block_kit_problems(body);
     assert!(problems.is_empty(), "{problems:#?}");
     let text = body.to_string();
     // Four pending tasks with signed Approve and Reject links, and the portal and journal buttons.
-    assert_eq!(text.matches("https://responder.example/api/decide?m=").count(), 8);
+    assert_eq!(
+        text.matches("https://responder.example/api/decide?m=")
+            .count(),
+        8
+    );
     assert_eq!(text.matches("\"style\":\"primary\"").count(), 4);
-    assert!(text.contains("\"action_id\":\"portal\"") && text.contains("\"action_id\":\"journal\""));
+    assert!(
+        text.contains("\"action_id\":\"portal\"") && text.contains("\"action_id\":\"journal\"")
+    );
 
     // The checks are not a rubber stamp.
     let mut broken = body.clone();
@@ -110,6 +139,9 @@ async fn the_block_kit_message_is_sent_as_rendered_and_keeps_block_kit_rules() {
         .iter_mut()
         .find(|b| b["type"] == "actions")
         .unwrap();
-    actions["elements"][0].as_object_mut().unwrap().remove("url");
+    actions["elements"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("url");
     assert!(!block_kit_problems(&broken).is_empty());
 }

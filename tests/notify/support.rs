@@ -14,7 +14,9 @@ use defender_responder::journal::{Journal, SqliteJournal};
 use defender_responder::notify::delivery::RetryPolicy;
 use defender_responder::notify::sample;
 use defender_responder::notify::Notifier;
-use defender_responder::policy::notifications::{ChannelKind, ChannelSpec, NotificationPolicy, Route};
+use defender_responder::policy::notifications::{
+    ChannelKind, ChannelSpec, NotificationPolicy, Route,
+};
 use defender_responder::policy::Policy;
 use serde_json::Value;
 use url::Url;
@@ -26,11 +28,14 @@ pub(crate) struct Received {
     pub(crate) body: Value,
 }
 
+/// A scripted answer: the status and an optional `Retry-After`.
+type Answer = (u16, Option<String>);
+
 #[derive(Clone, Default)]
 struct Shared {
     log: Arc<Mutex<Vec<Received>>>,
     /// (status, Retry-After) answers in order; 200 once used up.
-    script: Arc<Mutex<VecDeque<(u16, Option<String>)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
 }
 
 /// A loopback webhook that records every POST and answers from a script.
@@ -40,7 +45,11 @@ pub(crate) struct Receiver {
     _server: tokio::task::JoinHandle<()>,
 }
 
-async fn record(State(shared): State<Shared>, _headers: HeaderMap, body: String) -> impl IntoResponse {
+async fn record(
+    State(shared): State<Shared>,
+    _headers: HeaderMap,
+    body: String,
+) -> impl IntoResponse {
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     shared.log.lock().unwrap().push(Received {
         at: Instant::now(),

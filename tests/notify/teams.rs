@@ -68,22 +68,36 @@ async fn the_card_is_sent_as_rendered_once_per_alert_and_is_a_valid_adaptive_car
     // Five notification tasks, one message to the channel.
     assert_eq!(results.len(), 1);
     let (outgoing, sent) = &results[0];
-    assert_eq!(sent, &Sent::Delivered { status: 200, attempts: 1 });
+    assert_eq!(
+        sent,
+        &Sent::Delivered {
+            status: 200,
+            attempts: 1
+        }
+    );
     let log = receiver.log();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].body, render(ChannelKind::Teams, &outgoing.notification, "chat"));
+    assert_eq!(
+        log[0].body,
+        render(ChannelKind::Teams, &outgoing.notification, "chat")
+    );
     assert_eq!(outgoing.notification.sections.len(), tasks.len());
     // The four pending tasks, each with signed Approve and Reject buttons.
     assert_eq!(outgoing.notification.pending.len(), 4);
     let text = log[0].body.to_string();
     assert_eq!(text.matches("\"title\":\"Approve\"").count(), 4);
-    assert_eq!(text.matches("https://responder.example/api/decide?m=").count(), 8);
+    assert_eq!(
+        text.matches("https://responder.example/api/decide?m=")
+            .count(),
+        8
+    );
     let text = log[0].body.to_string();
     assert!(text.len() <= 28 * 1024, "{} bytes", text.len());
     println!("teams message: {} bytes", text.len());
 
     if let Some(result) = validate_card(&log[0].body) {
-        let verdict = result.unwrap_or_else(|errors| panic!("adaptivecards refused the card:\n{errors}"));
+        let verdict =
+            result.unwrap_or_else(|errors| panic!("adaptivecards refused the card:\n{errors}"));
         println!("adaptivecards: {verdict}");
         assert!(verdict.starts_with("VALID 1.5"), "{verdict}");
         // The validator is not a rubber stamp: a card with a button that has no URL fails.
@@ -108,7 +122,13 @@ async fn a_503_and_a_429_with_retry_after_are_retried_and_the_wait_is_honoured()
     let tasks = notifications(&planned(&policy));
     let (journal, _dir) = journal();
     let results = notifier.deliver(&tasks, &journal, "test").await.unwrap();
-    assert_eq!(results[0].1, Sent::Delivered { status: 200, attempts: 3 });
+    assert_eq!(
+        results[0].1,
+        Sent::Delivered {
+            status: 200,
+            attempts: 3
+        }
+    );
     let log = receiver.log();
     assert_eq!(log.len(), 3);
     let waited = log[2].at - log[1].at;
@@ -128,7 +148,10 @@ async fn a_receiver_that_stays_down_is_a_retryable_failure_and_is_not_recorded_a
     let (policy, notifier) = chat_notifier(ChannelKind::Teams, &receiver);
     let tasks = notifications(&planned(&policy));
     let (journal, _dir) = journal();
-    let err = notifier.deliver(&tasks, &journal, "test").await.unwrap_err();
+    let err = notifier
+        .deliver(&tasks, &journal, "test")
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert_eq!(receiver.log().len(), 4);
     // The redelivery sends it (the receiver's script is used up: 200).

@@ -41,7 +41,8 @@ impl PythonReceiver {
                 .expect("pip");
             assert!(installed.success(), "pip install standardwebhooks failed");
         }
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/workers/webhook_receiver.py");
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/workers/webhook_receiver.py");
         let mut child = Command::new("python3")
             .arg(path)
             .args(script)
@@ -50,8 +51,15 @@ impl PythonReceiver {
             .spawn()
             .expect("start the receiver");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("LISTENING ").unwrap().parse().unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap()
+            .parse()
+            .unwrap();
         PythonReceiver { child, port }
     }
 
@@ -71,17 +79,28 @@ async fn the_signed_notification_verifies_with_standardwebhooks_and_carries_the_
     let policy = policy_with("soar", ChannelKind::Webhook, None);
     let url = url::Url::parse(&format!("http://127.0.0.1:{}/hook", receiver.port)).unwrap();
     let secret = WebhookSecret::parse(SECRET).unwrap();
-    let notifier = Notifier::new(&policy, &settings("soar", ChannelSecret::Signed(url, secret)), None, None)
-        .unwrap()
-        .with_retry(RetryPolicy {
-            attempts: 3,
-            initial_backoff: std::time::Duration::from_millis(50),
-        });
+    let notifier = Notifier::new(
+        &policy,
+        &settings("soar", ChannelSecret::Signed(url, secret)),
+        None,
+        None,
+    )
+    .unwrap()
+    .with_retry(RetryPolicy {
+        attempts: 3,
+        initial_backoff: std::time::Duration::from_millis(50),
+    });
     let tasks = notifications(&planned(&policy));
     let (journal, _dir) = journal();
     let results = notifier.deliver(&tasks, &journal, "test").await.unwrap();
     assert_eq!(results.len(), 1);
-    assert_eq!(results[0].1, Sent::Delivered { status: 200, attempts: 2 });
+    assert_eq!(
+        results[0].1,
+        Sent::Delivered {
+            status: 200,
+            attempts: 2
+        }
+    );
     let log = receiver.log().await;
     assert_eq!(log.len(), 2, "{log:#?}");
     let id = results[0].0.notification.message_id.as_str();
@@ -92,6 +111,10 @@ async fn the_signed_notification_verifies_with_standardwebhooks_and_carries_the_
         assert_eq!(record["type"], "defender-responder.notification");
     }
     // Redelivered: nothing more is sent.
-    assert!(notifier.deliver(&tasks, &journal, "test").await.unwrap().is_empty());
+    assert!(notifier
+        .deliver(&tasks, &journal, "test")
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(receiver.log().await.len(), 2);
 }

@@ -31,12 +31,27 @@ fn one_message_covers_every_notification_task_of_the_alert() {
     assert_eq!(n.sections.len(), notes);
     assert!(n.sections.len() >= 4, "{}", n.sections.len());
     assert_eq!(n.alert.alert_type, "KV_SuspiciousIPAccess");
-    assert_eq!(n.title, "Medium · KV_SuspiciousIPAccess · kv-contoso-payments");
+    assert_eq!(
+        n.title,
+        "Medium · KV_SuspiciousIPAccess · kv-contoso-payments"
+    );
     // The four containment tasks wait, each with both links.
     assert_eq!(n.pending.len(), 4);
-    assert!(n.pending.iter().all(|p| p.approve.is_some() && p.reject.is_some()));
-    assert!(n.pending[0].approve.as_ref().unwrap().as_str().contains("d=approve"));
-    assert!(n.portal_url.as_deref().unwrap().starts_with("https://portal.azure.com/"));
+    assert!(n
+        .pending
+        .iter()
+        .all(|p| p.approve.is_some() && p.reject.is_some()));
+    assert!(n.pending[0]
+        .approve
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .contains("d=approve"));
+    assert!(n
+        .portal_url
+        .as_deref()
+        .unwrap()
+        .starts_with("https://portal.azure.com/"));
     assert!(n
         .journal_url
         .as_ref()
@@ -49,13 +64,17 @@ fn one_message_covers_every_notification_task_of_the_alert() {
 #[test]
 fn the_message_id_is_stable_and_depends_on_the_destination() {
     let tasks = planned();
-    let notes: Vec<&Task> = tasks.iter().filter(|t| t.queue == Queue::Notification).collect();
+    let notes: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.queue == Queue::Notification)
+        .collect();
     let context = BuildContext::default();
     let a = Notification::build(&notes, vec![], "mail", "a@contoso.com", &context).unwrap();
     let again = Notification::build(&notes, vec![], "mail", "a@contoso.com", &context).unwrap();
     let b = Notification::build(&notes, vec![], "mail", "b@contoso.com", &context).unwrap();
     let reversed: Vec<&Task> = notes.iter().rev().copied().collect();
-    let same_set = Notification::build(&reversed, vec![], "mail", "a@contoso.com", &context).unwrap();
+    let same_set =
+        Notification::build(&reversed, vec![], "mail", "a@contoso.com", &context).unwrap();
     assert_eq!(a.message_id, again.message_id);
     assert_eq!(a.message_id, same_set.message_id);
     assert_ne!(a.message_id, b.message_id);
@@ -74,7 +93,10 @@ fn done_changes_say_how_to_undo_them() {
         undo: Some("defender-responder undo dr-87bd…".into()),
         dry_run: false,
     };
-    let notes: Vec<&Task> = tasks.iter().filter(|t| t.queue == Queue::Notification).collect();
+    let notes: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.queue == Queue::Notification)
+        .collect();
     let context = BuildContext {
         related: vec![related],
         journal_base: None,
@@ -85,7 +107,9 @@ fn done_changes_say_how_to_undo_them() {
     let card = teams::payload(&n, teams::MAX_BYTES).to_string();
     assert!(card.contains("Undo: defender-responder undo"), "{card}");
     assert!(email::html(&n).contains("Undo: defender-responder undo"));
-    assert!(slack::payload(&n).to_string().contains("Undo: defender-responder undo"));
+    assert!(slack::payload(&n)
+        .to_string()
+        .contains("Undo: defender-responder undo"));
 }
 
 #[test]
@@ -94,7 +118,10 @@ fn the_teams_card_is_an_adaptive_card_in_a_message_with_open_url_buttons() {
     let body = teams::payload(&n, teams::MAX_BYTES);
     assert_eq!(body["type"], "message");
     let attachment = &body["attachments"][0];
-    assert_eq!(attachment["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
     let card = &attachment["content"];
     assert_eq!(card["type"], "AdaptiveCard");
     assert_eq!(card["version"], "1.5");
@@ -111,9 +138,10 @@ fn an_oversized_card_is_trimmed_but_keeps_every_button() {
     // A report with thousands of objects: far beyond 28 KB at full detail.
     for section in &mut n.sections {
         section.reason = "x".repeat(20_000);
-        section
-            .facts
-            .insert("accessed_objects".into(), "https://kv/secrets/s ".repeat(500));
+        section.facts.insert(
+            "accessed_objects".into(),
+            "https://kv/secrets/s ".repeat(500),
+        );
     }
     let full = teams::payload(&n, usize::MAX).to_string();
     assert!(full.len() > teams::MAX_BYTES);

@@ -80,7 +80,7 @@ pub enum Command {
         task: Option<String>,
         /// table or json (default: table on a terminal, json otherwise).
         #[arg(long, value_enum)]
-        format: Option<crate::journal::command::JournalFormat>,
+        format: Option<Format>,
         /// How many of the most recent tasks to show without --alert or --task.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -121,7 +121,7 @@ pub enum Command {
     },
 }
 
-/// Output formats of `plan` and `queues`.
+/// Output formats of `plan`, `queues` and `journal`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// For people: each alert, what it became, its tasks by queue, what waits for a decision.

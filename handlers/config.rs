@@ -13,9 +13,9 @@ use crate::policy::file::parse_policy;
 use crate::policy::Policy;
 
 mod limits;
-pub use limits::*;
 pub mod notify;
 pub mod workers;
+pub use limits::*;
 
 /// One app setting the handler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,10 +98,10 @@ pub struct Config {
     /// Service Bus, when any `ServiceBusConnection*` setting is present; `None`: the embedded
     /// store is the publisher.
     pub service_bus: Option<ServiceBusSettings>,
-    /// Timeouts, caps and delivery limits.
-    pub limits: Limits,
     /// The workers: journal, channels, decision links.
     pub workers: workers::WorkerSettings,
+    /// Timeouts, caps and delivery limits.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -156,8 +156,8 @@ impl Config {
             queue_names,
             policy,
             service_bus,
-            limits,
             workers,
+            limits,
         })
     }
 }

@@ -77,7 +77,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => {
             let journal = config.workers.journal.open()?;
-            command::show(&journal, alert.as_deref(), task.as_deref(), format, limit).await
+            command::show(
+                &journal,
+                alert.as_deref(),
+                task.as_deref(),
+                Format::resolve(format),
+                limit,
+            )
+            .await
         }
         Command::Notify {
             render,
@@ -161,13 +168,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         broker = broker.as_deref().unwrap_or("none"),
         store = %config.store_path.display(),
         dry_run = config.policy.dry_run,
+        journal = %config.workers.journal.describe(),
+        decision_links = config.workers.approvals.is_some(),
+        webhook = config.workers.webhook.is_some(),
         header_timeout_s = config.limits.header_timeout.as_secs_f64(),
         body_timeout_s = config.limits.body_timeout.as_secs_f64(),
         idle_timeout_s = config.limits.idle_timeout.as_secs_f64(),
         max_connections = config.limits.max_connections,
-        journal = %config.workers.journal.describe(),
-        decision_links = config.workers.approvals.is_some(),
-        webhook = config.workers.webhook.is_some(),
         "Custom handler listening."
     );
     defender_responder::server::serve(

@@ -36,7 +36,7 @@ pub const DEFAULT_CONTAINER: &str = "journal";
 /// Every workers' setting, for documentation and the drift tests.
 pub const SETTINGS: &[Setting] = &[
     Setting { name: JOURNAL, default: "", description: "sqlite or blob: where the journal of task states lives. Empty: blob when a Blob endpoint is known (RESPONDER_JOURNAL_BLOB_ENDPOINT, or the host's AzureWebJobsStorage__blobServiceUri / __accountName), sqlite otherwise." },
-    Setting { name: JOURNAL_PATH, default: "", description: "SQLite file of the embedded journal. Empty: the embedded store's file (RESPONDER_STORE_PATH)." },
+    Setting { name: JOURNAL_PATH, default: "", description: "SQLite file of the embedded journal. Empty: next to the embedded store, named after it (.responder/store.journal.sqlite3)." },
     Setting { name: JOURNAL_BLOB_ENDPOINT, default: "", description: "Blob service endpoint of the deployed journal (https://<account>.blob.core.windows.net/), reached with the app's managed identity (Storage Blob Data Contributor on the container)." },
     Setting { name: JOURNAL_CONTAINER, default: DEFAULT_CONTAINER, description: "Container of the deployed journal." },
     Setting { name: JOURNAL_CLIENT_ID, default: "", description: "Client id of the user-assigned managed identity for the journal (empty: AzureWebJobsStorage__clientId, then the system-assigned identity)." },
@@ -111,7 +111,7 @@ pub struct WorkerSettings {
 
 impl WorkerSettings {
     /// Reads the settings through `get` (trimmed, empty as unset); `store_path` is the
-    /// embedded store's file, the embedded journal's default.
+    /// embedded store's file, after which the embedded journal's default file is named.
     pub fn from_lookup(
         get: &dyn Fn(&str) -> Option<String>,
         store_path: &Path,
@@ -125,6 +125,18 @@ impl WorkerSettings {
             approvals: ApprovalSettings::from_lookup(get, on_app_service)?,
         })
     }
+}
+
+/// The embedded journal's file: next to the embedded store's, named after it
+/// (`.responder/store.sqlite3` → `.responder/store.journal.sqlite3`). A file of its own: the
+/// store holds its file exclusively, and the journal is shared with the `journal` and
+/// `decide` commands while the handler runs.
+pub fn default_journal_path(store_path: &Path) -> PathBuf {
+    let stem = store_path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".to_string());
+    store_path.with_file_name(format!("{stem}.journal.sqlite3"))
 }
 
 fn journal_settings(
@@ -158,7 +170,7 @@ fn journal_settings(
     if kind == "sqlite" {
         let path = get(JOURNAL_PATH)
             .map(PathBuf::from)
-            .unwrap_or_else(|| store_path.to_path_buf());
+            .unwrap_or_else(|| default_journal_path(store_path));
         return Ok(JournalSettings::Sqlite { path });
     }
     let (name, text) = endpoint.ok_or_else(|| {
@@ -210,13 +222,17 @@ mod tests {
     }
 
     #[test]
-    fn the_embedded_journal_is_the_default_and_shares_the_store_file() {
+    fn the_embedded_journal_is_the_default_in_a_file_next_to_the_store() {
         let workers = settings(&[]).unwrap();
         assert_eq!(
             workers.journal,
             JournalSettings::Sqlite {
-                path: PathBuf::from("store.sqlite3")
+                path: PathBuf::from("store.journal.sqlite3")
             }
+        );
+        assert_eq!(
+            default_journal_path(Path::new(".responder/store.sqlite3")),
+            PathBuf::from(".responder/store.journal.sqlite3")
         );
         assert!(workers.webhook.is_none() && workers.approvals.is_none());
     }

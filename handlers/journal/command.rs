@@ -1,32 +1,12 @@
 //! The operator commands over the journal: `journal` (show) and `decide` (approve or reject).
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
 
 use super::{render_json, render_table, Journal, JournalEntry, JournalError, Verdict};
+use crate::cli::Format;
 use crate::domain::MessageId;
-
-/// How `journal` prints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum JournalFormat {
-    /// One line per task, with its history when one task is asked for.
-    Table,
-    /// The entries as a JSON array.
-    Json,
-}
-
-impl JournalFormat {
-    /// Table on a terminal, JSON when piped.
-    pub fn default_for_stdout() -> Self {
-        if std::io::stdout().is_terminal() {
-            JournalFormat::Table
-        } else {
-            JournalFormat::Json
-        }
-    }
-}
 
 /// A decision given on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -47,7 +27,7 @@ pub async fn show(
     journal: &Journal,
     alert: Option<&str>,
     task: Option<&str>,
-    format: Option<JournalFormat>,
+    format: Format,
     limit: usize,
 ) -> anyhow::Result<ExitCode> {
     let entries: Vec<JournalEntry> = match (task, alert) {
@@ -61,10 +41,9 @@ pub async fn show(
         (None, Some(alert)) => journal.for_alert(alert).await?,
         (None, None) => journal.recent(limit).await?,
     };
-    let format = format.unwrap_or_else(JournalFormat::default_for_stdout);
     match format {
-        JournalFormat::Json => println!("{}", render_json(&entries)),
-        JournalFormat::Table => print!(
+        Format::Json => println!("{}", render_json(&entries)),
+        Format::Table => print!(
             "{}",
             render_table(&entries, task.is_some() || alert.is_some())
         ),

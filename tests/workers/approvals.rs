@@ -31,7 +31,10 @@ async fn server(identity: ApproverIdentity) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.sqlite3");
     let store = Arc::new(EmbeddedStore::open(&path, QueueNames::default()).unwrap());
-    let journal = Journal::new(Arc::new(SqliteJournal::open(&path).unwrap()));
+    // The store holds its file exclusively; the journal has a file of its own.
+    let journal = Journal::new(Arc::new(
+        SqliteJournal::open(&dir.path().join("store.journal.sqlite3")).unwrap(),
+    ));
     let task = pending_task("sys-decide", "/subscriptions/s/kv-d");
     journal.receive(&task, "isolation-worker").await.unwrap();
     let preview = json!({"method": "PATCH",
@@ -180,8 +183,9 @@ fn binary(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn operators_decide_and_read_the_journal_on_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
+    // Where the binary finds the journal by default: next to its store, named after it.
     let journal = Journal::new(Arc::new(
-        SqliteJournal::open(&dir.path().join("store.sqlite3")).unwrap(),
+        SqliteJournal::open(&dir.path().join("store.journal.sqlite3")).unwrap(),
     ));
     let task = pending_task("sys-cli", "/subscriptions/s/kv-cli");
     journal.receive(&task, "w").await.unwrap();

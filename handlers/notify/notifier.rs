@@ -368,7 +368,9 @@ impl Notifier {
                         }
                         Err(err) => {
                             tracing::warn!(channel = %channel.spec.name, error = %err, "sendMail refused");
-                            return Err(SendError::Refused { status: 400 });
+                            return Err(SendError::Refused {
+                                status: err.status.unwrap_or(0),
+                            });
                         }
                     }
                 }

@@ -563,18 +563,30 @@ impl Notifier {
                 let messages = sent_for
                     .remove(task.message_id.as_str())
                     .unwrap_or_default();
+                // A task no channel carried is recorded as failed, never as done unsent.
+                let outcome = if messages.is_empty() {
+                    let recipients = pending
+                        .iter()
+                        .find(|(t, _)| t.message_id == task.message_id)
+                        .map(|(_, r)| r.join(", "))
+                        .unwrap_or_default();
+                    tracing::warn!(task = %task.message_id, recipients = %recipients, "no notification channel covers the task's recipients");
+                    RunOutcome::Failed {
+                        error: format!(
+                            "no notification channel covers its recipients ({}); see the policy's notifications.routes",
+                            if recipients.is_empty() { "none" } else { recipients.as_str() }
+                        ),
+                        retryable: false,
+                    }
+                } else {
+                    RunOutcome::Done {
+                        result: json!({"messages": messages}),
+                        verification: Value::Null,
+                    }
+                };
                 match journal.begin_run(&task.message_id, actor).await {
                     Ok(_) => {
-                        journal
-                            .finish(
-                                &task.message_id,
-                                RunOutcome::Done {
-                                    result: json!({"messages": messages}),
-                                    verification: Value::Null,
-                                },
-                                actor,
-                            )
-                            .await?;
+                        journal.finish(&task.message_id, outcome, actor).await?;
                     }
                     // Another worker finished or holds it: its record stands.
                     Err(JournalError::IllegalTransition { .. }) => {}

@@ -207,3 +207,35 @@ async fn messages_to_one_teams_channel_keep_a_250_ms_pace() {
         assert!(*gap >= Duration::from_millis(150), "{gaps:?}");
     }
 }
+
+#[tokio::test]
+async fn a_task_no_channel_covers_is_recorded_as_failed_not_as_sent() {
+    let receiver = Receiver::start(&[]).await;
+    let (mut policy, _) = chat_notifier(ChannelKind::Teams, &receiver);
+    // Only the security team is routed; nobody else, and no default.
+    policy.notifications.routes[0].recipients = vec!["nobody@fabrikam.com".into()];
+    let notifier = defender_responder::notify::Notifier::new(
+        &policy,
+        &super::support::settings(
+            "chat",
+            defender_responder::config::notify::ChannelSecret::Url(receiver.url.clone()),
+        ),
+        None,
+        None,
+    )
+    .unwrap();
+    let tasks = notifications(&planned(&policy));
+    let (journal, _dir) = journal();
+    assert!(notifier
+        .deliver(&tasks, &journal, "test")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(receiver.log().is_empty());
+    let entry = journal.get(&tasks[0].message_id).await.unwrap().unwrap();
+    assert_eq!(entry.state, defender_responder::journal::TaskState::Failed);
+    assert!(entry
+        .error
+        .unwrap()
+        .contains("no notification channel covers"));
+}

@@ -85,6 +85,26 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Notification channels: print what a channel would send for an alert file, or send a
+    /// sample to a configured channel.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["render", "test"])))]
+    Notify {
+        /// Print the rendered notification for this alert file (no network).
+        #[arg(long, value_name = "FILE")]
+        render: Option<PathBuf>,
+        /// With --render: teams, slack, email or webhook.
+        #[arg(long, value_enum, default_value_t = RenderChannel::Teams)]
+        channel: RenderChannel,
+        /// With --render --channel email: the whole Graph sendMail body as JSON, not the HTML.
+        #[arg(long)]
+        json: bool,
+        /// Send a sample notification to this channel of the policy.
+        #[arg(long, value_name = "CHANNEL")]
+        test: Option<String>,
+        /// With --test on an e-mail channel: the address to send to.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Approve or reject a task waiting for a decision, as an operator.
     Decide {
         /// The task's message id.
@@ -127,6 +147,52 @@ fn print(text: &str) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()
+}
+
+/// The channel kinds `notify --render` renders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RenderChannel {
+    /// The Adaptive Card message a Teams workflow receives.
+    Teams,
+    /// The Block Kit message a Slack incoming webhook receives.
+    Slack,
+    /// The e-mail's HTML (or, with --json, the Graph sendMail body).
+    Email,
+    /// The signed webhook's event.
+    Webhook,
+}
+
+impl RenderChannel {
+    /// The channel kind.
+    pub fn kind(self) -> crate::policy::notifications::ChannelKind {
+        use crate::policy::notifications::ChannelKind;
+        match self {
+            RenderChannel::Teams => ChannelKind::Teams,
+            RenderChannel::Slack => ChannelKind::Slack,
+            RenderChannel::Email => ChannelKind::Email,
+            RenderChannel::Webhook => ChannelKind::Webhook,
+        }
+    }
+}
+
+/// `notify`: `--render FILE` prints, `--test CHANNEL` sends a sample.
+pub async fn notify(
+    render: Option<&Path>,
+    channel: RenderChannel,
+    json: bool,
+    test: Option<&str>,
+    to: Option<&str>,
+    config: &Config,
+) -> anyhow::Result<ExitCode> {
+    if let Some(file) = render {
+        let text = crate::notify::command::render_file(file, channel.kind(), config, json)?;
+        print(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match test {
+        Some(name) => crate::notify::command::test_channel(name, to, config).await,
+        None => anyhow::bail!("notify needs --render FILE or --test CHANNEL"),
+    }
 }
 
 /// Delivery styles for `send`.

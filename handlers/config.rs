@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::policy::Policy;
 
 mod limits;
+pub mod notify;
 pub mod workers;
 pub use identity::{IdentitySettings, IdentitySource, TokenEndpoint};
 pub mod rotation;

@@ -89,6 +89,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Notify {
+            render,
+            channel,
+            json,
+            test,
+            to,
+        } => {
+            cli::notify(
+                render.as_deref(),
+                channel,
+                json,
+                test.as_deref(),
+                to.as_deref(),
+                &config,
+            )
+            .await
+        }
         Command::Decide {
             task,
             decision,

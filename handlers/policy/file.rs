@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::notifications::NotificationsEntry;
 use super::{AutomationRule, KnownPrincipal, Mode, Policy};
 use crate::domain::{Action, PlaybookSteps, Severity};
 
@@ -60,6 +61,9 @@ pub struct PolicyFile {
     /// Mode when no rule applies.
     #[serde(default)]
     pub default_mode: Option<String>,
+    /// Notification channels and routing.
+    #[serde(default)]
+    pub notifications: Option<NotificationsEntry>,
 }
 
 /// One `known_principals` entry as written.
@@ -193,6 +197,10 @@ impl PolicyFile {
                 defaults.default_mode
             }),
         };
+        let notifications = self
+            .notifications
+            .map(|entry| entry.into_policy(&mut errors))
+            .unwrap_or_default();
         if self.max_rotation_tasks == Some(0) {
             errors.push("max_rotation_tasks: must be at least 1".to_string());
         }
@@ -225,6 +233,7 @@ impl PolicyFile {
                 .unwrap_or(defaults.max_rotation_tasks),
             automation,
             default_mode,
+            notifications,
         })
     }
 }

@@ -11,6 +11,7 @@
 //! it at once).
 
 pub mod file;
+pub mod notifications;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -187,6 +188,9 @@ pub struct Policy {
     pub automation: Vec<AutomationRule>,
     /// The mode when no rule covers a containment task.
     pub default_mode: Mode,
+    /// Notification channels and routing (no channels: the signed webhook of the app settings,
+    /// when set, is the only channel).
+    pub notifications: notifications::NotificationPolicy,
 }
 
 /// Default for [`Policy::max_rotation_tasks`].
@@ -210,6 +214,7 @@ impl Default for Policy {
             max_rotation_tasks: DEFAULT_MAX_ROTATION_TASKS,
             automation: Vec::new(),
             default_mode: Mode::Approval,
+            notifications: notifications::NotificationPolicy::default(),
         }
     }
 }

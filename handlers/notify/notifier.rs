@@ -549,8 +549,9 @@ impl Notifier {
                     Err(err) => {
                         tracing::warn!(channel = %message.channel, error = %err, "notification not delivered");
                         alert_failed = true;
+                        // A retryable failure wins: the redelivery sends what is missing.
                         failure = Some(match failure {
-                            Some(Error::Transient(t)) => Error::Transient(t),
+                            Some(previous) if previous.is_retryable() => previous,
                             _ => err,
                         });
                     }

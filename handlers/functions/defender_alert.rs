@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -18,7 +19,8 @@ use super::{
 use crate::decode::{decode_event, InboundEvent, MAX_INVOCATION_BYTES};
 use crate::error::Error;
 use crate::invoke::{InvokeRequest, InvokeResponse};
-use crate::pipeline::EventReport;
+use crate::domain::{Action, Queue, TaskStatus};
+use crate::pipeline::{AlertSummary, EventReport, Outcome};
 use crate::state::AppState;
 
 /// The route the host posts invocations of the `DefenderAlert` function to.
@@ -48,7 +50,7 @@ pub async fn invoke(State(state): State<AppState>, headers: HeaderMap, body: Bod
         // Parsing and decoding a multi-megabyte invocation is CPU work: off the async workers.
         let decoded = state
             .pipeline
-            .run_cpu(move || decode_invocation(&body))
+            .run_cpu_sized(body.len(), move || decode_invocation(&body))
             .await;
         let event = match decoded {
             Ok(Ok(event)) => Arc::new(event),
@@ -92,30 +94,60 @@ fn decode_invocation(body: &[u8]) -> Result<InboundEvent, String> {
     Ok(decode_event(event, 0))
 }
 
-/// The `ReturnValue`: the event's report with at most [`REPLY_MAX_TASKS`] tasks and
-/// [`REPLY_MAX_WARNINGS`] warnings (every task is on its queue, every warning in the log),
-/// and `task_count` / `warning_count` for the whole.
+/// One task as a reply lists it: enough to find it on its queue (the message there is the
+/// whole task).
+#[derive(Serialize)]
+struct TaskLine<'a> {
+    message_id: &'a str,
+    queue: Queue,
+    action: Action,
+    status: TaskStatus,
+    target: &'a str,
+}
+
+/// The `ReturnValue`: a summary of the event's report. The tasks themselves are on their
+/// queues; the reply names at most [`REPLY_MAX_TASKS`] of them (message id, queue, action,
+/// status, target) and at most [`REPLY_MAX_WARNINGS`] warnings (every warning is in the log),
+/// with `task_count` / `warning_count` for the whole.
+#[derive(Serialize)]
+struct ReplyValue<'a> {
+    event_id: String,
+    outcome: Outcome,
+    reason: String,
+    alert: Option<&'a AlertSummary>,
+    tasks: Vec<TaskLine<'a>>,
+    task_count: usize,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    warning_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation_code: Option<&'a str>,
+}
+
 fn reply_value(report: &EventReport) -> Value {
-    let shown = EventReport {
+    let shown = ReplyValue {
         event_id: bounded(&report.event_id, REPLY_MAX_REASON_BYTES),
         outcome: report.outcome,
         reason: bounded(&report.reason, REPLY_MAX_REASON_BYTES),
-        alert: report.alert.clone(),
-        tasks: report.tasks.iter().take(REPLY_MAX_TASKS).cloned().collect(),
-        warnings: report
-            .warnings
+        alert: report.alert.as_ref(),
+        tasks: report
+            .tasks
             .iter()
-            .take(REPLY_MAX_WARNINGS)
-            .cloned()
+            .take(REPLY_MAX_TASKS)
+            .map(|task| TaskLine {
+                message_id: task.message_id.as_str(),
+                queue: task.queue,
+                action: task.action,
+                status: task.status,
+                target: &task.target,
+            })
             .collect(),
-        validation_code: report.validation_code.clone(),
+        task_count: report.tasks.len(),
+        warnings: &report.warnings[..report.warnings.len().min(REPLY_MAX_WARNINGS)],
+        warning_count: report.warnings.len(),
+        validation_code: report.validation_code.as_deref(),
     };
-    let mut value = serde_json::to_value(&shown).unwrap_or(Value::Null);
-    if let Value::Object(fields) = &mut value {
-        fields.insert("task_count".into(), report.tasks.len().into());
-        fields.insert("warning_count".into(), report.warnings.len().into());
-    }
-    value
+    serde_json::to_value(&shown).unwrap_or(Value::Null)
 }
 
 fn failed(err: &Error, event_id: &str) -> Response {

@@ -514,7 +514,9 @@ async fn run() {
     let half = key_vault_rate / 2.0;
     let (stats, cpu, share) = fixed_rate(&server, &key_vault_feed, half, seconds).await;
     rows.push(Row {
-        name: format!("full path, Key Vault 9 KB alerts, fixed 50% of their saturation ({half:.0}/s)"),
+        name: format!(
+            "full path, Key Vault 9 KB alerts, fixed 50% of their saturation ({half:.0}/s)"
+        ),
         stats: Some(stats),
         cpu_us_per_event: cpu,
         cpu_share: share,

@@ -70,9 +70,38 @@ pub enum Command {
         #[arg(long)]
         progress: bool,
     },
+    /// Show the journal: every task's states, decisions and results.
+    Journal {
+        /// Only the tasks of this alert (its systemAlertId).
+        #[arg(long)]
+        alert: Option<String>,
+        /// Only this task (its message id), with its whole history.
+        #[arg(long)]
+        task: Option<String>,
+        /// table or json (default: table on a terminal, json otherwise).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// How many of the most recent tasks to show without --alert or --task.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Approve or reject a task waiting for a decision, as an operator.
+    Decide {
+        /// The task's message id.
+        task: String,
+        /// approve or reject.
+        #[arg(value_enum)]
+        decision: crate::journal::command::DecisionArg,
+        /// Who decides (recorded as operator:<name>; default: $USER).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+        /// Refuse unless the task's change still has this hash (from `journal --task`).
+        #[arg(long)]
+        preview_hash: Option<String>,
+    },
 }
 
-/// Output formats of `plan` and `queues`.
+/// Output formats of `plan`, `queues` and `journal`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// For people: each alert, what it became, its tasks by queue, what waits for a decision.

@@ -9,13 +9,18 @@ use clap::Parser;
 use defender_responder::adapters::{
     EmbeddedStore, QueueOptions, ServiceBusPublisher, SharedPublisher,
 };
+use defender_responder::approval::DecisionDesk;
 use defender_responder::cli::{self, Cli, Command, Format};
 use defender_responder::config::Config;
+use defender_responder::journal::command;
 use defender_responder::pipeline::Pipeline;
 use defender_responder::services::Registry;
 use defender_responder::state::AppState;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
+
+/// How long the start-up check of the broker waits before trying again after a failure.
+const STARTUP_CHECK_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -68,6 +73,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             string_form,
             progress,
         } => cli::send(&files, &url, mode, string_form, progress).await,
+        Command::Journal {
+            alert,
+            task,
+            format,
+            limit,
+        } => {
+            let journal = config.workers.journal.open()?;
+            command::show(
+                &journal,
+                alert.as_deref(),
+                task.as_deref(),
+                Format::resolve(format),
+                limit,
+            )
+            .await
+        }
+        Command::Decide {
+            task,
+            decision,
+            by,
+            preview_hash,
+        } => {
+            let journal = config.workers.journal.open()?;
+            command::decide(&journal, &task, decision, &by, preview_hash.as_deref()).await
+        }
     }
 }
 
@@ -92,15 +122,25 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Some(settings) => {
             let broker = settings.describe();
             let publisher = Arc::new(ServiceBusPublisher::new(settings.clone()));
-            // Connect in the background so the first invocation finds the links attached;
-            // readiness never waits for the broker, and a failure here is only logged (the
-            // next publish connects again).
+            // Connect in the background so the first invocation finds the links attached and
+            // a missing queue, role or password is reported at start-up. Readiness never waits
+            // for the broker (the host needs an answer within its start-up timeout); it reports
+            // the fault until a check or a publish succeeds, and the check repeats meanwhile.
             let warm = publisher.clone();
             tokio::spawn(async move {
-                match warm.connect_now().await {
-                    Ok(()) => tracing::info!("Service Bus connected; sender links attached."),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "Service Bus is not reachable yet; publishes will retry.")
+                loop {
+                    match warm.connect_now().await {
+                        Ok(()) => {
+                            tracing::info!("Service Bus connected; sender links attached and every queue found.");
+                            break;
+                        }
+                        Err(err) => {
+                            defender_responder::invoke::log_failure(
+                                "Service Bus start-up check",
+                                &err,
+                            );
+                            tokio::time::sleep(STARTUP_CHECK_RETRY).await;
+                        }
                     }
                 }
             });
@@ -108,18 +148,25 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
         None => (store.clone(), None),
     };
-    let state = AppState::new(
+    let mut state = AppState::new(
         Pipeline::new(Registry::standard(), config.policy.clone())
             .with_claim_wait(config.limits.duplicate_wait),
         publisher.clone(),
         store.clone(),
     );
+    if let Some(approvals) = &config.workers.approvals {
+        let journal = config.workers.journal.open()?;
+        state = state.with_decisions(DecisionDesk::new(journal, approvals.clone()));
+    }
     tracing::info!(
         %address,
         publisher = publisher.name(),
         broker = broker.as_deref().unwrap_or("none"),
         store = %config.store_path.display(),
         dry_run = config.policy.dry_run,
+        journal = %config.workers.journal.describe(),
+        decision_links = config.workers.approvals.is_some(),
+        webhook = config.workers.webhook.is_some(),
         header_timeout_s = config.limits.header_timeout.as_secs_f64(),
         body_timeout_s = config.limits.body_timeout.as_secs_f64(),
         idle_timeout_s = config.limits.idle_timeout.as_secs_f64(),

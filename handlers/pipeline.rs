@@ -8,7 +8,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::adapters::{
-    shared_store, AlertCommit, AlertLedger, EmbeddedStore, LedgerEntry, SharedLedger, SharedPublisher,
+    shared_store, AlertCommit, AlertLedger, EmbeddedStore, LedgerEntry, SharedLedger,
+    SharedPublisher,
 };
 use crate::decode::{EventKind, InboundEvent};
 use crate::domain::{
@@ -429,7 +430,7 @@ impl Pipeline {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| Error::Transient("the planning pool is closed".into()))?;
+            .map_err(|_| Error::transient("the planning pool is closed"))?;
         let pipeline = self.clone();
         tokio::task::spawn_blocking(move || {
             let update = match &event.kind {
@@ -461,7 +462,7 @@ impl Pipeline {
             }
         })
         .await
-        .map_err(|err| Error::Transient(format!("handling the event did not finish: {err}")))?
+        .map_err(|err| Error::transient(format!("handling the event did not finish: {err}")))?
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::adapters::{SharedLedger, SharedPublisher};
+use crate::approval::DecisionDesk;
 use crate::pipeline::Pipeline;
 
 /// What every request handler needs.
@@ -14,6 +15,8 @@ pub struct AppState {
     pub publisher: SharedPublisher,
     /// What was already handled.
     pub ledger: SharedLedger,
+    /// The decision endpoint's desk; `None` when decision links are not configured.
+    pub decisions: Option<Arc<DecisionDesk>>,
 }
 
 impl AppState {
@@ -23,6 +26,13 @@ impl AppState {
             pipeline: Arc::new(pipeline),
             publisher,
             ledger,
+            decisions: None,
         }
+    }
+
+    /// Serves decision links through `desk`.
+    pub fn with_decisions(mut self, desk: DecisionDesk) -> Self {
+        self.decisions = Some(Arc::new(desk));
+        self
     }
 }

@@ -10,7 +10,7 @@
 # a required service is missing.
 #
 # Environment:
-#   TEST_REQUIRE="rabbitmq"   services whose absence fails the run instead of skipping (CI)
+#   TEST_REQUIRE="rabbitmq azurite python-venv"   services whose absence fails the run instead of skipping (CI)
 #   CHECK_CORPUS=PATH         the corpus checker (default: ../shared/tools/check-corpus)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,10 +101,40 @@ service_proton() {
   return 1
 }
 
+# Azurite (the Azure Storage emulator, from npm) over HTTPS with bearer tokens, for the journal's
+# Blob store. Installed into the user's cache by scripts/ensure-azurite.sh; needs npm and openssl.
+service_azurite() {
+  local tool
+  for tool in npm openssl; do
+    if ! command -v "$tool" > /dev/null 2>&1; then
+      why="$tool is missing, which scripts/ensure-azurite.sh needs to install and serve Azurite (Debian: apt-get install npm openssl)"
+      return 1
+    fi
+  done
+  if ! scripts/ensure-azurite.sh > /dev/null; then
+    why="scripts/ensure-azurite.sh could not install or start Azurite (output above)"
+    return 1
+  fi
+}
+
+# The reference Standard Webhooks verifier (PyPI standardwebhooks) the webhook tests' receiver uses.
+service_standardwebhooks() {
+  python3 -c 'import standardwebhooks' 2> /dev/null && return 0
+  note "installing standardwebhooks (the webhook tests' reference signature verifier)"
+  local args=(--quiet)
+  [ "$(id -u)" -eq 0 ] || args+=(--user)
+  python3 -m pip install "${args[@]}" standardwebhooks > /dev/null 2>&1 \
+    || python3 -m pip install "${args[@]}" --break-system-packages standardwebhooks > /dev/null 2>&1 \
+    || true
+  python3 -c 'import standardwebhooks' 2> /dev/null && return 0
+  why="standardwebhooks is missing and pip could not install it: python3 -m pip install --user standardwebhooks"
+  return 1
+}
+
 # ---- Suites ------------------------------------------------------------------------------------
 
 # Test targets that need a service, each run by its own suite below.
-service_targets=(service_bus)
+service_targets=(service_bus workers)
 
 # Unit tests beside the code, the integration suites and the doc tests: need nothing else.
 suite_local() {
@@ -113,7 +143,7 @@ suite_local() {
 import json, sys
 for package in json.load(sys.stdin)["packages"]:
     if package["name"] != "defender-responder":
-        continue  # the simulator's tests run in suite_sim
+        continue  # the simulator tests run in suite_sim
     for target in package["targets"]:
         if "test" in target["kind"]:
             print(target["name"])'); do
@@ -148,6 +178,17 @@ suite_service_bus() {
     "these tests stop the broker with rabbitmqctl, which only root and the rabbitmq user may run: run scripts/test.sh as root (sudo) to include them"
 }
 
+# The journal against real Azurite, the signed webhook against a receiver that verifies with the
+# reference standardwebhooks package, and the decision endpoint (tests/workers).
+suite_workers() {
+  local why=""
+  if ! service_azurite || ! service_standardwebhooks; then
+    skip workers "$(count_tests workers)" azurite "$why"
+    return 0
+  fi
+  cargo test --locked --test workers
+}
+
 # The Azure simulator's own tests, then its conformance suite: the official Azure SDK for Python
 # clients (pinned in sim/tests/requirements.txt, installed into a virtualenv) drive it.
 suite_sim() {
@@ -175,6 +216,7 @@ main() {
   require_toolchain
   suite_local
   suite_service_bus
+  suite_workers
   suite_sim
   suite_corpus
   echo

@@ -189,8 +189,15 @@ async fn typed_parse(body: Bytes) -> Json<Value> {
             }
         })
         .collect();
-    let planned = serde_json::to_string(&tasks).map(|text| text.len()).unwrap_or(0);
-    std::hint::black_box((planned, &alert.entities, &alert.extended_properties, &alert.status));
+    let planned = serde_json::to_string(&tasks)
+        .map(|text| text.len())
+        .unwrap_or(0);
+    std::hint::black_box((
+        planned,
+        &alert.entities,
+        &alert.extended_properties,
+        &alert.status,
+    ));
     Json(json!({
         "Outputs": {},
         "Logs": [format!("event {}: planned, {} task(s)", event.id, tasks.len())],

@@ -490,7 +490,7 @@ impl EmbeddedStore {
             })?;
             // serde_json writes valid UTF-8.
             let body = String::from_utf8(buffer.clone()).map_err(|err| {
-                Error::Permanent(format!("task {} is not UTF-8: {err}", task.message_id))
+                Error::permanent(format!("task {} is not UTF-8: {err}", task.message_id))
             })?;
             rows.push((
                 self.inner.names.name(task.queue).to_string(),
@@ -612,12 +612,9 @@ impl EmbeddedStore {
             Ok(results) => results,
             Err(err) => {
                 // The whole group failed (store lost, commit failed): each write fails with it.
-                let reason = match &err {
-                    Error::Transient(reason) => reason.clone(),
-                    other => other.to_string(),
-                };
+                let (kind, reason) = (err.kind(), err.message().to_string());
                 (0..count)
-                    .map(|_| Err(Error::Transient(reason.clone())))
+                    .map(|_| Err(Error::new(kind, reason.clone())))
                     .collect()
             }
         }

@@ -2,18 +2,20 @@
 
 mod claims;
 mod embedded_store;
+pub mod identity;
 mod memory_ledger;
 pub mod service_bus;
 
 use std::sync::Arc;
 
-use crate::domain::{AlertStatus, Queue, Task};
+use crate::domain::{AlertStatus, Task};
 use crate::error::Error;
 
+pub use crate::config::QueueNames;
 pub use claims::{ClaimGuard, Claims};
 pub use embedded_store::{
-    AlertCommit, DeadLetteredMessage, EmbeddedStore, EncodedTasks, LockToken, QueueOptions, ReceivedMessage, StoredMessage,
-    MAX_DELIVERY_COUNT_EXCEEDED,
+    AlertCommit, DeadLetteredMessage, EmbeddedStore, EncodedTasks, LockToken, QueueOptions,
+    ReceivedMessage, StoredMessage, MAX_DELIVERY_COUNT_EXCEEDED,
 };
 pub use memory_ledger::MemoryLedger;
 pub use service_bus::{ServiceBusPublisher, ServiceBusSettings};
@@ -26,6 +28,12 @@ pub trait Publisher: Send + Sync {
     async fn publish(&self, tasks: &[Task]) -> Result<(), Error>;
     /// Short name for logs ("embedded", "service_bus").
     fn name(&self) -> &'static str;
+    /// What the readiness probe reports: `Err` with the fault seen by the last check or
+    /// publish (a missing queue, a refused password), `Ok` otherwise. Answers from memory,
+    /// never by calling the broker (the host polls it every 25 ms at start-up).
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// The embedded store, when this publisher is one: when it is also the ledger, an alert's
     /// tasks and its ledger record are committed in one transaction.
     fn embedded_store(&self) -> Option<&EmbeddedStore> {
@@ -78,43 +86,6 @@ pub fn shared_store<'a>(
         .embedded_store()
         .is_some_and(|other| other.is_same(store))
         .then_some(store)
-}
-
-/// The queue names tasks are published under (configurable for Service Bus).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueNames {
-    /// Name of the notification queue.
-    pub notification: String,
-    /// Name of the isolation queue.
-    pub isolation: String,
-    /// Name of the rotation queue.
-    pub rotation: String,
-}
-
-impl QueueNames {
-    /// Names every queue with `name` (e.g. a prefix per test run).
-    pub fn from_fn(name: impl Fn(Queue) -> String) -> Self {
-        QueueNames {
-            notification: name(Queue::Notification),
-            isolation: name(Queue::Isolation),
-            rotation: name(Queue::Rotation),
-        }
-    }
-
-    /// The configured name of a queue.
-    pub fn name(&self, queue: Queue) -> &str {
-        match queue {
-            Queue::Notification => &self.notification,
-            Queue::Isolation => &self.isolation,
-            Queue::Rotation => &self.rotation,
-        }
-    }
-}
-
-impl Default for QueueNames {
-    fn default() -> Self {
-        QueueNames::from_fn(|queue| queue.as_str().to_string())
-    }
 }
 
 /// Shared handles to the adapters.

@@ -1,0 +1,346 @@
+//! What the journal records of one task: its state, its history, the decision, the preview,
+//! the prior state, the result; and the state machine's legal transitions.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::domain::{Action, MessageId, Queue, Task, TaskStatus};
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// A worker took the task off its queue.
+    Received,
+    /// Waiting for a person's decision on the recorded preview.
+    PendingApproval,
+    /// A person approved the change.
+    Approved,
+    /// A person rejected the change (final).
+    Rejected,
+    /// No decision came in time (final).
+    Expired,
+    /// A worker is carrying it out.
+    Running,
+    /// Carried out and verified.
+    Done,
+    /// The run failed; a retryable failure may be run again.
+    Failed,
+    /// A done change that was reverted (final).
+    Undone,
+    /// No executor carries this action out yet; recorded and notified (final).
+    NotAutomated,
+}
+
+impl TaskState {
+    /// Every state, in the order of a task's life.
+    pub const ALL: [TaskState; 10] = [
+        TaskState::Received,
+        TaskState::PendingApproval,
+        TaskState::Approved,
+        TaskState::Rejected,
+        TaskState::Expired,
+        TaskState::Running,
+        TaskState::Done,
+        TaskState::Failed,
+        TaskState::Undone,
+        TaskState::NotAutomated,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Received => "received",
+            TaskState::PendingApproval => "pending_approval",
+            TaskState::Approved => "approved",
+            TaskState::Rejected => "rejected",
+            TaskState::Expired => "expired",
+            TaskState::Running => "running",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+            TaskState::Undone => "undone",
+            TaskState::NotAutomated => "not_automated",
+        }
+    }
+
+    /// Whether a task in this state may move to `to`. `running → running` is the take-over of
+    /// a run whose instance died; [`super::Journal::begin_run`] allows it only after the run
+    /// timeout.
+    pub fn may_become(self, to: TaskState) -> bool {
+        use TaskState::*;
+        matches!(
+            (self, to),
+            (Received, PendingApproval | Running | NotAutomated)
+                | (PendingApproval, Approved | Rejected | Expired)
+                | (Approved, Running | NotAutomated)
+                | (Running, Running | Done | Failed)
+                | (Failed, Running)
+                | (Done, Undone)
+        )
+    }
+
+    /// Whether nothing more will happen to the task (a failed task may still be retried).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Rejected
+                | TaskState::Expired
+                | TaskState::Done
+                | TaskState::Undone
+                | TaskState::NotAutomated
+        )
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A person's answer to a pending task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Carry the change out.
+    Approve,
+    /// Do not.
+    Reject,
+}
+
+impl Verdict {
+    /// The snake_case name (`approve`, `reject`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        }
+    }
+
+    /// Parses `approve` or `reject`.
+    pub fn parse(text: &str) -> Option<Verdict> {
+        match text {
+            "approve" => Some(Verdict::Approve),
+            "reject" => Some(Verdict::Reject),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who decided what, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// The approver: a signed-in identity, `link` (the link alone), or an operator.
+    pub by: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// One transition in a task's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The state before (`None` for the first record).
+    pub from: Option<TaskState>,
+    /// The state after.
+    pub to: TaskState,
+    /// Who caused it: a worker, an approver, an operator.
+    pub actor: String,
+}
+
+/// Everything the journal knows about one task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The task's message id (the key).
+    pub message_id: MessageId,
+    /// What the task does.
+    pub action: Action,
+    /// The queue it came from.
+    pub queue: Queue,
+    /// The alert it came from.
+    pub system_alert_id: String,
+    /// Why the task exists.
+    pub reason: String,
+    /// The playbook steps it carries out.
+    #[serde(default)]
+    pub steps: Vec<String>,
+    /// The task's recipients (who may decide on it, besides the configured approvers).
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Whether the task only reports what it would do.
+    pub dry_run: bool,
+    /// Whether the planner published it ready or waiting for a decision.
+    pub published_status: TaskStatus,
+    /// The current state.
+    pub state: TaskState,
+    /// When the entry was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The decision, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// The exact requests the task would send (or sent), as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Value>,
+    /// SHA-256 (hex) of the preview's canonical JSON; decision links are bound to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_hash: Option<String>,
+    /// The state of the target before the change, saved before the first write (for undo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_state: Option<Value>,
+    /// What the executor or channel answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// What the verifying read found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Value>,
+    /// What the undo answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_result: Option<Value>,
+    /// Why the last run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether that failure may be retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+    /// How many runs were started.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the current (or last) run started.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub run_started_at: Option<OffsetDateTime>,
+    /// Which worker started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_by: Option<String>,
+    /// Every transition, oldest first.
+    #[serde(default)]
+    pub history: Vec<HistoryEvent>,
+    /// A random id of the write that produced this version, so a writer can recognise its
+    /// own write when the storage's answer to it was lost.
+    #[serde(default)]
+    pub write_id: String,
+}
+
+impl JournalEntry {
+    /// The first record of a task.
+    pub fn received(task: &Task, actor: &str, now: OffsetDateTime) -> Self {
+        JournalEntry {
+            message_id: task.message_id.clone(),
+            action: task.action,
+            queue: task.queue,
+            system_alert_id: task.alert.system_alert_id.clone(),
+            reason: task.reason.clone(),
+            steps: task.steps.clone(),
+            recipients: task.recipients.clone(),
+            dry_run: task.dry_run,
+            published_status: task.status,
+            state: TaskState::Received,
+            received_at: now,
+            updated_at: now,
+            decision: None,
+            preview: None,
+            preview_hash: None,
+            prior_state: None,
+            result: None,
+            verification: None,
+            undo_result: None,
+            error: None,
+            retryable: None,
+            attempts: 0,
+            run_started_at: None,
+            run_by: None,
+            history: vec![HistoryEvent {
+                at: now,
+                from: None,
+                to: TaskState::Received,
+                actor: actor.to_string(),
+            }],
+            write_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+/// An opaque version of a stored entry: an ETag (Blob) or a counter (SQLite).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Version(pub String);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A held lease on a resource: until `expires_at`, no one else acquires it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The resource it serialises (e.g. a normalised Azure resource id).
+    pub resource: String,
+    /// The lease's id (a GUID), needed to renew or release it.
+    pub lease_id: String,
+    /// Who holds it (for logs).
+    pub holder: String,
+    /// How long each acquire or renew holds it.
+    pub ttl: std::time::Duration,
+    /// When it lapses unless renewed.
+    pub expires_at: OffsetDateTime,
+}
+
+/// SHA-256 (hex) of a preview's canonical JSON (object keys sorted, no spaces), so the same
+/// change always hashes the same, whatever the key order it was built with.
+pub fn preview_hash(preview: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(preview, &mut canonical);
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}

@@ -1,0 +1,550 @@
+//! The journal: every task's life (received, decided, run, done), shared by every instance,
+//! with compare-and-set transitions and per-resource leases.
+//!
+//! [`JournalStore`] is the one storage trait (SQLite for the embedded default, Azure Blob
+//! storage deployed); [`Journal`] holds the rules on top of it: which transitions are legal,
+//! that only one caller wins [`Journal::begin_run`], and the structured log event every
+//! transition emits.
+
+mod blob;
+pub mod command;
+mod entry;
+mod lease;
+mod render;
+mod sqlite;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::domain::{MessageId, Task};
+use crate::error::Error;
+
+pub(crate) use blob::storage_credential;
+pub use blob::{BlobJournal, BlobJournalSettings};
+pub use entry::{
+    preview_hash, Decision, HistoryEvent, JournalEntry, Lease, TaskState, Verdict, Version,
+};
+pub use lease::HeldLease;
+pub use render::{render_json, render_table};
+pub use sqlite::SqliteJournal;
+
+/// How long a run may hold a task before another delivery may take it over (a crashed
+/// instance never finishes its run). A live run cannot last longer: the Functions host ends
+/// every invocation after `functionTimeout` (5 minutes in host.json).
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+
+/// How often a transition re-reads and retries after losing a compare-and-set race to a
+/// writer whose change still leaves the transition legal.
+const CAS_ATTEMPTS: usize = 8;
+
+/// What can go wrong in the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// No entry for this task.
+    #[error("no journal entry for task {0}")]
+    NotFound(MessageId),
+    /// The task is not in a state this transition starts from (e.g. a second `begin_run`, or
+    /// a decision on a task already decided).
+    #[error("task {message_id} is {from}; it cannot become {to}")]
+    IllegalTransition {
+        /// The task.
+        message_id: MessageId,
+        /// Its state when the transition was refused.
+        from: TaskState,
+        /// The state asked for.
+        to: TaskState,
+    },
+    /// A decision was made on a change other than the one now recorded.
+    #[error("the change of task {message_id} is not the one decided on (decided on {decided}, now {current})")]
+    PreviewChanged {
+        /// The task.
+        message_id: MessageId,
+        /// The hash the decision was made on.
+        decided: String,
+        /// The hash of the change now recorded (`none` when none is).
+        current: String,
+    },
+    /// Another writer kept changing the entry; the caller should retry later.
+    #[error("task {0}: too many concurrent writers, try again")]
+    Contended(MessageId),
+    /// A lease that was renewed or released is no longer held by this caller.
+    #[error("the lease on {0} is no longer held")]
+    LeaseLost(String),
+    /// A lease asked for with a duration the storage cannot give.
+    #[error("invalid lease: {0}")]
+    InvalidLease(String),
+    /// The storage failed (unreachable, throttled, refused); a retry may succeed.
+    #[error("journal storage: {0}")]
+    Storage(String),
+}
+
+impl From<JournalError> for Error {
+    fn from(err: JournalError) -> Self {
+        match err {
+            // The journal must never be skipped: a storage failure is redelivered, never
+            // acknowledged without a record.
+            JournalError::Storage(_) | JournalError::Contended(_) | JournalError::LeaseLost(_) => {
+                Error::Transient(err.to_string())
+            }
+            JournalError::NotFound(_)
+            | JournalError::IllegalTransition { .. }
+            | JournalError::PreviewChanged { .. }
+            | JournalError::InvalidLease(_) => Error::Permanent(err.to_string()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(err: rusqlite::Error) -> Self {
+        JournalError::Storage(format!("sqlite: {err}"))
+    }
+}
+
+/// The storage under the journal: entries with a version, replaced only when the version
+/// still matches, and leases on named resources.
+#[async_trait::async_trait]
+pub trait JournalStore: Send + Sync {
+    /// Short name for logs and the CLI ("sqlite", "blob").
+    fn name(&self) -> &'static str;
+    /// Stores a new entry; `None` when an entry for the task already exists (left unchanged).
+    async fn create(&self, entry: &JournalEntry) -> Result<Option<Version>, JournalError>;
+    /// The entry of a task and its version.
+    async fn load(&self, id: &MessageId) -> Result<Option<(JournalEntry, Version)>, JournalError>;
+    /// Replaces an entry if its version is still `expected`; `Ok(None)` when another writer
+    /// changed it first (nothing written).
+    async fn replace(
+        &self,
+        entry: &JournalEntry,
+        expected: &Version,
+    ) -> Result<Option<Version>, JournalError>;
+    /// Every entry of an alert, oldest first.
+    async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError>;
+    /// The most recently changed entries, newest first.
+    async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError>;
+    /// Takes the lease on `resource` for `ttl`; `None` while someone else holds it.
+    async fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, JournalError>;
+    /// Extends a held lease by its duration; [`JournalError::LeaseLost`] when it was lost.
+    async fn renew_lease(&self, lease: &Lease) -> Result<Lease, JournalError>;
+    /// Gives a lease back; releasing a lease already lost is [`JournalError::LeaseLost`].
+    async fn release_lease(&self, lease: &Lease) -> Result<(), JournalError>;
+}
+
+/// Shared handle to a journal store.
+pub type SharedJournalStore = Arc<dyn JournalStore>;
+
+/// What [`Journal::receive`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    /// The entry as it is now.
+    pub entry: JournalEntry,
+    /// True when this call recorded the task; false for a redelivery of a task already known.
+    pub first_time: bool,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunOutcome {
+    /// The change was made (or the notification delivered) and verified.
+    Done {
+        /// What the executor or channel answered.
+        result: Value,
+        /// What the verifying read found (`null` when the action has nothing to verify).
+        verification: Value,
+    },
+    /// The run failed; `retryable` tells whether a redelivery may run it again.
+    Failed {
+        /// Why, in words.
+        error: String,
+        /// Whether the failure was transient.
+        retryable: bool,
+    },
+}
+
+/// The journal's rules over a [`JournalStore`].
+#[derive(Clone)]
+pub struct Journal {
+    store: SharedJournalStore,
+    run_timeout: Duration,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("store", &self.store.name())
+            .field("run_timeout", &self.run_timeout)
+            .finish()
+    }
+}
+
+impl Journal {
+    /// The journal over `store`, with the default run timeout.
+    pub fn new(store: SharedJournalStore) -> Self {
+        Journal {
+            store,
+            run_timeout: DEFAULT_RUN_TIMEOUT,
+        }
+    }
+
+    /// Changes how long a run may hold a task before another delivery may take it over.
+    pub fn with_run_timeout(mut self, run_timeout: Duration) -> Self {
+        self.run_timeout = run_timeout;
+        self
+    }
+
+    /// How long a run may hold a task before another delivery may take it over.
+    pub fn run_timeout(&self) -> Duration {
+        self.run_timeout
+    }
+
+    /// The storage underneath.
+    pub fn store(&self) -> &SharedJournalStore {
+        &self.store
+    }
+
+    /// Takes the lease on `resource` (a normalised resource id) and keeps it renewed until
+    /// [`HeldLease::release`]; `None` while another worker holds it.
+    pub async fn hold_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<HeldLease>, JournalError> {
+        HeldLease::acquire(self.store.clone(), resource, holder, ttl).await
+    }
+
+    /// Records that a task was received; a redelivery finds the entry already there and
+    /// changes nothing.
+    pub async fn receive(&self, task: &Task, actor: &str) -> Result<Received, JournalError> {
+        let entry = JournalEntry::received(task, actor, OffsetDateTime::now_utc());
+        match self.store.create(&entry).await? {
+            Some(_) => {
+                log_transition(&entry, None, TaskState::Received, actor);
+                Ok(Received {
+                    entry,
+                    first_time: true,
+                })
+            }
+            None => {
+                let (stored, _) = self
+                    .store
+                    .load(&task.message_id)
+                    .await?
+                    .ok_or_else(|| JournalError::NotFound(task.message_id.clone()))?;
+                // A retried create whose first attempt landed finds this very entry.
+                let first_time = stored.write_id == entry.write_id;
+                if first_time {
+                    log_transition(&stored, None, TaskState::Received, actor);
+                }
+                Ok(Received {
+                    entry: stored,
+                    first_time,
+                })
+            }
+        }
+    }
+
+    /// The entry of one task.
+    pub async fn get(&self, id: &MessageId) -> Result<Option<JournalEntry>, JournalError> {
+        Ok(self.store.load(id).await?.map(|(entry, _)| entry))
+    }
+
+    /// Every entry of one alert, oldest first.
+    pub async fn for_alert(
+        &self,
+        system_alert_id: &str,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.store.for_alert(system_alert_id).await
+    }
+
+    /// The most recently changed entries, newest first.
+    pub async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError> {
+        self.store.recent(limit).await
+    }
+
+    /// A task that waits for a person: records the exact change it would make (the preview)
+    /// and its hash, which every decision link is bound to.
+    pub async fn await_approval(
+        &self,
+        id: &MessageId,
+        preview: Value,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
+        let hash = preview_hash(&preview);
+        self.transition(id, TaskState::PendingApproval, actor, move |entry, _| {
+            entry.preview = Some(preview.clone());
+            entry.preview_hash = Some(hash.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a person's decision, once. `decided_hash` is the hash of the change the person
+    /// saw; a decision on any other change is refused with [`JournalError::PreviewChanged`].
+    pub async fn decide(
+        &self,
+        id: &MessageId,
+        verdict: Verdict,
+        decided_hash: Option<&str>,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
+        let to = match verdict {
+            Verdict::Approve => TaskState::Approved,
+            Verdict::Reject => TaskState::Rejected,
+        };
+        let decided_hash = decided_hash.map(str::to_string);
+        let actor_owned = actor.to_string();
+        self.transition(id, to, actor, move |entry, now| {
+            if let Some(decided) = &decided_hash {
+                if entry.preview_hash.as_deref() != Some(decided.as_str()) {
+                    return Err(JournalError::PreviewChanged {
+                        message_id: entry.message_id.clone(),
+                        decided: decided.clone(),
+                        current: entry
+                            .preview_hash
+                            .clone()
+                            .unwrap_or_else(|| "none".to_string()),
+                    });
+                }
+            }
+            entry.decision = Some(Decision {
+                verdict,
+                by: actor_owned.clone(),
+                at: now,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// A pending task whose decision did not come in time.
+    pub async fn expire(&self, id: &MessageId, actor: &str) -> Result<JournalEntry, JournalError> {
+        self.transition(id, TaskState::Expired, actor, |_, _| Ok(()))
+            .await
+    }
+
+    /// Claims a task for running. Exactly one caller wins: every other concurrent or later
+    /// caller gets [`JournalError::IllegalTransition`] naming the state it found (`running`,
+    /// `done`, …). A run left `running` longer than the run timeout (a crashed instance) may
+    /// be claimed again; a run that failed retryably may be retried, one that failed for good
+    /// may not.
+    pub async fn begin_run(
+        &self,
+        id: &MessageId,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
+        let run_timeout = self.run_timeout;
+        let actor_owned = actor.to_string();
+        self.transition(id, TaskState::Running, actor, move |entry, now| {
+            if entry.state == TaskState::Failed && entry.retryable != Some(true) {
+                // A permanent failure was acknowledged; a stray duplicate must not run it again.
+                return Err(JournalError::IllegalTransition {
+                    message_id: entry.message_id.clone(),
+                    from: TaskState::Failed,
+                    to: TaskState::Running,
+                });
+            }
+            if entry.state == TaskState::Running {
+                let started = entry.run_started_at.unwrap_or(entry.updated_at);
+                if now - started < run_timeout {
+                    return Err(JournalError::IllegalTransition {
+                        message_id: entry.message_id.clone(),
+                        from: TaskState::Running,
+                        to: TaskState::Running,
+                    });
+                }
+            }
+            entry.attempts += 1;
+            entry.run_started_at = Some(now);
+            entry.run_by = Some(actor_owned.clone());
+            entry.error = None;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Saves what the running task is about to change: the state before the change (for
+    /// `undo`) and the exact requests. Only while `running`, before the first write.
+    pub async fn record_prior_state(
+        &self,
+        id: &MessageId,
+        prior_state: Value,
+        preview: Value,
+    ) -> Result<JournalEntry, JournalError> {
+        self.update_running(id, move |entry| {
+            entry.preview_hash = Some(preview_hash(&preview));
+            entry.preview = Some(preview.clone());
+            entry.prior_state = Some(prior_state.clone());
+        })
+        .await
+    }
+
+    /// Ends a run: `done` with the result and the verification, or `failed` with the reason.
+    pub async fn finish(
+        &self,
+        id: &MessageId,
+        outcome: RunOutcome,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
+        let to = match &outcome {
+            RunOutcome::Done { .. } => TaskState::Done,
+            RunOutcome::Failed { .. } => TaskState::Failed,
+        };
+        self.transition(id, to, actor, move |entry, _| {
+            match &outcome {
+                RunOutcome::Done {
+                    result,
+                    verification,
+                } => {
+                    entry.result = Some(result.clone());
+                    entry.verification = Some(verification.clone());
+                    entry.error = None;
+                    entry.retryable = None;
+                }
+                RunOutcome::Failed { error, retryable } => {
+                    entry.error = Some(error.clone());
+                    entry.retryable = Some(*retryable);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// A task no executor carries out yet: recorded, never silently dropped.
+    pub async fn not_automated(
+        &self,
+        id: &MessageId,
+        note: &str,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
+        let note = note.to_string();
+        self.transition(id, TaskState::NotAutomated, actor, move |entry, _| {
+            entry.result = Some(serde_json::json!({ "note": note.clone() }));
+            Ok(())
+        })
+        .await
+    }
+
+    /// A done task whose change was reverted; `result` is what the undo answered.
+    pub async fn undone(
+        &self,
+        id: &MessageId,
+        result: Value,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
+        self.transition(id, TaskState::Undone, actor, move |entry, _| {
+            entry.undo_result = Some(result.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `mutate` to a `running` entry without changing its state.
+    async fn update_running(
+        &self,
+        id: &MessageId,
+        mutate: impl Fn(&mut JournalEntry),
+    ) -> Result<JournalEntry, JournalError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut entry, version) = self
+                .store
+                .load(id)
+                .await?
+                .ok_or_else(|| JournalError::NotFound(id.clone()))?;
+            if entry.state != TaskState::Running {
+                return Err(JournalError::IllegalTransition {
+                    message_id: id.clone(),
+                    from: entry.state,
+                    to: TaskState::Running,
+                });
+            }
+            mutate(&mut entry);
+            entry.updated_at = OffsetDateTime::now_utc();
+            entry.write_id = uuid::Uuid::new_v4().to_string();
+            if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {
+                return Ok(entry);
+            }
+        }
+        Err(JournalError::Contended(id.clone()))
+    }
+
+    /// After a refused conditional write: whether the stored entry is exactly the one this
+    /// caller wrote. The storage client retries a request whose answer was lost; the retry of a
+    /// write that did land is refused (the version moved on, by this very write), and without
+    /// this check the winner of a race would believe it lost and nobody would run the task.
+    async fn landed(&self, written: &JournalEntry) -> Result<bool, JournalError> {
+        Ok(self
+            .store
+            .load(&written.message_id)
+            .await?
+            .is_some_and(|(stored, _)| stored.write_id == written.write_id))
+    }
+
+    /// Moves a task to `to` if its current state allows it, applying `mutate` in the same
+    /// conditional write. A lost race re-reads and re-checks, so the loser sees the winner's
+    /// state and is refused when the transition no longer applies.
+    async fn transition(
+        &self,
+        id: &MessageId,
+        to: TaskState,
+        actor: &str,
+        mutate: impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>,
+    ) -> Result<JournalEntry, JournalError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut entry, version) = self
+                .store
+                .load(id)
+                .await?
+                .ok_or_else(|| JournalError::NotFound(id.clone()))?;
+            let from = entry.state;
+            if !from.may_become(to) {
+                return Err(JournalError::IllegalTransition {
+                    message_id: id.clone(),
+                    from,
+                    to,
+                });
+            }
+            let now = OffsetDateTime::now_utc();
+            mutate(&mut entry, now)?;
+            entry.state = to;
+            entry.updated_at = now;
+            entry.history.push(HistoryEvent {
+                at: now,
+                from: Some(from),
+                to,
+                actor: actor.to_string(),
+            });
+            entry.write_id = uuid::Uuid::new_v4().to_string();
+            if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {
+                log_transition(&entry, Some(from), to, actor);
+                return Ok(entry);
+            }
+        }
+        Err(JournalError::Contended(id.clone()))
+    }
+}
+
+/// The structured log event of a transition (Application Insights receives it as a trace
+/// with these custom dimensions).
+fn log_transition(entry: &JournalEntry, from: Option<TaskState>, to: TaskState, actor: &str) {
+    tracing::info!(
+        message_id = %entry.message_id,
+        action = %entry.action,
+        system_alert_id = %entry.system_alert_id,
+        from = from.map(TaskState::as_str).unwrap_or("none"),
+        to = to.as_str(),
+        actor,
+        "journal: task state changed"
+    );
+}

@@ -1,0 +1,278 @@
+//! The embedded journal: tables `journal` and `journal_leases` in a SQLite file (by default
+//! the embedded store's file), with versioned rows replaced by conditional `UPDATE`s.
+//!
+//! Several processes may open the same file: every compare-and-set is one statement, and
+//! SQLite serialises writers, so exactly one of two racing writers matches the version.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use time::OffsetDateTime;
+
+use super::{JournalEntry, JournalError, JournalStore, Lease, Version};
+use crate::domain::MessageId;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS journal (
+    message_id      TEXT PRIMARY KEY,
+    system_alert_id TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    version         INTEGER NOT NULL,
+    received_at     TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    entry           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_alert ON journal (system_alert_id, received_at);
+CREATE INDEX IF NOT EXISTS journal_by_update ON journal (updated_at);
+CREATE TABLE IF NOT EXISTS journal_leases (
+    resource      TEXT PRIMARY KEY,
+    lease_id      TEXT NOT NULL,
+    holder        TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+";
+
+/// The journal in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteJournal {
+    path: PathBuf,
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteJournal")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteJournal {
+    /// Opens (creating when missing) the journal tables in the file at `path`.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                JournalError::Storage(format!("cannot create {}: {err}", parent.display()))
+            })?;
+        }
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(SqliteJournal {
+            path: path.to_path_buf(),
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on the connection off the async worker threads.
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = connection
+                .lock()
+                .map_err(|_| JournalError::Storage("the journal connection is poisoned".into()))?;
+            work(&connection)
+        })
+        .await
+        .map_err(|err| JournalError::Storage(format!("journal worker: {err}")))?
+    }
+}
+
+fn to_json(entry: &JournalEntry) -> Result<String, JournalError> {
+    serde_json::to_string(entry)
+        .map_err(|err| JournalError::Storage(format!("cannot encode an entry: {err}")))
+}
+
+fn from_json(text: &str) -> Result<JournalEntry, JournalError> {
+    serde_json::from_str(text)
+        .map_err(|err| JournalError::Storage(format!("unreadable journal entry: {err}")))
+}
+
+fn stamp(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[async_trait::async_trait]
+impl JournalStore for SqliteJournal {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create(&self, entry: &JournalEntry) -> Result<Option<Version>, JournalError> {
+        let json = to_json(entry)?;
+        let entry = entry.clone();
+        self.with(move |connection| {
+            let inserted = connection.execute(
+                "INSERT INTO journal (message_id, system_alert_id, state, version, received_at, updated_at, entry)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
+                params![
+                    entry.message_id.as_str(),
+                    entry.system_alert_id,
+                    entry.state.as_str(),
+                    stamp(entry.received_at),
+                    stamp(entry.updated_at),
+                    json
+                ],
+            )?;
+            Ok((inserted == 1).then(|| Version("1".into())))
+        })
+        .await
+    }
+
+    async fn load(&self, id: &MessageId) -> Result<Option<(JournalEntry, Version)>, JournalError> {
+        let id = id.clone();
+        self.with(move |connection| {
+            let row: Option<(String, i64)> = connection
+                .query_row(
+                    "SELECT entry, version FROM journal WHERE message_id = ?1",
+                    [id.as_str()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            row.map(|(text, version)| Ok((from_json(&text)?, Version(version.to_string()))))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn replace(
+        &self,
+        entry: &JournalEntry,
+        expected: &Version,
+    ) -> Result<Option<Version>, JournalError> {
+        let json = to_json(entry)?;
+        let entry = entry.clone();
+        let expected: i64 = expected
+            .0
+            .parse()
+            .map_err(|_| JournalError::Storage(format!("not a SQLite version: {expected}")))?;
+        self.with(move |connection| {
+            let changed = connection.execute(
+                "UPDATE journal SET state = ?1, version = version + 1, updated_at = ?2, entry = ?3
+                 WHERE message_id = ?4 AND version = ?5",
+                params![
+                    entry.state.as_str(),
+                    stamp(entry.updated_at),
+                    json,
+                    entry.message_id.as_str(),
+                    expected
+                ],
+            )?;
+            Ok((changed == 1).then(|| Version((expected + 1).to_string())))
+        })
+        .await
+    }
+
+    async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
+        let alert = system_alert_id.to_string();
+        self.with(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT entry FROM journal WHERE system_alert_id = ?1 ORDER BY received_at, message_id",
+            )?;
+            let rows = statement.query_map([alert], |row| row.get::<_, String>(0))?;
+            rows.map(|row| from_json(&row?)).collect()
+        })
+        .await
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT entry FROM journal ORDER BY updated_at DESC, message_id LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit], |row| row.get::<_, String>(0))?;
+            rows.map(|row| from_json(&row?)).collect()
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, JournalError> {
+        if ttl.is_zero() {
+            return Err(JournalError::InvalidLease(
+                "a lease needs a duration".into(),
+            ));
+        }
+        let now = OffsetDateTime::now_utc();
+        let lease = Lease {
+            resource: resource.to_string(),
+            lease_id: uuid::Uuid::new_v4().to_string(),
+            holder: holder.to_string(),
+            ttl,
+            expires_at: now + ttl,
+        };
+        let row = lease.clone();
+        self.with(move |connection| {
+            // Insert, or take over a lapsed lease; a live one is left alone (0 rows changed).
+            let changed = connection.execute(
+                "INSERT INTO journal_leases (resource, lease_id, holder, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (resource) DO UPDATE SET lease_id = excluded.lease_id,
+                     holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
+                 WHERE journal_leases.expires_at_ms <= ?5",
+                params![row.resource, row.lease_id, row.holder, unix_ms(row.expires_at), unix_ms(now)],
+            )?;
+            Ok((changed == 1).then_some(row))
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, lease: &Lease) -> Result<Lease, JournalError> {
+        let now = OffsetDateTime::now_utc();
+        let mut renewed = lease.clone();
+        renewed.expires_at = now + lease.ttl;
+        let row = renewed.clone();
+        let changed = self
+            .with(move |connection| {
+                // A lapsed lease nobody took since is still ours to renew (as with Blob leases).
+                Ok(connection.execute(
+                    "UPDATE journal_leases SET expires_at_ms = ?1 WHERE resource = ?2 AND lease_id = ?3",
+                    params![unix_ms(row.expires_at), row.resource, row.lease_id],
+                )?)
+            })
+            .await?;
+        if changed == 1 {
+            Ok(renewed)
+        } else {
+            Err(JournalError::LeaseLost(lease.resource.clone()))
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), JournalError> {
+        let row = lease.clone();
+        let changed = self
+            .with(move |connection| {
+                Ok(connection.execute(
+                    "DELETE FROM journal_leases WHERE resource = ?1 AND lease_id = ?2",
+                    params![row.resource, row.lease_id],
+                )?)
+            })
+            .await?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(JournalError::LeaseLost(lease.resource.clone()))
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The journal's rules against the embedded SQLite store (the Blob store runs the same rules
+//! against Azurite in tests/journal).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::domain::{Action, AlertRef, TaskStatus};
+
+fn task(target: &str) -> Task {
+    let mut task = Task::example(
+        &AlertRef::sample("sys-1"),
+        Action::EnableKeyVaultFirewall,
+        &["KV-2a"],
+        target,
+        "vault accessed from an unusual address",
+    );
+    task.status = TaskStatus::PendingApproval;
+    task.recipients = vec!["owner@contoso.com".into()];
+    task
+}
+
+fn journal(dir: &tempfile::TempDir) -> Journal {
+    Journal::new(Arc::new(
+        SqliteJournal::open(&dir.path().join("journal.sqlite3")).unwrap(),
+    ))
+}
+
+#[test]
+fn only_the_documented_transitions_are_legal() {
+    use TaskState::*;
+    let legal = [
+        (Received, PendingApproval),
+        (Received, Running),
+        (Received, NotAutomated),
+        (PendingApproval, Approved),
+        (PendingApproval, Rejected),
+        (PendingApproval, Expired),
+        (Approved, Running),
+        (Approved, NotAutomated),
+        (Running, Running),
+        (Running, Done),
+        (Running, Failed),
+        (Failed, Running),
+        (Done, Undone),
+    ];
+    for from in TaskState::ALL {
+        for to in TaskState::ALL {
+            assert_eq!(
+                from.may_become(to),
+                legal.contains(&(from, to)),
+                "{from} -> {to}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_preview_hash_ignores_key_order_but_not_values() {
+    let a = json!({"method": "PATCH", "body": {"b": 1, "a": [1, {"y": 2, "x": 1}]}});
+    let b = json!({"body": {"a": [1, {"x": 1, "y": 2}], "b": 1}, "method": "PATCH"});
+    assert_eq!(preview_hash(&a), preview_hash(&b));
+    let c = json!({"method": "PATCH", "body": {"b": 2, "a": [1, {"y": 2, "x": 1}]}});
+    assert_ne!(preview_hash(&a), preview_hash(&c));
+    assert_eq!(preview_hash(&a).len(), 64);
+}
+
+#[tokio::test]
+async fn a_redelivery_finds_the_entry_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let task = task("kv-a");
+    let first = journal.receive(&task, "worker-1").await.unwrap();
+    assert!(first.first_time);
+    assert_eq!(first.entry.state, TaskState::Received);
+    journal
+        .begin_run(&task.message_id, "worker-1")
+        .await
+        .unwrap();
+    journal
+        .finish(
+            &task.message_id,
+            RunOutcome::Done {
+                result: json!({"status": 200}),
+                verification: json!({"defaultAction": "Deny"}),
+            },
+            "worker-1",
+        )
+        .await
+        .unwrap();
+    let again = journal.receive(&task, "worker-2").await.unwrap();
+    assert!(!again.first_time);
+    assert_eq!(again.entry.state, TaskState::Done);
+    let err = journal
+        .begin_run(&task.message_id, "worker-2")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JournalError::IllegalTransition {
+                from: TaskState::Done,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let entry = journal.get(&task.message_id).await.unwrap().unwrap();
+    let states: Vec<_> = entry.history.iter().map(|e| e.to).collect();
+    assert_eq!(
+        states,
+        [TaskState::Received, TaskState::Running, TaskState::Done]
+    );
+    assert_eq!(entry.attempts, 1);
+    assert_eq!(entry.verification, Some(json!({"defaultAction": "Deny"})));
+}
+
+#[test]
+fn two_instances_racing_begin_run_on_one_file_give_exactly_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite3");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // Two opens of one file: two processes' worth of connections.
+        let a = Journal::new(Arc::new(SqliteJournal::open(&path).unwrap()));
+        let b = Journal::new(Arc::new(SqliteJournal::open(&path).unwrap()));
+        for round in 0..20 {
+            let task = task(&format!("kv-{round}"));
+            a.receive(&task, "a").await.unwrap();
+            let (ra, rb) = tokio::join!(
+                tokio::spawn({
+                    let a = a.clone();
+                    let id = task.message_id.clone();
+                    async move { a.begin_run(&id, "a").await }
+                }),
+                tokio::spawn({
+                    let b = b.clone();
+                    let id = task.message_id.clone();
+                    async move { b.begin_run(&id, "b").await }
+                }),
+            );
+            let results = [ra.unwrap(), rb.unwrap()];
+            let winners = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(winners, 1, "round {round}: {results:?}");
+            let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+            assert!(
+                matches!(
+                    loser,
+                    JournalError::IllegalTransition {
+                        from: TaskState::Running,
+                        to: TaskState::Running,
+                        ..
+                    }
+                ),
+                "{loser}"
+            );
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_stale_run_may_be_taken_over_and_a_failed_run_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir).with_run_timeout(Duration::from_millis(50));
+    let task = task("kv-b");
+    journal.receive(&task, "w").await.unwrap();
+    journal.begin_run(&task.message_id, "w1").await.unwrap();
+    assert!(journal.begin_run(&task.message_id, "w2").await.is_err());
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let entry = journal.begin_run(&task.message_id, "w2").await.unwrap();
+    assert_eq!(entry.attempts, 2);
+    assert_eq!(entry.run_by.as_deref(), Some("w2"));
+    journal
+        .finish(
+            &task.message_id,
+            RunOutcome::Failed {
+                error: "ARM answered 503".into(),
+                retryable: true,
+            },
+            "w2",
+        )
+        .await
+        .unwrap();
+    let entry = journal.begin_run(&task.message_id, "w3").await.unwrap();
+    assert_eq!(entry.attempts, 3);
+    assert_eq!(entry.error, None);
+    journal
+        .finish(
+            &task.message_id,
+            RunOutcome::Failed {
+                error: "ARM answered 403".into(),
+                retryable: false,
+            },
+            "w3",
+        )
+        .await
+        .unwrap();
+    let err = journal.begin_run(&task.message_id, "w4").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JournalError::IllegalTransition {
+                from: TaskState::Failed,
+                ..
+            }
+        ),
+        "a permanent failure is not run again: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_decision_is_recorded_once_and_only_on_the_change_it_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let task = task("kv-c");
+    journal.receive(&task, "w").await.unwrap();
+    let preview = json!({"method": "PATCH", "url": "https://management.azure.com/kv-c"});
+    let entry = journal
+        .await_approval(&task.message_id, preview.clone(), "w")
+        .await
+        .unwrap();
+    let hash = entry.preview_hash.clone().unwrap();
+    assert_eq!(hash, preview_hash(&preview));
+
+    let err = journal
+        .decide(&task.message_id, Verdict::Approve, Some("0000"), "alice")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JournalError::PreviewChanged { .. }), "{err}");
+    assert_eq!(
+        journal.get(&task.message_id).await.unwrap().unwrap().state,
+        TaskState::PendingApproval,
+        "a refused decision changes nothing"
+    );
+
+    let entry = journal
+        .decide(&task.message_id, Verdict::Approve, Some(&hash), "alice")
+        .await
+        .unwrap();
+    assert_eq!(entry.state, TaskState::Approved);
+    assert_eq!(entry.decision.as_ref().unwrap().by, "alice");
+    let err = journal
+        .decide(&task.message_id, Verdict::Reject, Some(&hash), "bob")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JournalError::IllegalTransition {
+                from: TaskState::Approved,
+                to: TaskState::Rejected,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let entries = journal.for_alert("sys-1").await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].decision.as_ref().unwrap().by, "alice");
+}
+
+#[tokio::test]
+async fn a_lease_is_exclusive_until_released_or_lapsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite3");
+    let a = SqliteJournal::open(&path).unwrap();
+    let b = SqliteJournal::open(&path).unwrap();
+    let ttl = Duration::from_millis(200);
+    let lease = a
+        .acquire_lease("/subscriptions/s/kv", "a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b
+        .acquire_lease("/subscriptions/s/kv", "b", ttl)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(b
+        .acquire_lease("/subscriptions/s/other", "b", ttl)
+        .await
+        .unwrap()
+        .is_some());
+    let lease = a.renew_lease(&lease).await.unwrap();
+    a.release_lease(&lease).await.unwrap();
+    let held = b
+        .acquire_lease("/subscriptions/s/kv", "b", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let taken = a
+        .acquire_lease("/subscriptions/s/kv", "a", ttl)
+        .await
+        .unwrap();
+    assert!(taken.is_some(), "a lapsed lease can be taken");
+    let err = b.renew_lease(&held).await.unwrap_err();
+    assert!(matches!(err, JournalError::LeaseLost(_)), "{err}");
+    assert!(matches!(
+        b.release_lease(&held).await.unwrap_err(),
+        JournalError::LeaseLost(_)
+    ));
+}
+
+#[test]
+fn journal_errors_map_onto_retryable_and_permanent() {
+    let id = MessageId::derive("a", Action::ContactOwner, "b");
+    assert!(Error::from(JournalError::Storage("down".into())).is_retryable());
+    assert!(Error::from(JournalError::Contended(id.clone())).is_retryable());
+    assert!(!Error::from(JournalError::IllegalTransition {
+        message_id: id,
+        from: TaskState::Done,
+        to: TaskState::Running
+    })
+    .is_retryable());
+}
+
+/// A store whose first conditional replace lands but answers "refused", as when the answer to
+/// a write is lost and the client's retry of it finds the version already moved on.
+struct LostAnswer {
+    inner: SqliteJournal,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl JournalStore for LostAnswer {
+    fn name(&self) -> &'static str {
+        "lost-answer"
+    }
+    async fn create(&self, entry: &JournalEntry) -> Result<Option<Version>, JournalError> {
+        self.inner.create(entry).await
+    }
+    async fn load(&self, id: &MessageId) -> Result<Option<(JournalEntry, Version)>, JournalError> {
+        self.inner.load(id).await
+    }
+    async fn replace(
+        &self,
+        entry: &JournalEntry,
+        expected: &Version,
+    ) -> Result<Option<Version>, JournalError> {
+        let written = self.inner.replace(entry, expected).await?;
+        if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        Ok(written)
+    }
+    async fn for_alert(&self, id: &str) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.for_alert(id).await
+    }
+    async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.recent(limit).await
+    }
+    async fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, JournalError> {
+        self.inner.acquire_lease(resource, holder, ttl).await
+    }
+    async fn renew_lease(&self, lease: &Lease) -> Result<Lease, JournalError> {
+        self.inner.renew_lease(lease).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<(), JournalError> {
+        self.inner.release_lease(lease).await
+    }
+}
+
+#[tokio::test]
+async fn a_writer_whose_answer_was_lost_still_knows_it_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LostAnswer {
+        inner: SqliteJournal::open(&dir.path().join("j.sqlite3")).unwrap(),
+        lost: std::sync::atomic::AtomicBool::new(false),
+    };
+    let journal = Journal::new(Arc::new(store));
+    let task = task("kv-lost");
+    journal.receive(&task, "w").await.unwrap();
+    let entry = journal.begin_run(&task.message_id, "w").await.unwrap();
+    assert_eq!(entry.state, TaskState::Running);
+    assert_eq!(
+        entry.attempts, 1,
+        "the run was claimed once, by this caller"
+    );
+}
+
+#[tokio::test]
+async fn a_held_lease_is_renewed_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let ttl = Duration::from_millis(300);
+    let held = journal
+        .hold_lease("/subscriptions/s/kv", "a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    // Three durations later it is still held: renewed in the background.
+    tokio::time::sleep(ttl * 3).await;
+    assert!(!held.is_lost());
+    assert!(journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv", "b", ttl)
+        .await
+        .unwrap()
+        .is_none());
+    held.release().await.unwrap();
+    let other = journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv", "b", ttl)
+        .await
+        .unwrap();
+    assert!(other.is_some(), "released at once");
+
+    // Dropped without release: the renewal stops and the lease lapses.
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let dropped = journal
+        .hold_lease("/subscriptions/s/kv", "c", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(dropped);
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv", "d", ttl)
+        .await
+        .unwrap()
+        .is_some());
+}

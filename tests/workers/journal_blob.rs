@@ -1,0 +1,246 @@
+//! The deployed journal on a real Azurite (Blob storage over HTTPS, bearer tokens): the
+//! compare-and-set race, redelivery, queries, and lease exclusivity and expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use defender_responder::journal::{
+    Journal, JournalError, JournalStore, RunOutcome, TaskState, Verdict,
+};
+use serde_json::json;
+
+use crate::support::{blob_journal, blob_journal_on, pending_task};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_racing_begin_run_give_exactly_one_winner() {
+    let first = blob_journal().await;
+    let second = blob_journal_on(&first);
+    let a = Journal::new(Arc::new(first));
+    let b = Journal::new(Arc::new(second));
+    for round in 0..10 {
+        let task = pending_task("sys-race", &format!("/subscriptions/s/kv-{round}"));
+        // Both instances receive the same delivery; only one records it first.
+        let (ra, rb) = tokio::join!(a.receive(&task, "a"), b.receive(&task, "b"));
+        assert_ne!(
+            ra.unwrap().first_time,
+            rb.unwrap().first_time,
+            "round {round}: exactly one receive records the task"
+        );
+        let (ra, rb) = tokio::join!(
+            tokio::spawn({
+                let a = a.clone();
+                let id = task.message_id.clone();
+                async move { a.begin_run(&id, "a").await }
+            }),
+            tokio::spawn({
+                let b = b.clone();
+                let id = task.message_id.clone();
+                async move { b.begin_run(&id, "b").await }
+            }),
+        );
+        let results = [ra.unwrap(), rb.unwrap()];
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "round {round}: {results:?}"
+        );
+        let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert!(
+            matches!(
+                loser,
+                JournalError::IllegalTransition {
+                    from: TaskState::Running,
+                    ..
+                }
+            ),
+            "{loser}"
+        );
+        let entry = a.get(&task.message_id).await.unwrap().unwrap();
+        assert_eq!(entry.attempts, 1, "one run started");
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_sees_done_and_nothing_runs_twice() {
+    let store = blob_journal().await;
+    let other = blob_journal_on(&store);
+    let journal = Journal::new(Arc::new(store));
+    let task = pending_task("sys-redeliver", "/subscriptions/s/kv-r");
+    journal.receive(&task, "w1").await.unwrap();
+    let preview = json!({"method": "PATCH", "url": "https://management.azure.com/subscriptions/s/kv-r",
+                         "body": {"properties": {"networkAcls": {"defaultAction": "Deny"}}}});
+    let pending = journal
+        .await_approval(&task.message_id, preview, "w1")
+        .await
+        .unwrap();
+    journal
+        .decide(
+            &task.message_id,
+            Verdict::Approve,
+            pending.preview_hash.as_deref(),
+            "owner@contoso.com",
+        )
+        .await
+        .unwrap();
+    journal.begin_run(&task.message_id, "w1").await.unwrap();
+    journal
+        .record_prior_state(
+            &task.message_id,
+            json!({"networkAcls": {"defaultAction": "Allow"}}),
+            pending.preview.clone().unwrap(),
+        )
+        .await
+        .unwrap();
+    journal
+        .finish(
+            &task.message_id,
+            RunOutcome::Done {
+                result: json!({"status": 200}),
+                verification: json!({"defaultAction": "Deny"}),
+            },
+            "w1",
+        )
+        .await
+        .unwrap();
+
+    // The redelivery lands on another instance.
+    let again = Journal::new(Arc::new(other));
+    let received = again.receive(&task, "w2").await.unwrap();
+    assert!(!received.first_time);
+    assert_eq!(received.entry.state, TaskState::Done);
+    let err = again.begin_run(&task.message_id, "w2").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JournalError::IllegalTransition {
+                from: TaskState::Done,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let entry = again.get(&task.message_id).await.unwrap().unwrap();
+    assert_eq!(
+        entry.prior_state,
+        Some(json!({"networkAcls": {"defaultAction": "Allow"}}))
+    );
+    assert_eq!(entry.decision.unwrap().by, "owner@contoso.com");
+    let states: Vec<_> = entry.history.iter().map(|e| e.to.as_str()).collect();
+    assert_eq!(
+        states,
+        [
+            "received",
+            "pending_approval",
+            "approved",
+            "running",
+            "done"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn entries_are_found_by_alert_and_listed_newest_first() {
+    let store = blob_journal().await;
+    let journal = Journal::new(Arc::new(store));
+    let tasks: Vec<_> = (0..3)
+        .map(|i| pending_task("sys-query", &format!("/subscriptions/s/kv-q{i}")))
+        .collect();
+    for task in &tasks {
+        journal.receive(task, "w").await.unwrap();
+    }
+    let other = pending_task("sys-other", "/subscriptions/s/kv-x");
+    journal.receive(&other, "w").await.unwrap();
+    journal
+        .not_automated(&tasks[1].message_id, "no executor yet", "w")
+        .await
+        .unwrap();
+
+    let found = journal.for_alert("sys-query").await.unwrap();
+    let ids: Vec<_> = found.iter().map(|e| e.message_id.clone()).collect();
+    let expected: Vec<_> = tasks.iter().map(|t| t.message_id.clone()).collect();
+    assert_eq!(ids, expected, "in the order received");
+    assert!(journal.for_alert("sys-none").await.unwrap().is_empty());
+    let recent = journal.recent(10).await.unwrap();
+    assert_eq!(recent.len(), 4);
+    assert_eq!(
+        recent[0].message_id, tasks[1].message_id,
+        "last changed first"
+    );
+    assert_eq!(recent[0].state, TaskState::NotAutomated);
+}
+
+#[tokio::test]
+async fn a_stale_etag_writes_nothing() {
+    let store = blob_journal().await;
+    let task = pending_task("sys-cas", "/subscriptions/s/kv-c");
+    let journal = Journal::new(Arc::new(blob_journal_on(&store)));
+    journal.receive(&task, "w").await.unwrap();
+    let (mut entry, version) = store.load(&task.message_id).await.unwrap().unwrap();
+    entry.reason = "first writer".into();
+    assert!(store.replace(&entry, &version).await.unwrap().is_some());
+    entry.reason = "second writer with the old ETag".into();
+    assert!(
+        store.replace(&entry, &version).await.unwrap().is_none(),
+        "If-Match on the old ETag must fail"
+    );
+    let (stored, _) = store.load(&task.message_id).await.unwrap().unwrap();
+    assert_eq!(stored.reason, "first writer");
+}
+
+#[tokio::test]
+async fn a_lease_is_exclusive_renewable_and_lapses_after_its_duration() {
+    let a = blob_journal().await;
+    let b = blob_journal_on(&a);
+    let resource = "/subscriptions/s/resourcegroups/rg/providers/microsoft.keyvault/vaults/kv";
+    let ttl = Duration::from_secs(15);
+    let err = a
+        .acquire_lease(resource, "a", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JournalError::InvalidLease(_)), "{err}");
+
+    let lease = a.acquire_lease(resource, "a", ttl).await.unwrap().unwrap();
+    assert!(b.acquire_lease(resource, "b", ttl).await.unwrap().is_none());
+    assert!(b
+        .acquire_lease("/subscriptions/s/other", "b", ttl)
+        .await
+        .unwrap()
+        .is_some());
+    let lease = a.renew_lease(&lease).await.unwrap();
+    a.release_lease(&lease).await.unwrap();
+
+    let held = b.acquire_lease(resource, "b", ttl).await.unwrap().unwrap();
+    assert!(a.acquire_lease(resource, "a", ttl).await.unwrap().is_none());
+    // Blob leases last at least 15 s: wait for this one to lapse.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let taken = a.acquire_lease(resource, "a", ttl).await.unwrap();
+    assert!(
+        taken.is_some(),
+        "a lapsed lease can be taken by another holder"
+    );
+    let err = b.renew_lease(&held).await.unwrap_err();
+    assert!(matches!(err, JournalError::LeaseLost(_)), "{err}");
+    a.release_lease(&taken.unwrap()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_held_blob_lease_outlives_its_duration_until_released() {
+    let a = blob_journal().await;
+    let b = blob_journal_on(&a);
+    let journal = Journal::new(Arc::new(a));
+    let resource = "/subscriptions/s/resourcegroups/rg/providers/microsoft.keyvault/vaults/held";
+    let ttl = Duration::from_secs(15);
+    let held = journal
+        .hold_lease(resource, "a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(!held.is_lost());
+    assert!(
+        b.acquire_lease(resource, "b", ttl).await.unwrap().is_none(),
+        "renewed in the background past its 15 s"
+    );
+    held.release().await.unwrap();
+    assert!(b.acquire_lease(resource, "b", ttl).await.unwrap().is_some());
+}

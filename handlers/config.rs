@@ -12,6 +12,8 @@ pub mod server;
 pub mod service_bus;
 pub mod store;
 
+pub mod azure;
+
 use std::path::PathBuf;
 
 use crate::error::Error;
@@ -99,6 +101,22 @@ pub const SETTINGS: &[Setting] = &[
     workers::SETTINGS[11],
     workers::SETTINGS[12],
     workers::SETTINGS[13],
+    azure::SETTINGS[0],
+    azure::SETTINGS[1],
+    azure::SETTINGS[2],
+    azure::SETTINGS[3],
+    azure::SETTINGS[4],
+    azure::SETTINGS[5],
+    azure::SETTINGS[6],
+    azure::SETTINGS[7],
+    azure::SETTINGS[8],
+    azure::SETTINGS[9],
+    azure::SETTINGS[10],
+    azure::SETTINGS[11],
+    azure::SETTINGS[12],
+    azure::SETTINGS[13],
+    azure::SETTINGS[14],
+    azure::SETTINGS[15],
 ];
 
 /// The validated configuration.
@@ -313,6 +331,7 @@ mod tests {
             identity::SETTINGS,
             limits::LIMIT_SETTINGS,
             workers::SETTINGS,
+            azure::SETTINGS,
         ];
         let from_areas: Vec<&str> = areas
             .iter()

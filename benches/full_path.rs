@@ -2,7 +2,9 @@
 //!
 //! Run it with `scripts/bench.sh` (or `cargo bench --bench full_path`). Knobs (environment):
 //! `BENCH_SECONDS` per measured run (default 3), `BENCH_ALERTS` distinct alerts (default 400),
-//! `BENCH_CONCURRENCY` connections at saturation (default 16), `BENCH_STORE_DIR` where the
+//! `BENCH_CONCURRENCY` connections at saturation (default 16), `BENCH_KV_CONCURRENCY` for the
+//! Key Vault target rows (default 32), `BENCH_SERVER` another server binary to measure
+//! (default this build's), `BENCH_STORE_DIR` where the
 //! durable store goes (default the system temp folder), `ServiceBusConnection` (an
 //! `amqp://` URL: adds the broker rows).
 
@@ -20,7 +22,13 @@ use common::corpus::{self, AlertEvent};
 use common::load::{closed_loop, open_loop, Feed, Stats};
 use common::requests::{self, Request};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_defender-responder");
+const BUILT_SERVER: &str = env!("CARGO_BIN_EXE_defender-responder");
+
+/// The server under test: this build's binary, or `BENCH_SERVER` (another build of it, e.g.
+/// to compare two commits in one run on one machine).
+fn server_binary() -> String {
+    std::env::var("BENCH_SERVER").unwrap_or_else(|_| BUILT_SERVER.to_string())
+}
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -34,7 +42,8 @@ fn main() {
     if let Some(at) = args.iter().position(|arg| arg == "--reference-servers") {
         let floor = args[at + 1].parse().expect("floor port");
         let parse = args[at + 2].parse().expect("parse port");
-        common::reference::serve(floor, parse);
+        let typed = args[at + 3].parse().expect("typed-parse port");
+        common::reference::serve(floor, parse, typed);
         return;
     }
     // The load generator takes core 1 (threads made later inherit it); servers get core 0.
@@ -343,6 +352,8 @@ async fn run() {
     let seconds = env_number("BENCH_SECONDS", 3);
     let alert_count = env_number("BENCH_ALERTS", 400) as usize;
     let concurrency = env_number("BENCH_CONCURRENCY", 16) as usize;
+    let server_path = server_binary();
+    let program = server_path.as_str();
     let base = std::env::var("BENCH_STORE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());
@@ -369,7 +380,20 @@ async fn run() {
         .filter(|c| c.len() == 10)
         .map(requests::batch)
         .collect();
+    // The target's shape: distinct Key Vault alerts of 9 KB that each plan 9 tasks.
+    let key_vault_alerts = corpus::key_vault(40, 9 * 1024, 9);
+    assert!(
+        !key_vault_alerts.is_empty(),
+        "no Key Vault fixture plans 9 tasks at 9 KB"
+    );
+    let key_vault_requests: Vec<Request> = key_vault_alerts
+        .iter()
+        .enumerate()
+        .map(|(i, alert)| requests::invocation(alert, false, i))
+        .collect();
+    let kv_concurrency = env_number("BENCH_KV_CONCURRENCY", 32) as usize;
     let ids = Arc::new(AtomicU64::new(1));
+    let key_vault_feed = Feed::new(key_vault_requests.clone(), ids.clone());
     let object_feed = Feed::new(objects.clone(), ids.clone());
     let string_feed = Feed::new(strings, ids.clone());
     let batch_feed = Feed::new(batches.clone(), ids.clone());
@@ -380,7 +404,7 @@ async fn run() {
     for attempt in 0..5 {
         let dir = store_dir(&base, &format!("start{attempt}"));
         let server = Server::spawn(
-            SERVER,
+            program,
             &["serve"],
             free_port(),
             &[(
@@ -401,7 +425,7 @@ async fn run() {
     let mut rows: Vec<Row> = Vec::new();
 
     // Floor and parse-only, same axum, same runtime settings, same core.
-    let (floor_port, parse_port) = (free_port(), free_port());
+    let (floor_port, parse_port, typed_port) = (free_port(), free_port(), free_port());
     let me = std::env::current_exe().expect("bench executable");
     let mut floor_server = Server::spawn(
         &me.display().to_string(),
@@ -409,6 +433,7 @@ async fn run() {
             "--reference-servers",
             &floor_port.to_string(),
             &parse_port.to_string(),
+            &typed_port.to_string(),
         ],
         floor_port,
         &[],
@@ -418,6 +443,10 @@ async fn run() {
     floor_server.addr = SocketAddr::from(([127, 0, 0, 1], parse_port));
     let (parse, parse_cpu, parse_share) =
         saturate(&floor_server, &object_feed, seconds, concurrency).await;
+    floor_server.addr = SocketAddr::from(([127, 0, 0, 1], typed_port));
+    let (typed, typed_cpu, typed_share) =
+        saturate(&floor_server, &key_vault_feed, seconds, kv_concurrency).await;
+    let typed_rate = typed.rate();
     let reference_rss = floor_server.status_kb("VmHWM:");
     floor_server.stop();
     let floor_rate = floor.rate();
@@ -436,12 +465,22 @@ async fn run() {
         note: String::new(),
     });
 
+    rows.push(Row {
+        name: format!(
+            "typed-parse reference: Key Vault 9 KB alerts, typed structs + 9-task plan, no store ({kv_concurrency} connections)"
+        ),
+        stats: Some(typed),
+        cpu_us_per_event: typed_cpu,
+        cpu_share: typed_share,
+        note: String::new(),
+    });
+
     // The full path on a durable store.
     let dir = store_dir(&base, "full");
     let store_path = dir.join("store.sqlite3");
     let (fsync_p50, fsync_p99) = fsync_cost(&dir);
     let server = Server::spawn(
-        SERVER,
+        program,
         &["serve"],
         free_port(),
         &[("RESPONDER_STORE_PATH", store_path.display().to_string())],
@@ -455,6 +494,30 @@ async fn run() {
     rows.push(Row {
         name: "full path, event object, saturation".into(),
         stats: Some(object_sat),
+        cpu_us_per_event: cpu,
+        cpu_share: share,
+        note: String::new(),
+    });
+    let (key_vault, kv_cpu, kv_share) =
+        saturate(&server, &key_vault_feed, seconds, kv_concurrency).await;
+    let key_vault_rate = key_vault.rate();
+    let key_vault_ratio = key_vault_rate / typed_rate;
+    rows.push(Row {
+        name: format!(
+            "full path, Key Vault 9 KB alerts (9 tasks each), saturation ({kv_concurrency} connections)"
+        ),
+        stats: Some(key_vault),
+        cpu_us_per_event: kv_cpu,
+        cpu_share: kv_share,
+        note: format!("{key_vault_ratio:.2}× the typed-parse reference"),
+    });
+    let half = key_vault_rate / 2.0;
+    let (stats, cpu, share) = fixed_rate(&server, &key_vault_feed, half, seconds).await;
+    rows.push(Row {
+        name: format!(
+            "full path, Key Vault 9 KB alerts, fixed 50% of their saturation ({half:.0}/s)"
+        ),
+        stats: Some(stats),
         cpu_us_per_event: cpu,
         cpu_share: share,
         note: String::new(),
@@ -507,7 +570,7 @@ async fn run() {
     if Path::new("/dev/shm").is_dir() {
         let dir = store_dir(Path::new("/dev/shm"), "tmpfs");
         let server = Server::spawn(
-            SERVER,
+            program,
             &["serve"],
             free_port(),
             &[(
@@ -535,7 +598,7 @@ async fn run() {
     if let Some(url) = &broker {
         let dir = store_dir(&base, "broker");
         let server = Server::spawn(
-            SERVER,
+            program,
             &["serve"],
             free_port(),
             &[
@@ -601,7 +664,7 @@ async fn run() {
     }
     println!("| AMQP broker raw send rate (python-qpid-proton, 2 KB durable messages) | {broker_raw} | | | | | | | | | | |");
     println!();
-    let binary_size = std::fs::metadata(SERVER).map(|m| m.len()).unwrap_or(0);
+    let binary_size = std::fs::metadata(program).map(|m| m.len()).unwrap_or(0);
     println!("| measure | value |");
     println!("|---|---|");
     println!(
@@ -632,6 +695,16 @@ async fn run() {
     );
     println!("| fdatasync of 4 KB in the store's folder | p50 {fsync_p50:.0} µs, p99 {fsync_p99:.0} µs |");
     println!("| corpus | {corpus_line} |");
+    println!(
+        "| Key Vault target corpus | {} distinct 9-task Key Vault alerts, mean {:.1} KB |",
+        key_vault_alerts.len(),
+        key_vault_alerts.iter().map(|a| a.bytes).sum::<usize>() as f64
+            / key_vault_alerts.len() as f64
+            / 1024.0
+    );
+    println!(
+        "| full path ÷ typed-parse reference (Key Vault 9 KB, same run) | {key_vault_rate:.0} / {typed_rate:.0} = {key_vault_ratio:.2} |"
+    );
     println!("| request bodies (host shape carries the event and Metadata.data) | object form mean {:.1} KB; batches of 10 mean {:.1} KB |", mean_body(&objects), mean_body(&batches));
     println!("| load | {seconds} s per run after 0.5 s warm-up; {concurrency} connections at saturation (4 for batches); server `taskset -c 0` + TOKIO_WORKER_THREADS=1, load generator on core 1 |");
 }

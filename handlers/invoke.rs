@@ -285,6 +285,8 @@ pub struct Invocation<M = IgnoredAny> {
     pub id: String,
     /// The payload.
     pub request: InvokeRequest<M>,
+    /// The payload's size in bytes (small ones are decoded on the async worker).
+    pub bytes: usize,
 }
 
 impl<M> Invocation<M> {
@@ -328,7 +330,11 @@ where
                 ))),
             )
         })?;
-        Ok(Invocation { id, request })
+        Ok(Invocation {
+            id,
+            request,
+            bytes: bytes.len(),
+        })
     }
 }
 

@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::adapters::{AlertLedger, SharedLedger, SharedPublisher};
+use crate::adapters::{
+    shared_store, AlertCommit, AlertLedger, EmbeddedStore, LedgerEntry, SharedLedger,
+    SharedPublisher,
+};
 use crate::decode::{EventKind, InboundEvent};
 use crate::domain::{
     Action, AlertRef, AlertStatus, Parameters, ResponsePlan, SecurityAlert, ServiceName, Severity,
@@ -89,6 +92,11 @@ impl EventReport {
 /// to finish before it answers retryable.
 pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(20);
 
+/// Inputs up to this size are decoded on the async worker that received them (a typical
+/// alert invocation is 10–40 KB and decodes in tens of microseconds); larger ones go to the
+/// blocking pool so they never stall the other invocations on that worker.
+pub const INLINE_CPU_BYTES: usize = 64 * 1024;
+
 /// Routes and plans alerts under a policy.
 pub struct Pipeline {
     registry: Registry,
@@ -138,6 +146,20 @@ impl Pipeline {
         .map_err(|err| Error::Transient(format!("planning did not finish: {err}")))
     }
 
+    /// Runs CPU work sized by `input_bytes`: on the calling async worker when the input is at
+    /// most [`INLINE_CPU_BYTES`] (tens of microseconds: a trip to the blocking pool would cost
+    /// more than the work), else on the blocking pool like [`Pipeline::run_cpu`].
+    pub async fn run_cpu_sized<T: Send + 'static>(
+        &self,
+        input_bytes: usize,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        if input_bytes <= INLINE_CPU_BYTES {
+            return Ok(work());
+        }
+        self.run_cpu(work).await
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -149,6 +171,15 @@ impl Pipeline {
         event: &InboundEvent,
         ledger: &dyn AlertLedger,
     ) -> Result<EventReport, Error> {
+        let known = match &event.kind {
+            EventKind::Alert(decoded) => ledger.lookup(&decoded.alert.system_alert_id)?,
+            _ => None,
+        };
+        Ok(self.assess_known(event, known))
+    }
+
+    /// Decides what an event calls for, given what the ledger knows of its alert.
+    fn assess_known(&self, event: &InboundEvent, known: Option<LedgerEntry>) -> EventReport {
         let decoded = match &event.kind {
             EventKind::Alert(decoded) => decoded,
             EventKind::SubscriptionValidation { code, .. } => {
@@ -159,21 +190,21 @@ impl Pipeline {
                         .to_string(),
                 );
                 report.validation_code = Some(code.clone());
-                return Ok(report);
+                return report;
             }
             EventKind::NotAnAlert(reason) => {
-                return Ok(EventReport::without_alert(
+                return EventReport::without_alert(
                     &event.event_id,
                     Outcome::Ignored,
                     reason.clone(),
-                ))
+                )
             }
             EventKind::Invalid(reason) => {
-                return Ok(EventReport::without_alert(
+                return EventReport::without_alert(
                     &event.event_id,
                     Outcome::Rejected,
                     reason.clone(),
-                ))
+                )
             }
         };
         let alert = &decoded.alert;
@@ -188,7 +219,6 @@ impl Pipeline {
             status: alert.status,
             simulated: alert.is_simulated(),
         };
-        let known = ledger.lookup(&alert.system_alert_id)?;
         let (outcome, reason, tasks) = if alert.status.is_update() {
             let (reason, tasks) =
                 self.status_update(alert, &route, known.is_some_and(|k| k.planned));
@@ -224,7 +254,7 @@ impl Pipeline {
             };
             (Outcome::Planned, reason, plan.into_tasks())
         };
-        Ok(EventReport {
+        EventReport {
             event_id: event.event_id.clone(),
             outcome,
             reason,
@@ -232,7 +262,7 @@ impl Pipeline {
             tasks,
             warnings,
             validation_code: None,
-        })
+        }
     }
 
     fn status_update(
@@ -361,6 +391,9 @@ impl Pipeline {
             ),
             _ => None,
         };
+        if let Some(store) = shared_store(ledger.as_ref(), publisher.as_ref()) {
+            return self.handle_in_store(event, store.clone()).await;
+        }
         let report = {
             let (pipeline, ledger) = (self.clone(), ledger.clone());
             self.run_cpu(move || pipeline.assess(&event, ledger.as_ref()))
@@ -377,6 +410,59 @@ impl Pipeline {
                 .map_err(|err| Error::Transient(format!("ledger write did not finish: {err}")))??;
         }
         Ok(report)
+    }
+}
+
+impl Pipeline {
+    /// The embedded store is both ledger and publisher: one trip to the blocking pool and one
+    /// durable write per alert. The plan is made first (planning is pure), then its tasks,
+    /// serialised once, and the ledger record go into one savepoint of the next group commit,
+    /// which also checks, inside that transaction, that the alert was not planned before; a
+    /// redelivery writes nothing and reports `duplicate`. Status updates, whose reply depends
+    /// on whether the alert was seen, read the ledger first. The caller holds the claim.
+    async fn handle_in_store(
+        self: Arc<Self>,
+        event: Arc<InboundEvent>,
+        store: EmbeddedStore,
+    ) -> Result<EventReport, Error> {
+        let permit = self
+            .cpu
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::transient("the planning pool is closed"))?;
+        let pipeline = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let update = match &event.kind {
+                EventKind::Alert(decoded) => decoded.alert.status.is_update(),
+                _ => false,
+            };
+            let known = match &event.kind {
+                EventKind::Alert(decoded) if update => {
+                    store.lookup(&decoded.alert.system_alert_id)?
+                }
+                _ => None,
+            };
+            let report = pipeline.assess_known(&event, known);
+            let Some((id, status, planned)) = ledger_entry(&report) else {
+                return Ok(report);
+            };
+            let tasks = store.encode(&report.tasks)?;
+            // The CPU work is done; waiting for the commit does not hold a planning slot.
+            drop(permit);
+            match store.commit_alert(tasks, &id, status, planned, !update)? {
+                AlertCommit::Committed => Ok(report),
+                AlertCommit::AlreadyPlanned => Ok(pipeline.assess_known(
+                    &event,
+                    Some(LedgerEntry {
+                        status,
+                        planned: true,
+                    }),
+                )),
+            }
+        })
+        .await
+        .map_err(|err| Error::transient(format!("handling the event did not finish: {err}")))?
     }
 }
 

@@ -168,6 +168,51 @@ pub(crate) fn generate(count: usize) -> Vec<AlertEvent> {
     out
 }
 
+/// Up to `count` distinct Key Vault alerts of about `bytes` bytes (Event Grid REST shape) that
+/// each plan exactly `tasks` tasks: the shape the full-path target is stated for.
+pub(crate) fn key_vault(count: usize, bytes: usize, tasks: usize) -> Vec<AlertEvent> {
+    let pipeline = pipeline();
+    let registry = Registry::standard();
+    let marker = format!("{MARKER}00{:011}", 0);
+    let mut out = Vec::new();
+    for (name, raw, service, system_alert_id) in templates() {
+        if service != Service::KeyVault || !name.ends_with("-egrest.json") {
+            continue;
+        }
+        for entry in registry.catalog().filter(|entry| entry.service == service) {
+            if out.len() >= count {
+                return out;
+            }
+            let text = raw.to_string().replace(system_alert_id.as_str(), &marker);
+            let mut event: Value = serde_json::from_str(&text).expect("template JSON");
+            event
+                .as_object_mut()
+                .expect("event object")
+                .insert("id".into(), Value::String(marker.clone()));
+            alert_fields(&mut event).insert(
+                "alertType".into(),
+                Value::String(entry.alert_type.to_string()),
+            );
+            fit(&mut event, bytes);
+            let decoded = defender_responder::decode::decode_event(&event, 0);
+            let report = pipeline
+                .assess(&decoded, &MemoryLedger::default())
+                .expect("assess");
+            if report.outcome != Outcome::Planned || report.tasks.len() != tasks {
+                continue;
+            }
+            let size = event.to_string().len();
+            out.push(AlertEvent {
+                event,
+                bytes: size,
+                alert_type: entry.alert_type.to_string(),
+                fixture: name.clone(),
+            });
+        }
+    }
+    out
+}
+
 /// Trims optional bulk (entities past the first two, remediation text) or pads
 /// `extendedProperties` until the event is close to `target` bytes.
 fn fit(event: &mut Value, target: usize) {

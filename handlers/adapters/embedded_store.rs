@@ -18,7 +18,6 @@
 //! automatically as soon as the path can be created), so no reply claims a write that went
 //! to a file nobody can read any more.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -159,10 +158,8 @@ struct Inner {
     options: QueueOptions,
     /// The one connection (the file is held exclusively); `None` while the file is lost.
     db: Mutex<Db>,
-    /// Writes waiting for the next group commit, and the results of finished ones.
+    /// Writes waiting for the next group commit.
     group: Mutex<Group>,
-    /// Signalled when a group commit finishes.
-    committed: Condvar,
     /// Alerts a delivery is handling right now.
     claims: Claims,
     /// Makes every lock token unique within the process.
@@ -183,24 +180,86 @@ struct FileIdentity {
     inode: u64,
 }
 
+/// One row for `messages`: (queue, message id, correlation id, subject, body).
+type MessageRow = (String, String, String, &'static str, String);
+
+/// Tasks serialised once, ready for one durable write ([`EmbeddedStore::commit_alert`]).
+#[derive(Debug, Default)]
+pub struct EncodedTasks {
+    rows: Vec<MessageRow>,
+}
+
+impl EncodedTasks {
+    /// How many tasks.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// What [`EmbeddedStore::commit_alert`] found and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertCommit {
+    /// The tasks and the ledger record were committed together.
+    Committed,
+    /// The alert was already planned: nothing was written (a redelivery).
+    AlreadyPlanned,
+}
+
 /// One write to apply in a group commit.
 enum Write {
-    /// Rows for `messages`: (queue, message id, correlation id, subject, body).
-    Enqueue(Vec<(String, String, String, &'static str, String)>),
+    /// Rows for `messages`.
+    Enqueue(Vec<MessageRow>),
     /// A ledger update.
     Record {
         system_alert_id: String,
         status: &'static str,
         planned: bool,
     },
+    /// An alert's tasks and its ledger record in one savepoint; with `unless_planned`, nothing
+    /// is written when the ledger already has the alert as planned (the result is then 0).
+    Alert {
+        rows: Vec<MessageRow>,
+        system_alert_id: String,
+        status: &'static str,
+        planned: bool,
+        unless_planned: bool,
+    },
 }
 
 #[derive(Default)]
 struct Group {
-    next_ticket: u64,
-    pending: Vec<(u64, Write)>,
-    results: HashMap<u64, Result<usize, Error>>,
+    /// Writes for the next commit, each with the slot its caller waits on.
+    pending: Vec<(Arc<Slot>, Write)>,
+    /// Whether some caller is committing (or has been handed the next commit).
     leader: bool,
+}
+
+/// Where one caller waits: for its write's result, or to be handed the next commit. Each
+/// caller has its own, so a finished commit wakes exactly the callers it concerns.
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<Result<usize, Error>>,
+    lead: bool,
+}
+
+impl Slot {
+    fn set(&self, update: impl FnOnce(&mut SlotState)) {
+        if let Ok(mut state) = self.state.lock() {
+            update(&mut state);
+        }
+        self.ready.notify_one();
+    }
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -325,7 +384,6 @@ impl EmbeddedStore {
                     outage_logged: false,
                 }),
                 group: Mutex::new(Group::default()),
-                committed: Condvar::new(),
                 claims: Claims::default(),
                 tokens: AtomicU64::new(0),
             }),
@@ -413,13 +471,26 @@ impl EmbeddedStore {
     /// Enqueues tasks in one transaction; tasks whose message id is already on their queue are
     /// skipped. Returns how many were new.
     pub fn enqueue(&self, tasks: &[Task]) -> Result<usize, Error> {
+        let encoded = self.encode(tasks)?;
+        self.write(Write::Enqueue(encoded.rows))
+    }
+
+    /// Serialises tasks into the rows their queues hold (each task once, with one buffer
+    /// sized for the whole plan's bodies).
+    pub fn encode(&self, tasks: &[Task]) -> Result<EncodedTasks, Error> {
         let mut rows = Vec::with_capacity(tasks.len());
+        let mut buffer = Vec::with_capacity(4096);
         for task in tasks {
-            let body = serde_json::to_string(task).map_err(|err| {
+            buffer.clear();
+            serde_json::to_writer(&mut buffer, task).map_err(|err| {
                 Error::Permanent(format!(
                     "task {} cannot be serialised: {err}",
                     task.message_id
                 ))
+            })?;
+            // serde_json writes valid UTF-8.
+            let body = String::from_utf8(buffer.clone()).map_err(|err| {
+                Error::permanent(format!("task {} is not UTF-8: {err}", task.message_id))
             })?;
             rows.push((
                 self.inner.names.name(task.queue).to_string(),
@@ -429,44 +500,99 @@ impl EmbeddedStore {
                 body,
             ));
         }
-        self.write(Write::Enqueue(rows))
+        Ok(EncodedTasks { rows })
+    }
+
+    /// The one durable write for a handled alert: its tasks (idempotent on message id) and its
+    /// ledger record in one savepoint of the next group commit, so both are committed by the
+    /// same fsync or neither is. With `unless_planned`, the ledger is read inside that same
+    /// transaction and, when the alert is already planned, nothing is written
+    /// ([`AlertCommit::AlreadyPlanned`]): the check and the write are one step.
+    pub fn commit_alert(
+        &self,
+        tasks: EncodedTasks,
+        system_alert_id: &str,
+        status: AlertStatus,
+        planned: bool,
+        unless_planned: bool,
+    ) -> Result<AlertCommit, Error> {
+        let written = self.write(Write::Alert {
+            rows: tasks.rows,
+            system_alert_id: system_alert_id.to_string(),
+            status: status.as_str(),
+            planned,
+            unless_planned,
+        })?;
+        Ok(if written == 0 {
+            AlertCommit::AlreadyPlanned
+        } else {
+            AlertCommit::Committed
+        })
+    }
+
+    /// Whether `other` is a handle on this same open store.
+    pub fn is_same(&self, other: &EmbeddedStore) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Applies one write in the next group commit and waits until that commit is durable.
     /// The first caller to find no commit under way leads: it takes every pending write,
-    /// commits them together and hands each its result; the others wait for theirs.
+    /// commits them together and hands each its result; when more writes arrived meanwhile,
+    /// it hands the next commit to the first of their callers. The others sleep until their
+    /// own result (or the lead) is handed to them: one wake-up per write, not one per commit.
     fn write(&self, write: Write) -> Result<usize, Error> {
-        let mut group = self.inner.group.lock().map_err(|_| poisoned())?;
-        let ticket = group.next_ticket;
-        group.next_ticket += 1;
-        group.pending.push((ticket, write));
+        let slot = Arc::new(Slot::default());
+        let leads = {
+            let mut group = self.inner.group.lock().map_err(|_| poisoned())?;
+            group.pending.push((slot.clone(), write));
+            !std::mem::replace(&mut group.leader, true)
+        };
+        if leads {
+            self.lead();
+        }
         loop {
-            if let Some(result) = group.results.remove(&ticket) {
+            let mut state = slot.state.lock().map_err(|_| poisoned())?;
+            while state.result.is_none() && !state.lead {
+                state = slot.ready.wait(state).map_err(|_| poisoned())?;
+            }
+            if let Some(result) = state.result.take() {
                 return result;
             }
-            if !group.leader {
-                group.leader = true;
-                let batch = std::mem::take(&mut group.pending);
-                drop(group);
-                let results = self.commit_group(batch);
-                group = self.inner.group.lock().map_err(|_| poisoned())?;
-                group.leader = false;
-                group.results.extend(results);
-                self.inner.committed.notify_all();
-                continue;
+            state.lead = false;
+            drop(state);
+            self.lead();
+        }
+    }
+
+    /// Commits every pending write (the caller holds the lead), hands out the results, then
+    /// passes the lead on to a waiting caller or gives it up.
+    fn lead(&self) {
+        let batch = match self.inner.group.lock() {
+            Ok(mut group) => std::mem::take(&mut group.pending),
+            Err(_) => return,
+        };
+        let (slots, writes): (Vec<Arc<Slot>>, Vec<Write>) = batch.into_iter().unzip();
+        let results = self.commit_group(writes);
+        for (slot, result) in slots.iter().zip(results) {
+            slot.set(|state| state.result = Some(result));
+        }
+        if let Ok(mut group) = self.inner.group.lock() {
+            match group.pending.first() {
+                Some((next, _)) => next.set(|state| state.lead = true),
+                None => group.leader = false,
             }
-            group = self.inner.committed.wait(group).map_err(|_| poisoned())?;
         }
     }
 
     /// One transaction for a batch of writes, each in a savepoint so that one failing write
-    /// is rolled back alone; if the commit itself fails, every write in it fails.
-    fn commit_group(&self, batch: Vec<(u64, Write)>) -> Vec<(u64, Result<usize, Error>)> {
-        let tickets: Vec<u64> = batch.iter().map(|(ticket, _)| *ticket).collect();
+    /// is rolled back alone; if the commit itself fails, every write in it fails. The results
+    /// are in the order of the writes.
+    fn commit_group(&self, batch: Vec<Write>) -> Vec<Result<usize, Error>> {
+        let count = batch.len();
         let outcome = self.with_connection(|connection| {
             let mut transaction = connection.transaction()?;
             let mut results = Vec::with_capacity(batch.len());
-            for (ticket, write) in batch {
+            for write in batch {
                 let result = match transaction.savepoint() {
                     Ok(mut savepoint) => match apply(&savepoint, &write) {
                         Ok(changed) => savepoint.commit().map(|_| changed).map_err(Error::from),
@@ -477,7 +603,7 @@ impl EmbeddedStore {
                     },
                     Err(err) => Err(Error::from(err)),
                 };
-                results.push((ticket, result));
+                results.push(result);
             }
             transaction.commit()?;
             Ok(results)
@@ -487,9 +613,8 @@ impl EmbeddedStore {
             Err(err) => {
                 // The whole group failed (store lost, commit failed): each write fails with it.
                 let (kind, reason) = (err.kind(), err.message().to_string());
-                tickets
-                    .into_iter()
-                    .map(|ticket| (ticket, Err(Error::new(kind, reason.clone()))))
+                (0..count)
+                    .map(|_| Err(Error::new(kind, reason.clone())))
                     .collect()
             }
         }
@@ -790,6 +915,10 @@ impl Publisher for EmbeddedStore {
     fn name(&self) -> &'static str {
         "embedded"
     }
+
+    fn embedded_store(&self) -> Option<&EmbeddedStore> {
+        Some(self)
+    }
 }
 
 impl AlertLedger for EmbeddedStore {
@@ -825,37 +954,73 @@ impl AlertLedger for EmbeddedStore {
     fn claims(&self) -> &Claims {
         &self.inner.claims
     }
+
+    fn embedded_store(&self) -> Option<&EmbeddedStore> {
+        Some(self)
+    }
 }
 
 /// Applies one write inside the group's transaction; returns the rows it changed.
 fn apply(connection: &Connection, write: &Write) -> Result<usize, Error> {
     match write {
-        Write::Enqueue(rows) => {
-            let mut insert = connection.prepare_cached(
-                "INSERT OR IGNORE INTO messages (queue, message_id, correlation_id, subject, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut added = 0;
-            for (queue, message_id, correlation_id, subject, body) in rows {
-                added +=
-                    insert.execute(params![queue, message_id, correlation_id, subject, body])?;
-            }
-            Ok(added)
-        }
+        Write::Enqueue(rows) => insert_rows(connection, rows),
         Write::Record {
             system_alert_id,
             status,
             planned,
-        } => Ok(connection
-            .prepare_cached(
-                "INSERT INTO alerts (system_alert_id, status, planned) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (system_alert_id) DO UPDATE SET
-                    status = excluded.status,
-                    planned = MAX(alerts.planned, excluded.planned),
-                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-            )?
-            .execute(params![system_alert_id, status, planned])?),
+        } => record_row(connection, system_alert_id, status, *planned),
+        Write::Alert {
+            rows,
+            system_alert_id,
+            status,
+            planned,
+            unless_planned,
+        } => {
+            if *unless_planned && is_planned(connection, system_alert_id)? {
+                return Ok(0);
+            }
+            insert_rows(connection, rows)?;
+            // The record always changes one row, so a committed alert never reports 0.
+            record_row(connection, system_alert_id, status, *planned)
+        }
     }
+}
+
+fn insert_rows(connection: &Connection, rows: &[MessageRow]) -> Result<usize, Error> {
+    let mut insert = connection.prepare_cached(
+        "INSERT OR IGNORE INTO messages (queue, message_id, correlation_id, subject, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut added = 0;
+    for (queue, message_id, correlation_id, subject, body) in rows {
+        added += insert.execute(params![queue, message_id, correlation_id, subject, body])?;
+    }
+    Ok(added)
+}
+
+fn record_row(
+    connection: &Connection,
+    system_alert_id: &str,
+    status: &str,
+    planned: bool,
+) -> Result<usize, Error> {
+    Ok(connection
+        .prepare_cached(
+            "INSERT INTO alerts (system_alert_id, status, planned) VALUES (?1, ?2, ?3)
+             ON CONFLICT (system_alert_id) DO UPDATE SET
+                status = excluded.status,
+                planned = MAX(alerts.planned, excluded.planned),
+                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )?
+        .execute(params![system_alert_id, status, planned])?)
+}
+
+fn is_planned(connection: &Connection, system_alert_id: &str) -> Result<bool, Error> {
+    Ok(connection
+        .prepare_cached("SELECT planned FROM alerts WHERE system_alert_id = ?1")?
+        .query_row(params![system_alert_id], |row| row.get::<_, bool>(0))
+        .optional()?
+        .unwrap_or(false))
 }
 
 #[cfg(test)]
@@ -917,6 +1082,42 @@ mod tests {
         for n in 0..16 {
             assert!(store.lookup(&format!("a{n}")).unwrap().unwrap().planned);
         }
+    }
+
+    #[test]
+    fn an_alert_is_one_write_and_a_planned_alert_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("a.sqlite3"), QueueNames::default()).unwrap();
+        let tasks = store.encode(&[task("t1"), task("t2")]).unwrap();
+        assert_eq!(tasks.len(), 2);
+        let first = store
+            .commit_alert(tasks, "sys-1", AlertStatus::Active, true, true)
+            .unwrap();
+        assert_eq!(first, AlertCommit::Committed);
+        assert!(store.lookup("sys-1").unwrap().unwrap().planned);
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 2));
+        // The stored body is the task's JSON, serialised once.
+        let body = &store.peek(Queue::Rotation, 1).unwrap()[0].body;
+        assert_eq!(body, &serde_json::to_string(&task("t1")).unwrap());
+
+        // A redelivery planned again: the check inside the write finds it planned.
+        let again = store.encode(&[task("t3")]).unwrap();
+        let second = store
+            .commit_alert(again, "sys-1", AlertStatus::Active, true, true)
+            .unwrap();
+        assert_eq!(second, AlertCommit::AlreadyPlanned);
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 2));
+
+        // Without the check (a status update), the write goes in and `planned` stays sticky.
+        let update = store.encode(&[task("t4")]).unwrap();
+        let third = store
+            .commit_alert(update, "sys-1", AlertStatus::Resolved, false, false)
+            .unwrap();
+        assert_eq!(third, AlertCommit::Committed);
+        let entry = store.lookup("sys-1").unwrap().unwrap();
+        assert_eq!((entry.status, entry.planned), (AlertStatus::Resolved, true));
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 3));
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::error::Error;
 pub use crate::config::QueueNames;
 pub use claims::{ClaimGuard, Claims};
 pub use embedded_store::{
-    DeadLetteredMessage, EmbeddedStore, LockToken, QueueOptions, ReceivedMessage, StoredMessage,
-    MAX_DELIVERY_COUNT_EXCEEDED,
+    AlertCommit, DeadLetteredMessage, EmbeddedStore, EncodedTasks, LockToken, QueueOptions,
+    ReceivedMessage, StoredMessage, MAX_DELIVERY_COUNT_EXCEEDED,
 };
 pub use memory_ledger::MemoryLedger;
 pub use service_bus::{ServiceBusPublisher, ServiceBusSettings};
@@ -33,6 +33,11 @@ pub trait Publisher: Send + Sync {
     /// never by calling the broker (the host polls it every 25 ms at start-up).
     fn readiness(&self) -> Result<(), String> {
         Ok(())
+    }
+    /// The embedded store, when this publisher is one: when it is also the ledger, an alert's
+    /// tasks and its ledger record are committed in one transaction.
+    fn embedded_store(&self) -> Option<&EmbeddedStore> {
+        None
     }
 }
 
@@ -65,6 +70,22 @@ pub trait AlertLedger: Send + Sync {
     ) -> Result<(), Error>;
     /// The alerts some delivery of this process is handling right now.
     fn claims(&self) -> &Claims;
+    /// The embedded store, when this ledger is one (see [`Publisher::embedded_store`]).
+    fn embedded_store(&self) -> Option<&EmbeddedStore> {
+        None
+    }
+}
+
+/// The store that is both the ledger and the publisher, when they are one embedded store.
+pub fn shared_store<'a>(
+    ledger: &'a dyn AlertLedger,
+    publisher: &dyn Publisher,
+) -> Option<&'a EmbeddedStore> {
+    let store = ledger.embedded_store()?;
+    publisher
+        .embedded_store()
+        .is_some_and(|other| other.is_same(store))
+        .then_some(store)
 }
 
 /// Shared handles to the adapters.

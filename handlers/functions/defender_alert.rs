@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{post, MethodRouter};
+use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -11,9 +12,10 @@ use std::sync::Arc;
 
 use super::{bounded, REPLY_MAX_REASON_BYTES, REPLY_MAX_TASKS, REPLY_MAX_WARNINGS};
 use crate::decode::decode_event;
+use crate::domain::{Action, Queue, TaskStatus};
 use crate::error::Error;
 use crate::invoke::{reply, Invocation, InvokeResponse};
-use crate::pipeline::EventReport;
+use crate::pipeline::{AlertSummary, EventReport, Outcome};
 use crate::state::AppState;
 
 /// The route the host posts invocations of the `DefenderAlert` function to.
@@ -32,11 +34,11 @@ pub fn handler() -> MethodRouter<AppState> {
 pub async fn invoke(State(state): State<AppState>, invocation: Invocation) -> Response {
     let span = invocation.span(FUNCTION_NAME);
     async move {
-        let request = invocation.request;
+        let (request, bytes) = (invocation.request, invocation.bytes);
         // Decoding a multi-megabyte event is CPU work: off the async workers.
         let decoded = state
             .pipeline
-            .run_cpu(move || {
+            .run_cpu_sized(bytes, move || {
                 request
                     .binding(TRIGGER)
                     .map(|event| decode_event(event, 0))
@@ -64,31 +66,62 @@ pub async fn invoke(State(state): State<AppState>, invocation: Invocation) -> Re
     .await
 }
 
-/// The `ReturnValue`: the event's report with at most [`REPLY_MAX_TASKS`] tasks and
-/// [`REPLY_MAX_WARNINGS`] warnings (every task is on its queue, every warning in the log),
-/// and `task_count` / `warning_count` for the whole.
+/// One task as a reply lists it: enough to find it on its queue (the message there is the
+/// whole task).
+#[derive(Serialize)]
+struct TaskLine<'a> {
+    message_id: &'a str,
+    queue: Queue,
+    action: Action,
+    status: TaskStatus,
+    target: &'a str,
+}
+
+/// The `ReturnValue`: a summary of the event's report. The tasks themselves are on their
+/// queues; the reply names at most [`REPLY_MAX_TASKS`] of them (message id, queue, action,
+/// status, target) and at most [`REPLY_MAX_WARNINGS`] warnings (every warning is in the log),
+/// with `task_count` / `warning_count` for the whole.
+#[derive(Serialize)]
+struct ReplyValue<'a> {
+    event_id: String,
+    outcome: Outcome,
+    reason: String,
+    alert: Option<&'a AlertSummary>,
+    tasks: Vec<TaskLine<'a>>,
+    task_count: usize,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    warning_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation_code: Option<&'a str>,
+}
+
 fn reply_value(report: &EventReport) -> Value {
-    let shown = EventReport {
+    let shown = ReplyValue {
         event_id: bounded(&report.event_id, REPLY_MAX_REASON_BYTES),
         outcome: report.outcome,
         reason: bounded(&report.reason, REPLY_MAX_REASON_BYTES),
-        alert: report.alert.clone(),
-        tasks: report.tasks.iter().take(REPLY_MAX_TASKS).cloned().collect(),
-        warnings: report
-            .warnings
+        alert: report.alert.as_ref(),
+        tasks: report
+            .tasks
             .iter()
-            .take(REPLY_MAX_WARNINGS)
-            .cloned()
+            .take(REPLY_MAX_TASKS)
+            .map(|task| TaskLine {
+                message_id: task.message_id.as_str(),
+                queue: task.queue,
+                action: task.action,
+                status: task.status,
+                target: &task.target,
+            })
             .collect(),
-        validation_code: report.validation_code.clone(),
+        task_count: report.tasks.len(),
+        warnings: &report.warnings[..report.warnings.len().min(REPLY_MAX_WARNINGS)],
+        warning_count: report.warnings.len(),
+        validation_code: report.validation_code.as_deref(),
     };
-    let mut value = serde_json::to_value(&shown).unwrap_or(Value::Null);
-    if let Value::Object(fields) = &mut value {
-        fields.insert("task_count".into(), report.tasks.len().into());
-        fields.insert("warning_count".into(), report.warnings.len().into());
-    }
-    value
+    serde_json::to_value(&shown).unwrap_or(Value::Null)
 }
+
 /// Logs one event's outcome in the project's log style.
 pub(crate) fn log_report(report: &EventReport) {
     let alert_id = report

@@ -119,7 +119,9 @@ pub async fn deliver(State(state): State<AppState>, headers: HeaderMap, body: Bo
     let bytes = body.len();
     let decoded = state
         .pipeline
-        .run_cpu(move || decode_delivery(&body, MAX_EVENTS_PER_DELIVERY))
+        .run_cpu_sized(body.len(), move || {
+            decode_delivery(&body, MAX_EVENTS_PER_DELIVERY)
+        })
         .await;
     let events = match decoded {
         Ok(Ok(events)) => events,

@@ -85,9 +85,17 @@ impl TestApp {
             failures_left: AtomicUsize::new(failures),
             calls: AtomicUsize::new(0),
         });
+        // Without failures to inject, the wiring `serve` uses: one store is the ledger and the
+        // publisher (tasks and ledger record in one write). With failures, the flaky publisher
+        // in front of it (the path a separate broker takes).
+        let shared: defender_responder::adapters::SharedPublisher = if failures == 0 {
+            Arc::new(store.clone())
+        } else {
+            publisher.clone()
+        };
         let state = AppState::new(
             Pipeline::new(Registry::standard(), policy),
-            publisher.clone(),
+            shared,
             Arc::new(store.clone()),
         );
         TestApp {

@@ -11,7 +11,7 @@ use defender_responder::config::Config;
 use defender_responder::decode::{decode_body, EventKind};
 use defender_responder::domain::ServiceName;
 use defender_responder::pipeline::{Outcome, Pipeline};
-use defender_responder::services::{Fallback, Registry};
+use defender_responder::services::{Fallback, KeyVault, Registry};
 use serde_json::{json, Map, Value};
 
 /// The marker's prefix; 2 slot digits and 11 counter digits follow.
@@ -176,7 +176,7 @@ pub(crate) fn key_vault(count: usize, bytes: usize, tasks: usize) -> Vec<AlertEv
     let marker = format!("{MARKER}00{:011}", 0);
     let mut out = Vec::new();
     for (name, raw, service, system_alert_id) in templates() {
-        if service != Service::KeyVault || !name.ends_with("-egrest.json") {
+        if service != KeyVault::NAME || !name.ends_with("-egrest.json") {
             continue;
         }
         for entry in registry.catalog().filter(|entry| entry.service == service) {

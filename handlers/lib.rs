@@ -19,6 +19,7 @@ pub mod policy;
 pub mod server;
 pub mod services;
 pub mod state;
+pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
@@ -40,8 +41,20 @@ pub fn app(state: AppState) -> Router {
             post(functions::webhook::deliver).options(functions::webhook::options),
         )
         .route(
+            "/NotificationWorker",
+            post(functions::workers::notification),
+        )
+        .route("/IsolationWorker", post(functions::workers::isolation))
+        .route("/RotationWorker", post(functions::workers::rotation))
+        .route(
+            "/Decision",
+            post(functions::workers::decision)
+                .layer(DefaultBodyLimit::max(4 * approval::endpoint::MAX_FORM_BYTES)),
+        )
+        .route("/DecisionSweeper", post(functions::workers::sweep))
+        .route(
             approval::endpoint::ROUTE,
-            any(approval::endpoint::route)
+            any(functions::workers::decide_route)
                 .layer(DefaultBodyLimit::max(approval::endpoint::MAX_FORM_BYTES)),
         )
         // The functions enforce the delivery limit themselves with a clear error.

@@ -12,7 +12,11 @@ use defender_responder::adapters::{
 use defender_responder::approval::DecisionDesk;
 use defender_responder::cli::{self, Cli, Command, Format};
 use defender_responder::config::Config;
+use defender_responder::domain::Queue;
 use defender_responder::journal::command;
+use defender_responder::notify::WebhookChannel;
+use defender_responder::workers::queue_loop::EmbeddedWorkers;
+use defender_responder::workers::{sweeper, Worker};
 use defender_responder::pipeline::Pipeline;
 use defender_responder::services::Registry;
 use defender_responder::state::AppState;
@@ -86,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Work { once: _, format } => work(config, Format::resolve(format)).await,
         Command::Decide {
             task,
             decision,
@@ -145,6 +150,36 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let journal = config.workers.journal.open()?;
         state = state.with_decisions(DecisionDesk::new(journal, approvals.clone()));
     }
+    let worker = build_worker(&config, publisher.clone(), state.decisions.clone())?;
+    state = state.with_worker(worker.clone(), config.workers.decision_timeout);
+    // On the embedded default the same workers run in-process on the SQLite queues; with
+    // Service Bus the host triggers them as functions.
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let mut loops = Vec::new();
+    if config.service_bus.is_none() {
+        let embedded = EmbeddedWorkers::new((*store).clone(), Arc::new(worker.clone()));
+        for queue in Queue::ALL {
+            loops.push(tokio::spawn(embedded.clone().run(
+                queue,
+                config.workers.poll,
+                workers_stopped.clone(),
+            )));
+        }
+        let sweeper = worker.clone();
+        let timeout = config.workers.decision_timeout;
+        let mut stopped = workers_stopped.clone();
+        loops.push(tokio::spawn(async move {
+            loop {
+                if let Err(err) = sweeper::sweep(&sweeper, timeout).await {
+                    tracing::warn!(error = %err, "sweep failed; next one in 5 minutes");
+                }
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => {}
+                }
+            }
+        }));
+    }
     tracing::info!(
         %address,
         publisher = publisher.name(),
@@ -167,7 +202,52 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         shutdown_signal(),
     )
     .await;
+    let _ = stop_workers.send(true);
+    for running in loops {
+        let _ = running.await;
+    }
     tracing::info!("Custom handler stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The worker of this process: the journal, the webhook channel, the decision links.
+fn build_worker(
+    config: &Config,
+    publisher: SharedPublisher,
+    desk: Option<Arc<DecisionDesk>>,
+) -> anyhow::Result<Worker> {
+    let journal = config.workers.journal.open()?;
+    let webhook = match &config.workers.webhook {
+        Some(settings) => Some(WebhookChannel::new(settings.clone())?),
+        None => None,
+    };
+    Ok(Worker::new(journal, publisher)
+        .with_webhook(webhook)
+        .with_decisions(desk)
+        .with_dry_run(config.policy.dry_run))
+}
+
+/// `work --once`: drains the embedded queues of a stopped handler (the store is exclusive).
+async fn work(config: Config, format: Format) -> anyhow::Result<ExitCode> {
+    let store = EmbeddedStore::open_with(
+        &config.store_path,
+        config.queue_names.clone(),
+        QueueOptions {
+            max_delivery_count: config.limits.max_delivery_count,
+        },
+    )?;
+    let publisher: SharedPublisher = Arc::new(store.clone());
+    let desk = match &config.workers.approvals {
+        Some(approvals) => Some(Arc::new(DecisionDesk::new(
+            config.workers.journal.open()?,
+            approvals.clone(),
+        ))),
+        None => None,
+    };
+    let worker = Arc::new(build_worker(&config, publisher, desk)?);
+    let swept = sweeper::sweep(&worker, config.workers.decision_timeout).await?;
+    let report = EmbeddedWorkers::new(store, worker).drain_all().await?;
+    cli::print_work_report(&report, &swept, format)?;
     Ok(ExitCode::SUCCESS)
 }
 

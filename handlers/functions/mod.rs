@@ -3,6 +3,7 @@
 
 pub mod defender_alert;
 pub mod webhook;
+pub mod workers;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::http::StatusCode;

@@ -1,5 +1,7 @@
 //! App settings: every name the handler reads, read and validated once at start-up.
 
+pub mod azure;
+
 use std::path::PathBuf;
 
 use ipnet::IpNet;

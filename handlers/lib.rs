@@ -5,11 +5,13 @@
 
 pub mod adapters;
 pub mod approval;
+pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod domain;
 pub mod error;
+pub mod executors;
 pub mod functions;
 pub mod invoke;
 pub mod journal;

@@ -21,7 +21,10 @@ use crate::adapters::SharedPublisher;
 use crate::approval::DecisionDesk;
 use crate::domain::{MessageId, Parameters, Queue, Task, TaskStatus};
 use crate::error::Error;
-use crate::journal::{Journal, JournalEntry, JournalError, TaskState, Verdict};
+use crate::executors::{Executor, ExecutorContext, ExecutorError, ExecutorErrorKind, ExecutorRegistry};
+use crate::journal::{
+    preview_hash, HeldLease, Journal, JournalEntry, JournalError, RunOutcome, TaskState, Verdict,
+};
 use crate::notify::{Delivery, WebhookChannel};
 
 /// The suffix of the message id an approved task is re-enqueued under: Service Bus duplicate
@@ -142,8 +145,11 @@ pub struct Worker {
     webhook: Option<WebhookChannel>,
     desk: Option<Arc<DecisionDesk>>,
     publisher: SharedPublisher,
+    executors: ExecutorRegistry,
+    context: Option<Arc<ExecutorContext>>,
     dry_run: bool,
     instance: String,
+    lease_ttl: Duration,
 }
 
 impl std::fmt::Debug for Worker {
@@ -152,6 +158,7 @@ impl std::fmt::Debug for Worker {
             .field("journal", &self.journal)
             .field("webhook", &self.webhook.is_some())
             .field("decision_links", &self.desk.is_some())
+            .field("executors", &self.executors)
             .field("dry_run", &self.dry_run)
             .field("instance", &self.instance)
             .finish()
@@ -166,7 +173,10 @@ impl Worker {
             webhook: None,
             desk: None,
             publisher,
+            executors: ExecutorRegistry::empty(),
+            context: None,
             dry_run: false,
+            lease_ttl: Duration::from_secs(60),
             instance: format!("worker:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
         }
     }
@@ -181,6 +191,18 @@ impl Worker {
     pub fn with_decisions(mut self, desk: Option<Arc<DecisionDesk>>) -> Self {
         self.desk = desk;
         self
+    }
+
+    /// Carries containment tasks out with `executors` in `context` (the Azure clients and
+    /// guard rails). Without a context every containment task is recorded as not automated.
+    pub fn with_executors(mut self, executors: ExecutorRegistry, context: ExecutorContext) -> Self {
+        self.executors = executors;
+        self.context = Some(Arc::new(context));
+        self
+    }
+
+    fn executor(&self, task: &Task) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
+        Some((self.executors.get(task.action)?, self.context.clone()?))
     }
 
     /// `true`: every containment task only reports what it would do, whatever it says
@@ -267,7 +289,19 @@ impl Worker {
     /// hash binds the decision links) and the message is completed; the decision re-enqueues
     /// the task under [`APPROVED_SUFFIX`].
     async fn await_decision(&self, task: &Task, actor: &str) -> Result<Settlement, Error> {
-        let preview = pending_preview(task);
+        let preview = match self.executor(task) {
+            // The exact change a person decides on: resolved and read now, writing nothing.
+            Some((executor, context)) => match executor.preview(task, &context).await {
+                Ok(preview) => json!({
+                    "task": task,
+                    "change": preview.change,
+                    "prior_state": preview.prior_state,
+                    "summary": preview.change.summary,
+                }),
+                Err(err) => return Ok(self.preview_failed(task, err)),
+            },
+            None => pending_preview(task),
+        };
         self.journal
             .await_approval(&task.message_id, preview, actor)
             .await
@@ -280,33 +314,175 @@ impl Worker {
             .or_else(|err| already_moved_on(err, &task.message_id))
     }
 
-    /// Carries a ready (or approved) containment task out. No executor carries out any
-    /// containment action in this build, so each is recorded as `not_automated` and a
-    /// notification says what a person must do; never dropped.
-    async fn run(
-        &self,
-        task: &Task,
-        _entry: &JournalEntry,
-        actor: &str,
-    ) -> Result<Settlement, Error> {
+    /// Carries a ready (or approved) containment task out: the run is claimed in the journal
+    /// (one caller wins), the change is previewed, its prior state journaled before the first
+    /// write, then applied under a lease on each resource it touches, and verified. A dry run
+    /// stops after the journaled preview; an action without an executor is recorded as
+    /// `not_automated` and announced, never dropped.
+    async fn run(&self, task: &Task, entry: &JournalEntry, actor: &str) -> Result<Settlement, Error> {
+        let id = &task.message_id;
         let dry_run = task.dry_run || self.dry_run;
+        let Some((executor, context)) = self.executor(task) else {
+            return self.not_automated(task, dry_run, actor).await;
+        };
+        if let Err(err) = self.journal.begin_run(id, actor).await {
+            return already_moved_on(err, id);
+        }
+        let preview = match executor.preview(task, &context).await {
+            Ok(preview) => preview,
+            Err(err) => return self.fail(task, err, actor).await,
+        };
+        if let Some(decided) = entry.preview.as_ref().and_then(|p| p.get("change")) {
+            let now = serde_json::to_value(&preview.change).unwrap_or(Value::Null);
+            if entry.decision.is_some() && !decided.is_null() && *decided != now {
+                let reason = format!(
+                    "the target changed since the approved preview; nothing was changed (approved: {}, now: {})",
+                    preview_hash(decided),
+                    preview_hash(&now)
+                );
+                return self.finish_failed(task, reason, false, None, actor).await;
+            }
+        }
+        let change = serde_json::to_value(&preview.change).unwrap_or(Value::Null);
+        self.journal
+            .record_prior_state(id, preview.prior_state.clone(), change.clone())
+            .await?;
+        if dry_run || preview.change.is_noop() {
+            let result = if dry_run {
+                json!({ "dry_run": true, "would": preview.change.summary, "requests": preview.change.requests })
+            } else {
+                json!({ "noop": true, "summary": preview.change.summary })
+            };
+            self.journal
+                .finish(id, RunOutcome::Done { result: result.clone(), verification: Value::Null }, actor)
+                .await?;
+            if dry_run {
+                self.announce_after(task, "dry_run", result).await;
+            }
+            return Ok(Settlement::complete(format!(
+                "task {id}: {} ({})",
+                if dry_run { "dry run, would" } else { "nothing to change" },
+                preview.change.summary
+            )));
+        }
+        let mut leases = Vec::new();
+        for resource in &preview.leases {
+            match self.journal.hold_lease(resource, actor, self.lease_ttl).await? {
+                Some(lease) => leases.push(lease),
+                None => {
+                    release(leases).await;
+                    let reason = format!("{resource} is being changed by another run");
+                    return self
+                        .finish_failed(task, reason, true, Some(DEFAULT_RETRY_DELAY), actor)
+                        .await;
+                }
+            }
+        }
+        let outcome = async {
+            let applied = executor.apply(task, &preview, &context).await?;
+            let verification = executor.verify(task, &preview, &applied, &context).await?;
+            Ok::<_, ExecutorError>((applied, verification))
+        }
+        .await;
+        let lost = leases.iter().any(|lease| lease.is_lost());
+        release(leases).await;
+        match outcome {
+            Ok((applied, verification)) if verification.passed() && !lost => {
+                self.journal
+                    .finish(
+                        id,
+                        RunOutcome::Done {
+                            result: serde_json::to_value(&applied).unwrap_or(Value::Null),
+                            verification: serde_json::to_value(&verification).unwrap_or(Value::Null),
+                        },
+                        actor,
+                    )
+                    .await?;
+                Ok(Settlement::complete(format!("task {id} done and verified")))
+            }
+            Ok((_, verification)) if !verification.passed() => {
+                let failed: Vec<String> = verification
+                    .failures()
+                    .iter()
+                    .map(|check| format!("{}: expected {}, found {}", check.what, check.expected, check.actual))
+                    .collect();
+                let reason = format!("the change was applied but did not verify: {}", failed.join("; "));
+                self.finish_failed(task, reason, false, None, actor).await
+            }
+            Ok(_) => {
+                let reason = "the lease on the resource was lost during the run".to_string();
+                self.finish_failed(task, reason, true, Some(DEFAULT_RETRY_DELAY), actor)
+                    .await
+            }
+            Err(err) => self.fail(task, err, actor).await,
+        }
+    }
+
+    /// No executor for the action (or no Azure clients): recorded and announced.
+    async fn not_automated(&self, task: &Task, dry_run: bool, actor: &str) -> Result<Settlement, Error> {
         let note = format!(
-            "no executor carries out {} yet; a person must do it{}",
+            "no executor carries out {} here; a person must do it{}",
             task.action,
             if dry_run { " (dry run: nothing would be changed automatically)" } else { "" }
         );
         self.announce(task, "not_automated", json!({ "note": note }))
             .await?;
-        match self
-            .journal
-            .not_automated(&task.message_id, &note, actor)
-            .await
-        {
+        match self.journal.not_automated(&task.message_id, &note, actor).await {
             Ok(_) => Ok(Settlement::complete(format!(
                 "task {} recorded as not automated",
                 task.message_id
             ))),
             Err(err) => already_moved_on(err, &task.message_id),
+        }
+    }
+
+    /// A preview that failed before a decision was asked: retried when retryable; otherwise
+    /// the task stays `received` and the reason is logged (no decision can be asked on it).
+    fn preview_failed(&self, task: &Task, err: ExecutorError) -> Settlement {
+        match err.kind() {
+            ExecutorErrorKind::Retryable => Settlement::Retry {
+                reason: format!("task {}: preview failed: {err}", task.message_id),
+                after: err.retry_after().unwrap_or(DEFAULT_RETRY_DELAY),
+            },
+            _ => Settlement::complete(format!(
+                "task {}: no decision can be asked, the preview failed for good: {err}",
+                task.message_id
+            )),
+        }
+    }
+
+    async fn fail(&self, task: &Task, err: ExecutorError, actor: &str) -> Result<Settlement, Error> {
+        let retryable = err.kind() == ExecutorErrorKind::Retryable;
+        let after = err.retry_after();
+        self.finish_failed(task, err.to_string(), retryable, after.or(Some(DEFAULT_RETRY_DELAY)), actor)
+            .await
+    }
+
+    /// Records a failed run; a retryable one gives the message back, a permanent one is
+    /// completed with the reason recorded (no poison loop).
+    async fn finish_failed(
+        &self,
+        task: &Task,
+        reason: String,
+        retryable: bool,
+        after: Option<Duration>,
+        actor: &str,
+    ) -> Result<Settlement, Error> {
+        self.journal
+            .finish(
+                &task.message_id,
+                RunOutcome::Failed { error: reason.clone(), retryable },
+                actor,
+            )
+            .await?;
+        if retryable {
+            Ok(Settlement::Retry {
+                reason: format!("task {}: {reason}", task.message_id),
+                after: after.unwrap_or(DEFAULT_RETRY_DELAY),
+            })
+        } else {
+            self.announce_after(task, "failed", json!({ "error": reason })).await;
+            Ok(Settlement::complete(format!("task {} failed: {reason}", task.message_id)))
         }
     }
 
@@ -400,6 +576,14 @@ impl Worker {
             .map_err(|err| Error::Transient(err.to_string()))
     }
 
+    /// A notice about an outcome already recorded: a failure to send it is logged (the
+    /// journal holds the outcome; redelivering the message would not run it again).
+    async fn announce_after(&self, task: &Task, kind: &str, detail: Value) {
+        if let Err(err) = self.announce(task, kind, detail).await {
+            tracing::warn!(message_id = %task.message_id, kind, error = %err, "notice not delivered; the journal holds the outcome");
+        }
+    }
+
     /// After a decision approved `entry`: the task (recorded in its preview) goes back on its
     /// queue under `{id}-approved`, so the worker that receives it carries it out. Repeating it
     /// is harmless (the derived id is deduplicated, the journal lets one run win).
@@ -438,7 +622,7 @@ pub fn pending_preview(task: &Task) -> Value {
         "task": task,
         "change": Value::Null,
         "summary": format!(
-            "{} on {}: no executor carries this action out yet; approving records it as not automated and tells the recipients",
+            "{} on {}: no executor carries this action out here; approving records it as not automated and tells the recipients",
             task.action, task.target
         ),
     })
@@ -457,5 +641,13 @@ fn already_moved_on(err: JournalError, id: &MessageId) -> Result<Settlement, Err
             "task {id} is {from} already; nothing more to do"
         ))),
         other => Err(other.into()),
+    }
+}
+
+async fn release(leases: Vec<HeldLease>) {
+    for lease in leases {
+        if let Err(err) = lease.release().await {
+            tracing::warn!(error = %err, "lease release failed; it lapses by itself");
+        }
     }
 }

@@ -2,8 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use defender_responder::config::SETTINGS;
-use defender_responder::functions::defender_alert;
+use defender_responder::config::{self, SETTINGS};
+use defender_responder::config::workers::SWEEP_SCHEDULE;
+use defender_responder::domain::Queue;
+use defender_responder::functions::{defender_alert, workers};
 use serde_json::Value;
 
 use crate::helpers::root;
@@ -24,7 +26,17 @@ fn every_function_folder_has_a_route_and_the_trigger_name_the_code_reads() {
         .collect();
     assert_eq!(
         folders,
-        BTreeSet::from([defender_alert::FUNCTION_NAME.to_string()])
+        BTreeSet::from(
+            [
+                defender_alert::FUNCTION_NAME,
+                workers::NOTIFICATION_WORKER,
+                workers::ISOLATION_WORKER,
+                workers::ROTATION_WORKER,
+                workers::DECISION,
+                workers::DECISION_SWEEPER,
+            ]
+            .map(str::to_string)
+        )
     );
     assert_eq!(
         defender_alert::ROUTE,
@@ -36,6 +48,40 @@ fn every_function_folder_has_a_route_and_the_trigger_name_the_code_reads() {
     let trigger = bindings.iter().find(|b| b["direction"] == "in").unwrap();
     assert_eq!(trigger["type"], "eventGridTrigger");
     assert_eq!(trigger["name"], defender_alert::TRIGGER);
+}
+
+#[test]
+fn the_workers_folders_trigger_on_the_queues_the_settings_name() {
+    for (queue, setting) in [
+        (Queue::Notification, config::QUEUE_NOTIFICATION),
+        (Queue::Isolation, config::QUEUE_ISOLATION),
+        (Queue::Rotation, config::QUEUE_ROTATION),
+    ] {
+        let name = workers::worker_function(queue);
+        let function = json_file(&format!("{name}/function.json"));
+        let trigger = &function["bindings"][0];
+        assert_eq!(trigger["type"], "serviceBusTrigger", "{name}");
+        assert_eq!(trigger["name"], workers::MESSAGE_BINDING, "{name}");
+        assert_eq!(trigger["connection"], "ServiceBusConnection", "{name}");
+        assert_eq!(trigger["queueName"], format!("%{setting}%"), "{name}");
+        assert!(SETTINGS.iter().any(|s| s.name == setting));
+    }
+    let decision = json_file(&format!("{}/function.json", workers::DECISION));
+    assert_eq!(decision["bindings"][0]["type"], "httpTrigger");
+    assert_eq!(decision["bindings"][0]["name"], "req");
+    assert_eq!(decision["bindings"][0]["route"], "decide");
+    assert_eq!(
+        defender_responder::approval::endpoint::ROUTE,
+        "/api/decide",
+        "the host serves the Decision function under /api/<route>"
+    );
+    assert_eq!(decision["bindings"][1]["type"], "http");
+    assert_eq!(decision["bindings"][1]["name"], "res");
+    let sweeper = json_file(&format!("{}/function.json", workers::DECISION_SWEEPER));
+    assert_eq!(sweeper["bindings"][0]["type"], "timerTrigger");
+    assert_eq!(sweeper["bindings"][0]["schedule"], format!("%{SWEEP_SCHEDULE}%"));
+    let host = json_file("host.json");
+    assert_eq!(host["extensions"]["serviceBus"]["autoCompleteMessages"], true);
 }
 
 #[test]

@@ -1,20 +1,36 @@
-//! App settings: every name the handler reads, read and validated once at start-up.
+//! App settings: every name the handler reads, read and validated once at start-up, one struct
+//! per area (server, store, queues, policy, identity, Service Bus) in `config/*.rs`.
+//!
+//! This module is a leaf: it depends on the domain and policy types it builds, never on the
+//! adapters that use it. Every setting is validated whenever it is set, whether or not the
+//! feature it tunes is in use, and every error names the setting.
+
+pub mod identity;
+pub mod policy;
+pub mod queues;
+pub mod server;
+pub mod service_bus;
+pub mod store;
 
 pub mod azure;
 
 use std::path::PathBuf;
 
-use ipnet::IpNet;
-
-use crate::adapters::service_bus::keys as sb;
-use crate::adapters::{QueueNames, ServiceBusSettings};
 use crate::error::Error;
-use crate::policy::file::parse_policy;
 use crate::policy::Policy;
 
 mod limits;
 pub mod workers;
+pub use identity::{IdentitySettings, IdentitySource, TokenEndpoint};
 pub use limits::*;
+pub use policy::{
+    DRY_RUN, NOTIFY_RECIPIENTS, OWNER_TAG, POLICY_FILE, SELF_OBJECT_IDS, TENANT_IDS,
+    TRUSTED_IP_RANGES,
+};
+pub use queues::{QueueNames, QUEUE_ISOLATION, QUEUE_NOTIFICATION, QUEUE_ROTATION};
+pub use server::{ServerSettings, DEFAULT_PORT, PORT};
+pub use service_bus::{BrokerFlavour, ServiceBusAuth, ServiceBusSettings};
+pub use store::{StoreSettings, DEFAULT_STORE_PATH, STORE_PATH};
 
 /// One app setting the handler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,60 +43,67 @@ pub struct Setting {
     pub description: &'static str,
 }
 
-/// Port the host tells the handler to listen on.
-pub const PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
-/// Path of the embedded SQLite store (queues when no Service Bus is set, and the alert ledger).
-pub const STORE_PATH: &str = "RESPONDER_STORE_PATH";
-/// Global dry run for containment tasks.
-pub const DRY_RUN: &str = "RESPONDER_DRY_RUN";
-/// The organisation's Entra tenant ids.
-pub const TENANT_IDS: &str = "RESPONDER_TENANT_IDS";
-/// Trusted address ranges.
-pub const TRUSTED_IP_RANGES: &str = "RESPONDER_TRUSTED_IP_RANGES";
-/// Who receives notifications.
-pub const NOTIFY_RECIPIENTS: &str = "RESPONDER_NOTIFY_RECIPIENTS";
-/// Tag naming a resource's owner.
-pub const OWNER_TAG: &str = "RESPONDER_OWNER_TAG";
-/// The responder's own identities (loop protection).
-pub const SELF_OBJECT_IDS: &str = "RESPONDER_SELF_OBJECT_IDS";
-/// Path of the optional policy file (JSON; see docs/policy.md).
-pub const POLICY_FILE: &str = "RESPONDER_POLICY_FILE";
-/// Name of the notification queue.
-pub const QUEUE_NOTIFICATION: &str = "RESPONDER_QUEUE_NOTIFICATION";
-/// Name of the isolation queue.
-pub const QUEUE_ISOLATION: &str = "RESPONDER_QUEUE_ISOLATION";
-/// Name of the rotation queue.
-pub const QUEUE_ROTATION: &str = "RESPONDER_QUEUE_ROTATION";
+/// How an area reads a setting: trimmed, `None` when unset or empty.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// The port used when the host sets none (running the handler by hand).
-pub const DEFAULT_PORT: u16 = 3000;
-/// The store path used when none is set.
-pub const DEFAULT_STORE_PATH: &str = ".responder/store.sqlite3";
+/// Settings the platform sets for the process; local.settings.json never lists them.
+pub const PLATFORM_SETTINGS: &[&str] = &[
+    PORT,
+    identity::PLATFORM_IDENTITY_ENDPOINT,
+    identity::PLATFORM_IDENTITY_HEADER,
+];
 
 /// Every setting the handler reads, for documentation and the drift tests.
 pub const SETTINGS: &[Setting] = &[
-    Setting { name: PORT, default: "3000", description: "Port to listen on (127.0.0.1); the Functions host sets it." },
-    Setting { name: STORE_PATH, default: DEFAULT_STORE_PATH, description: "SQLite file of the embedded queues and the alert ledger." },
-    Setting { name: DRY_RUN, default: "false", description: "true: containment tasks are published as dry runs (workers only report)." },
-    Setting { name: TENANT_IDS, default: "", description: "Comma-separated Entra tenant ids of the organisation." },
-    Setting { name: TRUSTED_IP_RANGES, default: "", description: "Comma-separated CIDR ranges the organisation trusts." },
-    Setting { name: NOTIFY_RECIPIENTS, default: "", description: "Comma-separated addresses that receive notifications." },
-    Setting { name: OWNER_TAG, default: "owner", description: "Resource tag that names a resource's owner." },
-    Setting { name: SELF_OBJECT_IDS, default: "", description: "Comma-separated object ids of the responder's own identities; alerts they cause are never acted on automatically." },
-    Setting { name: QUEUE_NOTIFICATION, default: "notification", description: "Name of the notification queue." },
-    Setting { name: QUEUE_ISOLATION, default: "isolation", description: "Name of the isolation queue." },
-    Setting { name: QUEUE_ROTATION, default: "rotation", description: "Name of the rotation queue." },
-    Setting { name: sb::CONNECTION, default: "", description: "Service Bus connection string (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...; UseDevelopmentEmulator=true for the emulator) or amqp://user:pass@host:port of a development broker. Any ServiceBusConnection* setting makes Service Bus the publisher instead of the embedded store." },
-    Setting { name: sb::NAMESPACE, default: "", description: "Service Bus namespace host (ns.servicebus.windows.net) for Entra ID: managed identity on Azure, the Azure CLI or azd sign-in locally. Used when ServiceBusConnection is unset." },
-    Setting { name: sb::CLIENT_ID, default: "", description: "Client id of the user-assigned managed identity to use with the namespace (empty: system-assigned)." },
-    Setting { name: sb::BROKER, default: "", description: "servicebus or rabbitmq: how queues are addressed and authorised. Empty: rabbitmq for an amqp:// URL, servicebus otherwise." },
-    Setting { name: sb::SESSIONS, default: "false", description: "true: each message's session id (group-id) is its task's target, for session-enabled queues." },
-    Setting { name: sb::TTL_SECONDS, default: "", description: "Message time-to-live in seconds. Empty: the queue's default." },
-    Setting { name: sb::CONNECT_TIMEOUT_SECONDS, default: "10", description: "Bound on opening the AMQP connection, in seconds." },
-    Setting { name: sb::SEND_TIMEOUT_SECONDS, default: "10", description: "Bound on sending one message until the broker accepts it, in seconds." },
-    Setting { name: sb::MAX_MESSAGE_BYTES, default: "262144", description: "Largest task body sent; a larger one is a permanent failure (Standard tier: 256 KiB)." },
-    Setting { name: sb::LINKS_PER_QUEUE, default: "8", description: "Sender links per queue (1 to 64): how many messages to one queue are in flight at once." },
-    Setting { name: POLICY_FILE, default: "", description: "Path of the JSON policy file (automation modes, known principals, owners, trusted networks); the other RESPONDER_* policy settings are applied on top of it." },
+    server::SETTINGS[0],
+    store::SETTINGS[0],
+    policy::SETTINGS[0],
+    policy::SETTINGS[1],
+    policy::SETTINGS[2],
+    policy::SETTINGS[3],
+    policy::SETTINGS[4],
+    policy::SETTINGS[5],
+    queues::SETTINGS[0],
+    queues::SETTINGS[1],
+    queues::SETTINGS[2],
+    service_bus::SETTINGS[0],
+    service_bus::SETTINGS[1],
+    service_bus::SETTINGS[2],
+    service_bus::SETTINGS[3],
+    service_bus::SETTINGS[4],
+    service_bus::SETTINGS[5],
+    service_bus::SETTINGS[6],
+    service_bus::SETTINGS[7],
+    service_bus::SETTINGS[8],
+    service_bus::SETTINGS[9],
+    identity::SETTINGS[0],
+    identity::SETTINGS[1],
+    identity::SETTINGS[2],
+    identity::SETTINGS[3],
+    policy::SETTINGS[6],
+    limits::LIMIT_SETTINGS[0],
+    limits::LIMIT_SETTINGS[1],
+    limits::LIMIT_SETTINGS[2],
+    limits::LIMIT_SETTINGS[3],
+    limits::LIMIT_SETTINGS[4],
+    limits::LIMIT_SETTINGS[5],
+    workers::SETTINGS[0],
+    workers::SETTINGS[1],
+    workers::SETTINGS[2],
+    workers::SETTINGS[3],
+    workers::SETTINGS[4],
+    workers::SETTINGS[5],
+    workers::SETTINGS[6],
+    workers::SETTINGS[7],
+    workers::SETTINGS[8],
+    workers::SETTINGS[9],
+    workers::SETTINGS[10],
+    workers::SETTINGS[11],
+    workers::SETTINGS[12],
+    workers::SETTINGS[13],
+    workers::SETTINGS[14],
+    workers::SETTINGS[15],
+    workers::SETTINGS[16],
 ];
 
 /// The validated configuration.
@@ -94,6 +117,8 @@ pub struct Config {
     pub queue_names: QueueNames,
     /// The response policy.
     pub policy: Policy,
+    /// Where Entra ID tokens come from, for every client that signs in.
+    pub identity: IdentitySettings,
     /// Service Bus, when any `ServiceBusConnection*` setting is present; `None`: the embedded
     /// store is the publisher.
     pub service_bus: Option<ServiceBusSettings>,
@@ -116,44 +141,21 @@ impl Config {
                 .map(|value| value.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let port = match get(PORT) {
-            Some(text) => text
-                .parse::<u16>()
-                .map_err(|_| Error::Config(format!("{PORT}={text:?} is not a port number")))?,
-            None => DEFAULT_PORT,
-        };
-        let queue = |name: &str, default: &str| -> Result<String, Error> {
-            let value = get(name).unwrap_or_else(|| default.to_string());
-            // Service Bus entity names: letters, digits, '.', '-', '_' and '/', up to 260.
-            let valid = value.len() <= 260
-                && value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
-            if valid {
-                Ok(value)
-            } else {
-                Err(Error::Config(format!(
-                    "{name}={value:?} is not a valid queue name"
-                )))
-            }
-        };
-        let queue_names = QueueNames {
-            notification: queue(QUEUE_NOTIFICATION, "notification")?,
-            isolation: queue(QUEUE_ISOLATION, "isolation")?,
-            rotation: queue(QUEUE_ROTATION, "rotation")?,
-        };
-        let policy = policy_from(&get, |path| std::fs::read_to_string(path))?;
-        let service_bus = ServiceBusSettings::from_lookup(&get, queue_names.clone())?;
-        let store_path = get(STORE_PATH)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
-        let workers = workers::WorkerSettings::from_lookup(&get, &store_path)?;
+        let server = ServerSettings::from_lookup(&get)?;
+        let store = StoreSettings::from_lookup(&get)?;
+        let queue_names = QueueNames::from_lookup(&get)?;
+        let policy = policy::policy_from_lookup(&get, |path| std::fs::read_to_string(path))?;
+        let identity = IdentitySettings::from_lookup(&get)?;
+        let service_bus =
+            ServiceBusSettings::from_parts(&get, queue_names.clone(), identity.clone())?;
+        let workers = workers::WorkerSettings::from_lookup(&get, &store.path)?;
         let limits = Limits::from_lookup(&get)?;
         Ok(Config {
-            port,
-            store_path,
+            port: server.port,
+            store_path: store.path,
             queue_names,
             policy,
+            identity,
             service_bus,
             workers,
             limits,
@@ -161,55 +163,8 @@ impl Config {
     }
 }
 
-/// Builds the policy: the policy file (when `RESPONDER_POLICY_FILE` names one), then the
-/// `RESPONDER_*` app settings on top. Lists from settings are added to the file's; a set
-/// `RESPONDER_DRY_RUN` or `RESPONDER_OWNER_TAG` replaces the file's value.
-fn policy_from(
-    get: &dyn Fn(&str) -> Option<String>,
-    read: impl Fn(&str) -> std::io::Result<String>,
-) -> Result<Policy, Error> {
-    let mut policy = match get(POLICY_FILE) {
-        Some(path) => {
-            let text = read(&path).map_err(|err| {
-                Error::Config(format!("{POLICY_FILE}={path:?}: cannot read: {err}"))
-            })?;
-            parse_policy(&text)
-                .map_err(|problems| Error::Config(format!("{POLICY_FILE}={path:?}: {problems}")))?
-        }
-        None => Policy::default(),
-    };
-    if let Some(dry_run) = parse_bool(DRY_RUN, get(DRY_RUN))? {
-        policy.dry_run = dry_run;
-    }
-    let extend = |into: &mut Vec<String>, items: Vec<String>| {
-        for item in items {
-            if !into.iter().any(|have| have.eq_ignore_ascii_case(&item)) {
-                into.push(item);
-            }
-        }
-    };
-    extend(
-        &mut policy.tenant_ids,
-        list(get(TENANT_IDS))
-            .into_iter()
-            .map(|t| t.to_ascii_lowercase())
-            .collect(),
-    );
-    for range in list(get(TRUSTED_IP_RANGES)) {
-        let range = parse_range(&range)?;
-        if !policy.trusted_ip_ranges.contains(&range) {
-            policy.trusted_ip_ranges.push(range);
-        }
-    }
-    extend(&mut policy.notify_recipients, list(get(NOTIFY_RECIPIENTS)));
-    if let Some(tag) = get(OWNER_TAG) {
-        policy.owner_tag = tag;
-    }
-    extend(&mut policy.self_object_ids, list(get(SELF_OBJECT_IDS)));
-    Ok(policy)
-}
-
-fn list(value: Option<String>) -> Vec<String> {
+/// A comma- (or semicolon-) separated list, trimmed, without empty entries.
+pub(crate) fn list(value: Option<String>) -> Vec<String> {
     value
         .map(|text| {
             text.split([',', ';'])
@@ -227,19 +182,11 @@ pub fn parse_bool(name: &str, value: Option<String>) -> Result<Option<bool>, Err
         None => Ok(None),
         Some("true" | "1" | "yes" | "on") => Ok(Some(true)),
         Some("false" | "0" | "no" | "off") => Ok(Some(false)),
-        Some(_) => Err(Error::Config(format!(
+        Some(_) => Err(Error::configuration(format!(
             "{name}={:?} is not a boolean (true or false)",
             value.unwrap_or_default()
         ))),
     }
-}
-
-fn parse_range(text: &str) -> Result<IpNet, Error> {
-    crate::policy::file::parse_range(text).ok_or_else(|| {
-        Error::Config(format!(
-            "{TRUSTED_IP_RANGES}: {text:?} is not a CIDR range or an address"
-        ))
-    })
 }
 
 #[cfg(test)]
@@ -308,11 +255,82 @@ mod tests {
     fn lists_and_ranges_parse() {
         let config = config(&[
             (TRUSTED_IP_RANGES, "10.0.0.0/8; 192.0.2.7"),
-            (TENANT_IDS, "ABC, def"),
+            (
+                TENANT_IDS,
+                "C0506A98-9C27-4B6A-9A14-0CC99837071D, 11111111-2222-3333-4444-555555555555",
+            ),
         ])
         .unwrap();
         assert_eq!(config.policy.trusted_ip_ranges.len(), 2);
-        assert_eq!(config.policy.tenant_ids, vec!["abc", "def"]);
+        assert_eq!(
+            config.policy.tenant_ids,
+            vec![
+                "c0506a98-9c27-4b6a-9a14-0cc99837071d",
+                "11111111-2222-3333-4444-555555555555"
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_that_are_not_guids_fail_start_up_naming_the_setting() {
+        let err = config(&[(TENANT_IDS, "contoso.onmicrosoft.com")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RESPONDER_TENANT_IDS: \"contoso.onmicrosoft.com\" is not a GUID"),
+            "{err}"
+        );
+        let err = config(&[(SELF_OBJECT_IDS, "me")]).unwrap_err().to_string();
+        assert!(err.contains("RESPONDER_SELF_OBJECT_IDS"), "{err}");
+        let err = config(&[("ServiceBusConnection__clientId", "my-identity")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ServiceBusConnection__clientId"), "{err}");
+    }
+
+    #[test]
+    fn service_bus_settings_are_validated_without_a_connection() {
+        for (name, value) in [
+            ("RESPONDER_SB_SESSIONS", "maybe"),
+            ("RESPONDER_SB_BROKER", "kafka"),
+            ("RESPONDER_SB_MESSAGE_TTL_SECONDS", "-1"),
+            ("RESPONDER_SB_CONNECT_TIMEOUT_SECONDS", "soon"),
+            ("RESPONDER_SB_SEND_TIMEOUT_SECONDS", "0"),
+            ("RESPONDER_SB_MAX_MESSAGE_BYTES", "0"),
+            ("RESPONDER_SB_LINKS_PER_QUEUE", "65"),
+            ("RESPONDER_IDENTITY", "magic"),
+            ("RESPONDER_IDENTITY_ENDPOINT", "not a url"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::Configuration);
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_area_setting_is_listed_once() {
+        let areas = [
+            server::SETTINGS,
+            store::SETTINGS,
+            policy::SETTINGS,
+            queues::SETTINGS,
+            service_bus::SETTINGS,
+            identity::SETTINGS,
+            limits::LIMIT_SETTINGS,
+            workers::SETTINGS,
+        ];
+        let from_areas: Vec<&str> = areas
+            .iter()
+            .flat_map(|a| a.iter().map(|s| s.name))
+            .collect();
+        let mut listed: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        assert_eq!(listed.len(), from_areas.len());
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(listed.len(), from_areas.len(), "a setting is listed twice");
+        for name in from_areas {
+            assert!(listed.contains(&name), "{name} is missing from SETTINGS");
+        }
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub mod services;
 pub mod state;
 pub mod workers;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::json;
@@ -32,28 +34,12 @@ use crate::state::AppState;
 
 /// The HTTP application: one route per function folder, the webhook, and the host's probe.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    functions::router()
         .route("/", get(readiness))
-        .route(
-            functions::defender_alert::ROUTE,
-            post(functions::defender_alert::invoke),
-        )
         .route(
             functions::webhook::ROUTE,
             post(functions::webhook::deliver).options(functions::webhook::options),
         )
-        .route(
-            "/NotificationWorker",
-            post(functions::workers::notification),
-        )
-        .route("/IsolationWorker", post(functions::workers::isolation))
-        .route("/RotationWorker", post(functions::workers::rotation))
-        .route(
-            "/Decision",
-            post(functions::workers::decision)
-                .layer(DefaultBodyLimit::max(4 * approval::endpoint::MAX_FORM_BYTES)),
-        )
-        .route("/DecisionSweeper", post(functions::workers::sweep))
         .route(
             approval::endpoint::ROUTE,
             any(functions::workers::decide_route)
@@ -64,7 +50,18 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The host polls `GET /` until it answers; any answer means ready.
-async fn readiness() -> Json<serde_json::Value> {
-    Json(json!({"status": "ready", "service": "defender-responder"}))
+/// `GET /`: 200 when the publisher's last check or publish succeeded, 503 naming the fault
+/// (a missing queue, a refused password) otherwise. The Functions host polls this until it
+/// gets any HTTP answer and counts a 503 as started too, so a fault never keeps the app from
+/// starting: invocations then get retryable replies until it is fixed, and monitoring sees
+/// the 503 with the reason.
+async fn readiness(State(state): State<AppState>) -> Response {
+    match state.publisher.readiness() {
+        Ok(()) => Json(json!({"status": "ready", "service": "defender-responder"})).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "service": "defender-responder", "reason": reason})),
+        )
+            .into_response(),
+    }
 }

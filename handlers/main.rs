@@ -23,6 +23,9 @@ use defender_responder::state::AppState;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
 
+/// How long the start-up check of the broker waits before trying again after a failure.
+const STARTUP_CHECK_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, None | Some(Command::Serve));
@@ -124,15 +127,25 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Some(settings) => {
             let broker = settings.describe();
             let publisher = Arc::new(ServiceBusPublisher::new(settings.clone()));
-            // Connect in the background so the first invocation finds the links attached;
-            // readiness never waits for the broker, and a failure here is only logged (the
-            // next publish connects again).
+            // Connect in the background so the first invocation finds the links attached and
+            // a missing queue, role or password is reported at start-up. Readiness never waits
+            // for the broker (the host needs an answer within its start-up timeout); it reports
+            // the fault until a check or a publish succeeds, and the check repeats meanwhile.
             let warm = publisher.clone();
             tokio::spawn(async move {
-                match warm.connect_now().await {
-                    Ok(()) => tracing::info!("Service Bus connected; sender links attached."),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "Service Bus is not reachable yet; publishes will retry.")
+                loop {
+                    match warm.connect_now().await {
+                        Ok(()) => {
+                            tracing::info!("Service Bus connected; sender links attached and every queue found.");
+                            break;
+                        }
+                        Err(err) => {
+                            defender_responder::invoke::log_failure(
+                                "Service Bus start-up check",
+                                &err,
+                            );
+                            tokio::time::sleep(STARTUP_CHECK_RETRY).await;
+                        }
                     }
                 }
             });

@@ -486,13 +486,10 @@ impl EmbeddedStore {
             Ok(results) => results,
             Err(err) => {
                 // The whole group failed (store lost, commit failed): each write fails with it.
-                let reason = match &err {
-                    Error::Transient(reason) => reason.clone(),
-                    other => other.to_string(),
-                };
+                let (kind, reason) = (err.kind(), err.message().to_string());
                 tickets
                     .into_iter()
-                    .map(|ticket| (ticket, Err(Error::Transient(reason.clone()))))
+                    .map(|ticket| (ticket, Err(Error::new(kind, reason.clone()))))
                     .collect()
             }
         }

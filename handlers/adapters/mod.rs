@@ -2,14 +2,16 @@
 
 mod claims;
 mod embedded_store;
+pub mod identity;
 mod memory_ledger;
 pub mod service_bus;
 
 use std::sync::Arc;
 
-use crate::domain::{AlertStatus, Queue, Task};
+use crate::domain::{AlertStatus, Task};
 use crate::error::Error;
 
+pub use crate::config::QueueNames;
 pub use claims::{ClaimGuard, Claims};
 pub use embedded_store::{
     DeadLetteredMessage, EmbeddedStore, LockToken, QueueOptions, ReceivedMessage, StoredMessage,
@@ -26,6 +28,12 @@ pub trait Publisher: Send + Sync {
     async fn publish(&self, tasks: &[Task]) -> Result<(), Error>;
     /// Short name for logs ("embedded", "service_bus").
     fn name(&self) -> &'static str;
+    /// What the readiness probe reports: `Err` with the fault seen by the last check or
+    /// publish (a missing queue, a refused password), `Ok` otherwise. Answers from memory,
+    /// never by calling the broker (the host polls it every 25 ms at start-up).
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What the responder remembers of an alert it has seen.
@@ -57,43 +65,6 @@ pub trait AlertLedger: Send + Sync {
     ) -> Result<(), Error>;
     /// The alerts some delivery of this process is handling right now.
     fn claims(&self) -> &Claims;
-}
-
-/// The queue names tasks are published under (configurable for Service Bus).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueNames {
-    /// Name of the notification queue.
-    pub notification: String,
-    /// Name of the isolation queue.
-    pub isolation: String,
-    /// Name of the rotation queue.
-    pub rotation: String,
-}
-
-impl QueueNames {
-    /// Names every queue with `name` (e.g. a prefix per test run).
-    pub fn from_fn(name: impl Fn(Queue) -> String) -> Self {
-        QueueNames {
-            notification: name(Queue::Notification),
-            isolation: name(Queue::Isolation),
-            rotation: name(Queue::Rotation),
-        }
-    }
-
-    /// The configured name of a queue.
-    pub fn name(&self, queue: Queue) -> &str {
-        match queue {
-            Queue::Notification => &self.notification,
-            Queue::Isolation => &self.isolation,
-            Queue::Rotation => &self.rotation,
-        }
-    }
-}
-
-impl Default for QueueNames {
-    fn default() -> Self {
-        QueueNames::from_fn(|queue| queue.as_str().to_string())
-    }
 }
 
 /// Shared handles to the adapters.

@@ -1,23 +1,18 @@
 //! `POST /DefenderAlert`: the Event Grid-triggered function, called by the Functions host with
 //! the invocation payload; the event arrives as a JSON object or as a JSON string holding one.
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
+use axum::routing::{post, MethodRouter};
 use serde_json::Value;
 use tracing::Instrument;
 
 use std::sync::Arc;
 
-use super::{
-    bounded, incomplete, read_body, BodyReadError, REPLY_MAX_REASON_BYTES, REPLY_MAX_TASKS,
-    REPLY_MAX_WARNINGS,
-};
-use crate::decode::{decode_event, InboundEvent, MAX_INVOCATION_BYTES};
+use super::{bounded, REPLY_MAX_REASON_BYTES, REPLY_MAX_TASKS, REPLY_MAX_WARNINGS};
+use crate::decode::decode_event;
 use crate::error::Error;
-use crate::invoke::{InvokeRequest, InvokeResponse};
+use crate::invoke::{reply, Invocation, InvokeResponse};
 use crate::pipeline::EventReport;
 use crate::state::AppState;
 
@@ -28,68 +23,45 @@ pub const FUNCTION_NAME: &str = "DefenderAlert";
 /// The trigger binding's name in `DefenderAlert/function.json`.
 pub const TRIGGER: &str = "event";
 
+/// The method router of this function (see [`super::FUNCTIONS`]).
+pub fn handler() -> MethodRouter<AppState> {
+    post(invoke)
+}
+
 /// Handles one invocation: exactly one Event Grid event.
-pub async fn invoke(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let invocation_id = headers
-        .get("x-azure-functions-invocationid")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    let span =
-        tracing::info_span!("invocation", function = FUNCTION_NAME, invocation_id = %invocation_id);
+pub async fn invoke(State(state): State<AppState>, invocation: Invocation) -> Response {
+    let span = invocation.span(FUNCTION_NAME);
     async move {
-        let body = match read_body(body, MAX_INVOCATION_BYTES).await {
-            Ok(body) => body,
-            // The host would redeliver the same oversize payload: acknowledge, never loop.
-            Err(BodyReadError::TooLarge(reason)) => return acknowledge_bad_input(reason),
-            // A body that did not arrive is not the event's fault: non-2xx, the host retries.
-            Err(BodyReadError::Incomplete(reason)) => return incomplete(reason),
-        };
-        // Parsing and decoding a multi-megabyte invocation is CPU work: off the async workers.
+        let request = invocation.request;
+        // Decoding a multi-megabyte event is CPU work: off the async workers.
         let decoded = state
             .pipeline
-            .run_cpu(move || decode_invocation(&body))
+            .run_cpu(move || {
+                request
+                    .binding(TRIGGER)
+                    .map(|event| decode_event(event, 0))
+                    .ok_or_else(|| format!("invocation payload has no Data.{TRIGGER} binding"))
+            })
             .await;
         let event = match decoded {
             Ok(Ok(event)) => Arc::new(event),
             // A payload the host would send again unchanged: acknowledge, never loop.
-            Ok(Err(reason)) => return acknowledge_bad_input(reason),
-            Err(err) => return failed(&err, "-"),
+            Ok(Err(reason)) => return reply("invocation", Err(Error::bad_input(reason))),
+            Err(err) => return reply("invocation", Err(err)),
         };
-        match state
+        let subject = format!("event {}", event.event_id);
+        let result = state
             .pipeline
-            .handle(event.clone(), &state.ledger, &state.publisher)
+            .handle(event, &state.ledger, &state.publisher)
             .await
-        {
-            Ok(report) => {
+            .map(|report| {
                 log_report(&report);
-                let logs = vec![summary_line(&report)];
-                let return_value = reply_value(&report);
-                (
-                    StatusCode::OK,
-                    Json(InvokeResponse {
-                        logs,
-                        return_value,
-                        ..Default::default()
-                    }),
-                )
-                    .into_response()
-            }
-            Err(err) => failed(&err, &event.event_id),
-        }
+                InvokeResponse::new(summary_line(&report), reply_value(&report))
+            });
+        reply(&subject, result)
     }
     .instrument(span)
     .await
-}
-
-/// The host's payload decoded into the one event it carries, or why it cannot be.
-fn decode_invocation(body: &[u8]) -> Result<InboundEvent, String> {
-    let request: InvokeRequest = serde_json::from_slice(body)
-        .map_err(|err| format!("invocation payload is not the host's JSON shape: {err}"))?;
-    let event = request
-        .binding(TRIGGER)
-        .ok_or_else(|| format!("invocation payload has no Data.{TRIGGER} binding"))?;
-    Ok(decode_event(event, 0))
 }
 
 /// The `ReturnValue`: the event's report with at most [`REPLY_MAX_TASKS`] tasks and
@@ -117,39 +89,6 @@ fn reply_value(report: &EventReport) -> Value {
     }
     value
 }
-
-fn failed(err: &Error, event_id: &str) -> Response {
-    let status = err.status_code();
-    // Logs in a non-2xx reply are discarded by the host: write them to stderr too.
-    if err.is_retryable() {
-        tracing::error!(event_id = %event_id, error = %err, "Invocation failed; the platform will redeliver.");
-    } else {
-        tracing::warn!(event_id = %event_id, error = %err, "Invocation failed permanently; acknowledged.");
-    }
-    let logs = vec![format!("event {event_id}: {err}")];
-    (
-        status,
-        Json(InvokeResponse {
-            logs,
-            ..Default::default()
-        }),
-    )
-        .into_response()
-}
-
-fn acknowledge_bad_input(reason: String) -> Response {
-    tracing::warn!(reason = %reason, "Invocation payload rejected; acknowledged so it is not redelivered.");
-    let logs = vec![format!("rejected: {reason}")];
-    (
-        StatusCode::OK,
-        Json(InvokeResponse {
-            logs,
-            ..Default::default()
-        }),
-    )
-        .into_response()
-}
-
 /// Logs one event's outcome in the project's log style.
 pub(crate) fn log_report(report: &EventReport) {
     let alert_id = report

@@ -1,5 +1,8 @@
-//! One module per HTTP entry point: the `DefenderAlert` function and the direct webhook, and
-//! what they share: reading a bounded body and keeping replies small.
+//! One module per HTTP entry point, and the one list of the app's functions: each function
+//! folder (`<Name>/function.json`) has one entry here, which builds its route and which the
+//! manifest test checks against the folder. Adding a function is its folder, its module and
+//! one line in [`FUNCTIONS`].
+//! Also what the HTTP entry points share: reading a bounded body and keeping replies small.
 
 pub mod defender_alert;
 pub mod webhook;
@@ -8,10 +11,92 @@ pub mod workers;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::MethodRouter;
+use axum::{Json, Router};
 use serde_json::json;
 
 use crate::server::BodyTimeout;
+use crate::state::AppState;
+
+/// The connection setting every Service Bus trigger names (`connection` in function.json).
+pub const SERVICE_BUS_CONNECTION: &str = "ServiceBusConnection";
+
+/// The trigger of a function, as function.json types it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// `eventGridTrigger`: one event per invocation; Metadata is skipped unparsed.
+    EventGrid,
+    /// `serviceBusTrigger` on a queue named by an app setting, connection
+    /// [`SERVICE_BUS_CONNECTION`]; Metadata is [`crate::invoke::ServiceBusMetadata`].
+    ServiceBus,
+    /// `httpTrigger` without forwarding, answered through the `res` output binding.
+    Http,
+    /// `timerTrigger` on a schedule named by an app setting (`%SETTING%`).
+    Timer,
+}
+
+impl Trigger {
+    /// The binding `type` in function.json.
+    pub fn binding_type(self) -> &'static str {
+        match self {
+            Trigger::EventGrid => "eventGridTrigger",
+            Trigger::ServiceBus => "serviceBusTrigger",
+            Trigger::Http => "httpTrigger",
+            Trigger::Timer => "timerTrigger",
+        }
+    }
+}
+
+/// One function of the app: what its folder declares and what serves it.
+#[derive(Clone, Copy)]
+pub struct Function {
+    /// The folder name, which is also the route the host posts invocations to.
+    pub name: &'static str,
+    /// The trigger type.
+    pub trigger: Trigger,
+    /// The trigger binding's `name`.
+    pub binding: &'static str,
+    /// For a Service Bus trigger: the app setting its `queueName` refers to (`%SETTING%`).
+    pub queue_setting: Option<&'static str>,
+    /// The handler: the method router serving `/<name>`.
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+impl Function {
+    /// The route the host posts this function's invocations to.
+    pub fn route(&self) -> String {
+        format!("/{}", self.name)
+    }
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function")
+            .field("name", &self.name)
+            .field("trigger", &self.trigger)
+            .field("binding", &self.binding)
+            .field("queue_setting", &self.queue_setting)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every function of the app, one line each.
+#[rustfmt::skip]
+pub const FUNCTIONS: &[Function] = &[
+    Function { name: defender_alert::FUNCTION_NAME, trigger: Trigger::EventGrid, binding: defender_alert::TRIGGER, queue_setting: None, handler: defender_alert::handler },
+    Function { name: workers::NOTIFICATION_WORKER, trigger: Trigger::ServiceBus, binding: workers::MESSAGE_BINDING, queue_setting: Some(crate::config::QUEUE_NOTIFICATION), handler: workers::notification_handler },
+    Function { name: workers::ISOLATION_WORKER, trigger: Trigger::ServiceBus, binding: workers::MESSAGE_BINDING, queue_setting: Some(crate::config::QUEUE_ISOLATION), handler: workers::isolation_handler },
+    Function { name: workers::ROTATION_WORKER, trigger: Trigger::ServiceBus, binding: workers::MESSAGE_BINDING, queue_setting: Some(crate::config::QUEUE_ROTATION), handler: workers::rotation_handler },
+    Function { name: workers::DECISION, trigger: Trigger::Http, binding: workers::REQUEST_BINDING, queue_setting: None, handler: workers::decision_handler },
+    Function { name: workers::DECISION_SWEEPER, trigger: Trigger::Timer, binding: workers::TIMER_BINDING, queue_setting: None, handler: workers::sweeper_handler },
+];
+
+/// The routes of every function in [`FUNCTIONS`].
+pub fn router() -> Router<AppState> {
+    FUNCTIONS.iter().fold(Router::new(), |router, function| {
+        router.route(&function.route(), (function.handler)())
+    })
+}
 
 /// How many event reports a webhook reply lists (the counts cover every event).
 pub const REPLY_MAX_EVENTS: usize = 100;

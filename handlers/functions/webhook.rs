@@ -173,7 +173,7 @@ pub async fn deliver(State(state): State<AppState>, headers: HeaderMap, body: Bo
                 } else {
                     "rejected"
                 };
-                tracing::error!(event_id = %event.event_id, error = %err, "Event failed.");
+                crate::invoke::log_failure(&format!("event {}", event.event_id), &err);
                 if err.is_retryable() {
                     reply.retry.push(event.event_id.clone());
                 }

@@ -8,13 +8,19 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
+use axum::routing::{post, MethodRouter};
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use crate::approval::endpoint::{self, DecisionRequest, DecisionResponse};
 use crate::approval::{DecisionLink, LinkParams};
 use crate::domain::Queue;
+use crate::error::Error;
+use crate::invoke::{
+    reply, HttpMetadata, HttpRequestData, Invocation, InvokeResponse, ServiceBusMetadata,
+    HTTP_OUTPUT,
+};
 use crate::journal::TaskState;
 use crate::state::AppState;
 use crate::workers::{sweeper, Settlement};
@@ -32,6 +38,10 @@ pub const DECISION_SWEEPER: &str = "DecisionSweeper";
 
 /// The Service Bus trigger's binding name in the workers' function.json.
 pub const MESSAGE_BINDING: &str = "message";
+/// The `Decision` httpTrigger's binding name.
+pub const REQUEST_BINDING: &str = "req";
+/// The `DecisionSweeper` timer's binding name.
+pub const TIMER_BINDING: &str = "timer";
 
 /// The worker function of a queue.
 pub fn worker_function(queue: Queue) -> &'static str {
@@ -42,85 +52,66 @@ pub fn worker_function(queue: Queue) -> &'static str {
     }
 }
 
-/// `POST /NotificationWorker`.
-pub async fn notification(State(state): State<AppState>, body: Bytes) -> Response {
-    service_bus(state, Queue::Notification, &body).await
-}
-
-/// `POST /IsolationWorker`.
-pub async fn isolation(State(state): State<AppState>, body: Bytes) -> Response {
-    service_bus(state, Queue::Isolation, &body).await
-}
-
-/// `POST /RotationWorker`.
-pub async fn rotation(State(state): State<AppState>, body: Bytes) -> Response {
-    service_bus(state, Queue::Rotation, &body).await
-}
-
-fn reply(status: StatusCode, logs: Vec<String>, outputs: Value, return_value: Value) -> Response {
-    (
-        status,
-        Json(json!({"Outputs": outputs, "Logs": logs, "ReturnValue": return_value})),
-    )
-        .into_response()
-}
-
-/// A Metadata scalar: the host double-encodes strings (`"\"id\""`) and sends numbers as text.
-fn metadata_text(metadata: &Map<String, Value>, key: &str) -> Option<String> {
-    let value = metadata
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(key))?
-        .1;
-    let text = value.as_str()?;
-    Some(match serde_json::from_str::<Value>(text) {
-        Ok(Value::String(inner)) => inner,
-        _ => text.to_string(),
+/// The route of `NotificationWorker`.
+pub fn notification_handler() -> MethodRouter<AppState> {
+    post(|State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
+        service_bus(state, Queue::Notification, invocation).await
     })
 }
 
-fn object<'a>(value: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
-    value
-        .as_object()?
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(key))?
-        .1
-        .as_object()
+/// The route of `IsolationWorker`.
+pub fn isolation_handler() -> MethodRouter<AppState> {
+    post(|State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
+        service_bus(state, Queue::Isolation, invocation).await
+    })
 }
 
-async fn service_bus(state: AppState, queue: Queue, body: &[u8]) -> Response {
+/// The route of `RotationWorker`.
+pub fn rotation_handler() -> MethodRouter<AppState> {
+    post(|State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
+        service_bus(state, Queue::Rotation, invocation).await
+    })
+}
+
+/// The route of `Decision`.
+pub fn decision_handler() -> MethodRouter<AppState> {
+    post(decision)
+}
+
+/// The route of `DecisionSweeper`.
+pub fn sweeper_handler() -> MethodRouter<AppState> {
+    post(sweep)
+}
+
+/// One Service Bus delivery: 2xx completes it, 503 gives it back (abandon, redelivery).
+async fn service_bus(
+    state: AppState,
+    queue: Queue,
+    invocation: Invocation<ServiceBusMetadata>,
+) -> Response {
+    let metadata = &invocation.request.metadata;
+    let message_id = metadata.message_id.clone().unwrap_or_default();
+    let delivery = metadata.delivery_count.unwrap_or(0);
+    let subject = format!("{} message {message_id} (delivery {delivery})", queue.as_str());
     let Some(worker) = state.worker.clone() else {
-        let reason = "the workers are not configured on this instance (the journal could not be opened at start-up)";
-        tracing::error!(queue = queue.as_str(), reason, "worker: message given back");
-        return reply(StatusCode::SERVICE_UNAVAILABLE, vec![reason.into()], json!({}), Value::Null);
+        return reply(
+            &subject,
+            Err(Error::configuration(
+                "the workers are not configured on this instance",
+            )),
+        );
     };
-    let invocation: Value = match serde_json::from_slice(body) {
-        Ok(value) => value,
-        Err(err) => {
-            let reason = format!("the invocation is not JSON: {err}");
-            tracing::warn!(%reason, "worker: invocation refused");
-            return reply(StatusCode::BAD_REQUEST, vec![reason], json!({}), Value::Null);
+    let settlement = match invocation.request.binding(MESSAGE_BINDING) {
+        Some(message) => {
+            worker
+                .process(queue, message)
+                .instrument(invocation.span(worker_function(queue)))
+                .await
         }
-    };
-    let data = object(&invocation, "Data").cloned().unwrap_or_default();
-    let message = data
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(MESSAGE_BINDING))
-        .or_else(|| (data.len() == 1).then(|| data.iter().next()).flatten())
-        .map(|(_, value)| value.clone());
-    let metadata = object(&invocation, "Metadata").cloned().unwrap_or_default();
-    let delivery = metadata_text(&metadata, "DeliveryCount").unwrap_or_default();
-    let message_id = metadata_text(&metadata, "MessageId").unwrap_or_default();
-    let settlement = match message {
-        Some(message) => worker.process(queue, &message).await,
         None => Settlement::Reject {
             reason: format!("the invocation has no Data.{MESSAGE_BINDING}"),
         },
     };
-    let log = format!(
-        "{} message {message_id} (delivery {delivery}): {}",
-        queue.as_str(),
-        settlement.describe()
-    );
     let report = json!({
         "queue": queue.as_str(),
         "message_id": message_id,
@@ -128,17 +119,18 @@ async fn service_bus(state: AppState, queue: Queue, body: &[u8]) -> Response {
         "retry": settlement.is_retry(),
         "outcome": settlement.describe(),
     });
+    let log = format!("{subject}: {}", settlement.describe());
     match settlement {
-        Settlement::Retry { .. } => {
-            tracing::warn!(%log, "worker: message given back for redelivery");
-            reply(StatusCode::SERVICE_UNAVAILABLE, vec![log], json!({}), report)
-        }
+        Settlement::Retry { reason, after } => reply(
+            &subject,
+            Err(Error::transient(reason).with_retry_after(after)),
+        ),
         Settlement::Reject { .. } => {
             // Completed with the reason logged: redelivering it would fail the same way.
             tracing::error!(%log, "worker: message is not a task; completed");
-            reply(StatusCode::OK, vec![log], json!({}), report)
+            reply(&subject, Ok(InvokeResponse::new(log, report)))
         }
-        Settlement::Complete { .. } => reply(StatusCode::OK, vec![log], json!({}), report),
+        Settlement::Complete { .. } => reply(&subject, Ok(InvokeResponse::new(log, report))),
     }
 }
 
@@ -191,57 +183,26 @@ pub async fn decide_route(
 
 /// `POST /Decision`: the host's `Data.req` (Method, Url, Headers, Body) mapped to the
 /// decision endpoint; the page goes back as the `res` output binding.
-pub async fn decision(State(state): State<AppState>, body: Bytes) -> Response {
-    let invocation: Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
-        Err(err) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                vec![format!("the invocation is not JSON: {err}")],
-                json!({}),
-                Value::Null,
-            )
-        }
+pub async fn decision(State(state): State<AppState>, invocation: Invocation<HttpMetadata>) -> Response {
+    let req: HttpRequestData = match invocation.request.binding_as(REQUEST_BINDING) {
+        Ok(req) => req,
+        Err(err) => return reply("decision request", Err(err)),
     };
-    let req = object(&invocation, "Data")
-        .and_then(|data| {
-            data.iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case("req"))
-                .map(|(_, value)| value.clone())
-        })
-        .unwrap_or(Value::Null);
-    let text = |key: &str| {
-        req.as_object().and_then(|map| {
-            map.iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(key))
-                .and_then(|(_, value)| value.as_str())
-                .map(str::to_string)
-        })
-    };
-    let method = text("Method")
-        .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-        .unwrap_or(Method::GET);
-    let url = text("Url").unwrap_or_default();
-    let query = url.split_once('?').map(|(_, query)| query.to_string());
+    let method =
+        Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()).unwrap_or(Method::GET);
+    let query = req.url.split_once('?').map(|(_, query)| query.to_string());
     let mut headers = HeaderMap::new();
-    if let Some(map) = object(&req, "Headers") {
-        for (name, value) in map {
-            let values: Vec<&str> = match value {
-                Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-                Value::String(one) => vec![one.as_str()],
-                _ => Vec::new(),
-            };
-            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-                continue;
-            };
-            for value in values {
-                if let Ok(value) = HeaderValue::from_str(value) {
-                    headers.append(name.clone(), value);
-                }
+    for (name, values) in &req.headers {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        for value in values {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.append(name.clone(), value);
             }
         }
     }
-    let form = text("Body").unwrap_or_default();
+    let form = req.body.unwrap_or_default();
     let request = DecisionRequest {
         method: &method,
         query: query.as_deref(),
@@ -255,43 +216,45 @@ pub async fn decision(State(state): State<AppState>, body: Bytes) -> Response {
             out_headers.insert(name.as_str().to_string(), Value::String(value.to_string()));
         }
     }
-    let res = json!({
-        "statusCode": page.status.as_u16(),
-        "headers": out_headers,
-        "body": page.body,
-    });
-    reply(StatusCode::OK, Vec::new(), json!({ "res": res }), Value::Null)
+    let mut outputs = Map::new();
+    outputs.insert(
+        HTTP_OUTPUT.to_string(),
+        json!({
+            "statusCode": page.status.as_u16(),
+            "headers": out_headers,
+            "body": page.body,
+        }),
+    );
+    reply(
+        "decision request",
+        Ok(InvokeResponse {
+            outputs,
+            ..Default::default()
+        }),
+    )
 }
 
 /// `POST /DecisionSweeper`: one sweep per timer tick. A journal failure answers 503 (the
 /// host logs the failed run; the next tick sweeps again).
-pub async fn sweep(State(state): State<AppState>) -> Response {
+pub async fn sweep(State(state): State<AppState>, _invocation: Invocation) -> Response {
     let Some(worker) = state.worker.clone() else {
         return reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            vec!["the workers are not configured on this instance".into()],
-            json!({}),
-            Value::Null,
+            "sweep",
+            Err(Error::configuration(
+                "the workers are not configured on this instance",
+            )),
         );
     };
-    match sweeper::sweep(&worker, state.decision_timeout).await {
-        Ok(report) => {
+    let result = sweeper::sweep(&worker, state.decision_timeout)
+        .await
+        .map(|report| {
             let log = format!(
                 "sweep: {} expired, {} queued again",
                 report.expired.len(),
                 report.requeued.len()
             );
             tracing::info!(%log);
-            reply(StatusCode::OK, vec![log], json!({}), json!(report))
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "sweep failed");
-            reply(
-                err.status_code(),
-                vec![err.to_string()],
-                json!({}),
-                Value::Null,
-            )
-        }
-    }
+            InvokeResponse::new(log, json!(report))
+        });
+    reply("sweep", result)
 }

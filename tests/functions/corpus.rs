@@ -60,7 +60,9 @@ fn check_tasks_are_traceable(file: &str, report: &EventReport) {
 }
 
 fn check_shared_event(file: &str, index: usize, want: &Value, got: &EventReport) {
-    let action = want["action"].as_str().unwrap_or_default();
+    let action = want["action"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{file} event {index}: EXPECTED.json gives no \"action\""));
     let ctx = format!(
         "{file} event {index} ({action}): {:?} {}",
         got.outcome, got.reason
@@ -99,7 +101,10 @@ fn check_shared_event(file: &str, index: usize, want: &Value, got: &EventReport)
                 );
             }
         }
-        let alert_type = want["alertType"].as_str().unwrap_or_default();
+        // Dispatch rows of EXPECTED.json name the alert type they expect.
+        let alert_type = want["alertType"].as_str().unwrap_or_else(|| {
+            panic!("{file} event {index}: EXPECTED.json dispatch row gives no \"alertType\"")
+        });
         if [
             "KV_SuspiciousIPAccess",
             "KV_TORAccess",

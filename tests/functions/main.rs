@@ -13,4 +13,5 @@ mod helpers;
 mod infra;
 mod limits;
 mod manifest;
+mod readiness;
 mod webhook;

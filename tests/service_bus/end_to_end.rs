@@ -235,3 +235,67 @@ async fn a_broker_outage_fails_the_invocation_and_the_redelivery_publishes_the_s
         assert_delivered(name, &got, &ids);
     }
 }
+
+#[tokio::test]
+async fn a_missing_queue_fails_readiness_and_invocations_until_it_exists_and_nothing_is_lost() {
+    let _serial = serial().await;
+    let queues = TestQueues::new("e2e-absent");
+    rabbitmqctl(&["delete_queue", &queues.names.rotation]);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &queues).await;
+    let client = reqwest::Client::new();
+
+    // The start-up check finds the queue missing; readiness names it and its setting.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let readiness = loop {
+        let response = client.get(&server.url).send().await.unwrap();
+        if response.status().as_u16() == 503 {
+            break response.json::<Value>().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never reported the missing queue"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = readiness["reason"].as_str().unwrap();
+    assert!(reason.contains(&queues.names.rotation), "{reason}");
+    assert!(reason.contains("RESPONDER_QUEUE_ROTATION"), "{reason}");
+
+    // Every delivery gets a retryable reply: the host fails the invocation, Event Grid retries.
+    let event = event("-absent");
+    for _ in 0..3 {
+        let (status, reply) = server.deliver(&event).await;
+        assert_eq!(status, 503, "{reply}");
+        assert_eq!(reply["ReturnValue"]["kind"], "configuration", "{reply}");
+        let logs = reply["Logs"][0].as_str().unwrap();
+        assert!(logs.contains(&queues.names.rotation), "{logs}");
+    }
+    // The same fault is logged once, not once per delivery (and not again by the start-up
+    // check, which repeats every 15 s).
+    let logs = server.logs();
+    let lines = logs
+        .lines()
+        .filter(|l| l.contains("Configuration fault;"))
+        .count();
+    assert_eq!(lines, 1, "{logs}");
+
+    // Once the queue exists, the redelivery is planned and every task is on its queue.
+    tool(&["declare", BROKER, &queues.names.rotation]);
+    let (status, reply) = server.deliver(&event).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["ReturnValue"]["outcome"], "planned", "{reply}");
+    let response = client.get(&server.url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "readiness recovers");
+    for (kind, tasks) in tasks_by_queue(&reply) {
+        let name = queue_name(&queues, &kind);
+        let got = receive(name, tasks.len() * 5, 3.0);
+        let ids: Vec<&str> = tasks
+            .iter()
+            .map(|t| t["message_id"].as_str().unwrap())
+            .collect();
+        // The failed attempts may have left copies on the queues that existed (RabbitMQ has
+        // no duplicate detection); every id is there, none is missing.
+        assert_delivered(name, &got, &ids);
+    }
+}

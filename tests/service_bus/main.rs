@@ -7,6 +7,7 @@
 // Test helpers outside #[test] functions panic on purpose when the broker misbehaves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod config_faults;
 mod end_to_end;
 mod fault;
 mod identity;

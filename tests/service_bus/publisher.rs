@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use defender_responder::adapters::{Publisher, ServiceBusPublisher, ServiceBusSettings};
-use defender_responder::error::Error;
+use defender_responder::error::ErrorKind;
 
 use crate::support::*;
 
@@ -104,7 +104,7 @@ async fn an_oversized_task_is_permanent_and_never_sent() {
     tasks[0].reason = "x".repeat(300 * 1024);
     let publisher = publisher(&queues, &[]);
     let err = publisher.publish(&tasks).await.unwrap_err();
-    assert!(matches!(err, Error::Permanent(_)), "{err}");
+    assert!(err.kind() == ErrorKind::Permanent, "{err}");
     assert!(
         err.to_string().contains("RESPONDER_SB_MAX_MESSAGE_BYTES"),
         "{err}"
@@ -112,31 +112,6 @@ async fn an_oversized_task_is_permanent_and_never_sent() {
     // Refused before connecting: no connection, no link, nothing in the queue.
     assert_eq!(publisher.link_count(&queues.names.notification).await, 0);
     assert!(receive(&queues.names.notification, 1, 1.0).is_empty());
-}
-
-/// Why scripts/ensure-broker.sh declares the queues: RabbitMQ accepts messages sent to
-/// `/amq/queue/<name>` of a queue that does not exist and drops them.
-#[tokio::test]
-async fn rabbitmq_drops_messages_for_a_missing_queue() {
-    let _serial = serial().await;
-    let queues = TestQueues::new("missing");
-    for name in queues.all() {
-        rabbitmqctl(&["delete_queue", name]);
-    }
-    let publisher = publisher(&queues, &[]);
-    publisher
-        .publish(&alert_tasks("missing-1")[..1])
-        .await
-        .unwrap();
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["list_queues", "name"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !listed.contains(&queues.names.notification),
-        "the queue was not created by the send"
-    );
 }
 
 /// The SAS path up to the broker: an emulator-style connection string makes the publisher open
@@ -168,7 +143,7 @@ async fn sas_over_cbs_against_a_broker_without_cbs_is_transient() {
     );
     delete_cbs_queue();
     let err = result.unwrap_err();
-    assert!(matches!(err, Error::Transient(_)), "{err}");
+    assert!(err.kind() == ErrorKind::Transient, "{err}");
     assert!(!err.to_string().contains("S3CR3T"));
 }
 
@@ -199,5 +174,5 @@ async fn amqps_uses_rustls_and_a_failed_handshake_is_transient() {
     let publisher = ServiceBusPublisher::new(settings);
     let err = publisher.connect_now().await.unwrap_err();
     accepted.await.unwrap();
-    assert!(matches!(err, Error::Transient(_)), "{err}");
+    assert!(err.kind() == ErrorKind::Transient, "{err}");
 }

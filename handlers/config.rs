@@ -104,6 +104,7 @@ pub const SETTINGS: &[Setting] = &[
     workers::SETTINGS[14],
     workers::SETTINGS[15],
     workers::SETTINGS[16],
+    workers::SETTINGS[17],
 ];
 
 /// The validated configuration.

@@ -15,11 +15,11 @@ use defender_responder::config::Config;
 use defender_responder::domain::Queue;
 use defender_responder::journal::command;
 use defender_responder::notify::WebhookChannel;
-use defender_responder::workers::queue_loop::EmbeddedWorkers;
-use defender_responder::workers::{sweeper, Worker};
 use defender_responder::pipeline::Pipeline;
 use defender_responder::services::Registry;
 use defender_responder::state::AppState;
+use defender_responder::workers::queue_loop::EmbeddedWorkers;
+use defender_responder::workers::{sweeper, Worker};
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
 
@@ -169,7 +169,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     // Service Bus the host triggers them as functions.
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let mut loops = Vec::new();
-    if config.service_bus.is_none() {
+    if config.service_bus.is_none() && config.workers.embedded_workers {
         let embedded = EmbeddedWorkers::new((*store).clone(), Arc::new(worker.clone()));
         for queue in Queue::ALL {
             loops.push(tokio::spawn(embedded.clone().run(

@@ -32,6 +32,8 @@ pub const DECISION_TIMEOUT_HOURS: &str = "RESPONDER_DECISION_TIMEOUT_HOURS";
 pub const SWEEP_SCHEDULE: &str = "RESPONDER_SWEEP_SCHEDULE";
 /// How often the embedded workers look at their queues, in milliseconds.
 pub const WORKER_POLL_MS: &str = "RESPONDER_WORKER_POLL_MS";
+/// Whether `serve` runs the workers in-process on the embedded queues.
+pub const EMBEDDED_WORKERS: &str = "RESPONDER_EMBEDDED_WORKERS";
 /// The default decision timeout: 72 hours.
 pub const DEFAULT_DECISION_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
 
@@ -61,6 +63,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: DECISION_TIMEOUT_HOURS, default: "72", description: "How long a task waits for a decision before the sweeper expires it (and tells its recipients), in hours (1 to 720)." },
     Setting { name: SWEEP_SCHEDULE, default: "0 */5 * * * *", description: "NCRONTAB schedule of the DecisionSweeper timer (expires stale decisions, queues approved tasks again). Read by the Functions host; the embedded default sweeps every 5 minutes." },
     Setting { name: WORKER_POLL_MS, default: "500", description: "How often the embedded workers in serve look at their queues, in milliseconds (10 to 60000)." },
+    Setting { name: EMBEDDED_WORKERS, default: "true", description: "false: serve only takes alerts in on the embedded default; the tasks wait on the embedded queues for work --once. Ignored with Service Bus (the host triggers the workers)." },
     Setting { name: approval::APPROVERS, default: "", description: "Comma-separated sign-in names who may decide on any task, besides each task's recipients." },
 ];
 
@@ -124,6 +127,8 @@ pub struct WorkerSettings {
     pub decision_timeout: Duration,
     /// How often the embedded workers poll their queues.
     pub poll: Duration,
+    /// Whether `serve` runs the workers on the embedded queues.
+    pub embedded_workers: bool,
 }
 
 impl WorkerSettings {
@@ -144,6 +149,15 @@ impl WorkerSettings {
                 3600 * number(get, DECISION_TIMEOUT_HOURS, 72, 1..=720)?,
             ),
             poll: Duration::from_millis(number(get, WORKER_POLL_MS, 500, 10..=60_000)?),
+            embedded_workers: match get(EMBEDDED_WORKERS).as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    return Err(Error::Config(format!(
+                        "{EMBEDDED_WORKERS}={other:?} must be true or false"
+                    )))
+                }
+            },
         })
     }
 }
@@ -331,7 +345,9 @@ mod tests {
             .to_string();
         assert!(err.contains(DECISION_TIMEOUT_HOURS), "{err}");
         assert_eq!(
-            settings(&[(DECISION_TIMEOUT_HOURS, "2")]).unwrap().decision_timeout,
+            settings(&[(DECISION_TIMEOUT_HOURS, "2")])
+                .unwrap()
+                .decision_timeout,
             Duration::from_secs(7200)
         );
     }
@@ -357,6 +373,7 @@ mod tests {
             DECISION_TIMEOUT_HOURS,
             SWEEP_SCHEDULE,
             WORKER_POLL_MS,
+            EMBEDDED_WORKERS,
         ] {
             assert!(listed.contains(&name), "{name}");
         }

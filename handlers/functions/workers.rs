@@ -54,23 +54,29 @@ pub fn worker_function(queue: Queue) -> &'static str {
 
 /// The route of `NotificationWorker`.
 pub fn notification_handler() -> MethodRouter<AppState> {
-    post(|State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
-        service_bus(state, Queue::Notification, invocation).await
-    })
+    post(
+        |State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
+            service_bus(state, Queue::Notification, invocation).await
+        },
+    )
 }
 
 /// The route of `IsolationWorker`.
 pub fn isolation_handler() -> MethodRouter<AppState> {
-    post(|State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
-        service_bus(state, Queue::Isolation, invocation).await
-    })
+    post(
+        |State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
+            service_bus(state, Queue::Isolation, invocation).await
+        },
+    )
 }
 
 /// The route of `RotationWorker`.
 pub fn rotation_handler() -> MethodRouter<AppState> {
-    post(|State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
-        service_bus(state, Queue::Rotation, invocation).await
-    })
+    post(
+        |State(state): State<AppState>, invocation: Invocation<ServiceBusMetadata>| async move {
+            service_bus(state, Queue::Rotation, invocation).await
+        },
+    )
 }
 
 /// The route of `Decision`.
@@ -92,7 +98,10 @@ async fn service_bus(
     let metadata = &invocation.request.metadata;
     let message_id = metadata.message_id.clone().unwrap_or_default();
     let delivery = metadata.delivery_count.unwrap_or(0);
-    let subject = format!("{} message {message_id} (delivery {delivery})", queue.as_str());
+    let subject = format!(
+        "{} message {message_id} (delivery {delivery})",
+        queue.as_str()
+    );
     let Some(worker) = state.worker.clone() else {
         return reply(
             &subject,
@@ -159,7 +168,9 @@ pub async fn decide(state: &AppState, request: DecisionRequest<'_>) -> DecisionR
             }
         }
         Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "approved task not read back; the sweeper will queue it"),
+        Err(err) => {
+            tracing::warn!(error = %err, "approved task not read back; the sweeper will queue it")
+        }
     }
     response
 }
@@ -183,7 +194,10 @@ pub async fn decide_route(
 
 /// `POST /Decision`: the host's `Data.req` (Method, Url, Headers, Body) mapped to the
 /// decision endpoint; the page goes back as the `res` output binding.
-pub async fn decision(State(state): State<AppState>, invocation: Invocation<HttpMetadata>) -> Response {
+pub async fn decision(
+    State(state): State<AppState>,
+    invocation: Invocation<HttpMetadata>,
+) -> Response {
     let req: HttpRequestData = match invocation.request.binding_as(REQUEST_BINDING) {
         Ok(req) => req,
         Err(err) => return reply("decision request", Err(err)),

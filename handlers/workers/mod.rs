@@ -21,7 +21,9 @@ use crate::adapters::SharedPublisher;
 use crate::approval::DecisionDesk;
 use crate::domain::{MessageId, Parameters, Queue, Task, TaskStatus};
 use crate::error::Error;
-use crate::executors::{Executor, ExecutorContext, ExecutorError, ExecutorErrorKind, ExecutorRegistry};
+use crate::executors::{
+    Executor, ExecutorContext, ExecutorError, ExecutorErrorKind, ExecutorRegistry,
+};
 use crate::journal::{
     preview_hash, HeldLease, Journal, JournalEntry, JournalError, RunOutcome, TaskState, Verdict,
 };
@@ -319,7 +321,12 @@ impl Worker {
     /// write, then applied under a lease on each resource it touches, and verified. A dry run
     /// stops after the journaled preview; an action without an executor is recorded as
     /// `not_automated` and announced, never dropped.
-    async fn run(&self, task: &Task, entry: &JournalEntry, actor: &str) -> Result<Settlement, Error> {
+    async fn run(
+        &self,
+        task: &Task,
+        entry: &JournalEntry,
+        actor: &str,
+    ) -> Result<Settlement, Error> {
         let id = &task.message_id;
         let dry_run = task.dry_run || self.dry_run;
         let Some((executor, context)) = self.executor(task) else {
@@ -354,20 +361,35 @@ impl Worker {
                 json!({ "noop": true, "summary": preview.change.summary })
             };
             self.journal
-                .finish(id, RunOutcome::Done { result: result.clone(), verification: Value::Null }, actor)
+                .finish(
+                    id,
+                    RunOutcome::Done {
+                        result: result.clone(),
+                        verification: Value::Null,
+                    },
+                    actor,
+                )
                 .await?;
             if dry_run {
                 self.announce_after(task, "dry_run", result).await;
             }
             return Ok(Settlement::complete(format!(
                 "task {id}: {} ({})",
-                if dry_run { "dry run, would" } else { "nothing to change" },
+                if dry_run {
+                    "dry run, would"
+                } else {
+                    "nothing to change"
+                },
                 preview.change.summary
             )));
         }
         let mut leases = Vec::new();
         for resource in &preview.leases {
-            match self.journal.hold_lease(resource, actor, self.lease_ttl).await? {
+            match self
+                .journal
+                .hold_lease(resource, actor, self.lease_ttl)
+                .await?
+            {
                 Some(lease) => leases.push(lease),
                 None => {
                     release(leases).await;
@@ -393,7 +415,8 @@ impl Worker {
                         id,
                         RunOutcome::Done {
                             result: serde_json::to_value(&applied).unwrap_or(Value::Null),
-                            verification: serde_json::to_value(&verification).unwrap_or(Value::Null),
+                            verification: serde_json::to_value(&verification)
+                                .unwrap_or(Value::Null),
                         },
                         actor,
                     )
@@ -404,9 +427,17 @@ impl Worker {
                 let failed: Vec<String> = verification
                     .failures()
                     .iter()
-                    .map(|check| format!("{}: expected {}, found {}", check.what, check.expected, check.actual))
+                    .map(|check| {
+                        format!(
+                            "{}: expected {}, found {}",
+                            check.what, check.expected, check.actual
+                        )
+                    })
                     .collect();
-                let reason = format!("the change was applied but did not verify: {}", failed.join("; "));
+                let reason = format!(
+                    "the change was applied but did not verify: {}",
+                    failed.join("; ")
+                );
                 self.finish_failed(task, reason, false, None, actor).await
             }
             Ok(_) => {
@@ -419,15 +450,28 @@ impl Worker {
     }
 
     /// No executor for the action (or no Azure clients): recorded and announced.
-    async fn not_automated(&self, task: &Task, dry_run: bool, actor: &str) -> Result<Settlement, Error> {
+    async fn not_automated(
+        &self,
+        task: &Task,
+        dry_run: bool,
+        actor: &str,
+    ) -> Result<Settlement, Error> {
         let note = format!(
             "no executor carries out {} here; a person must do it{}",
             task.action,
-            if dry_run { " (dry run: nothing would be changed automatically)" } else { "" }
+            if dry_run {
+                " (dry run: nothing would be changed automatically)"
+            } else {
+                ""
+            }
         );
         self.announce(task, "not_automated", json!({ "note": note }))
             .await?;
-        match self.journal.not_automated(&task.message_id, &note, actor).await {
+        match self
+            .journal
+            .not_automated(&task.message_id, &note, actor)
+            .await
+        {
             Ok(_) => Ok(Settlement::complete(format!(
                 "task {} recorded as not automated",
                 task.message_id
@@ -451,11 +495,22 @@ impl Worker {
         }
     }
 
-    async fn fail(&self, task: &Task, err: ExecutorError, actor: &str) -> Result<Settlement, Error> {
+    async fn fail(
+        &self,
+        task: &Task,
+        err: ExecutorError,
+        actor: &str,
+    ) -> Result<Settlement, Error> {
         let retryable = err.kind() == ExecutorErrorKind::Retryable;
         let after = err.retry_after();
-        self.finish_failed(task, err.to_string(), retryable, after.or(Some(DEFAULT_RETRY_DELAY)), actor)
-            .await
+        self.finish_failed(
+            task,
+            err.to_string(),
+            retryable,
+            after.or(Some(DEFAULT_RETRY_DELAY)),
+            actor,
+        )
+        .await
     }
 
     /// Records a failed run; a retryable one gives the message back, a permanent one is
@@ -471,7 +526,10 @@ impl Worker {
         self.journal
             .finish(
                 &task.message_id,
-                RunOutcome::Failed { error: reason.clone(), retryable },
+                RunOutcome::Failed {
+                    error: reason.clone(),
+                    retryable,
+                },
                 actor,
             )
             .await?;
@@ -481,8 +539,12 @@ impl Worker {
                 after: after.unwrap_or(DEFAULT_RETRY_DELAY),
             })
         } else {
-            self.announce_after(task, "failed", json!({ "error": reason })).await;
-            Ok(Settlement::complete(format!("task {} failed: {reason}", task.message_id)))
+            self.announce_after(task, "failed", json!({ "error": reason }))
+                .await;
+            Ok(Settlement::complete(format!(
+                "task {} failed: {reason}",
+                task.message_id
+            )))
         }
     }
 

@@ -97,7 +97,12 @@ impl EmbeddedWorkers {
 
     /// Drains `queue` every `poll` until `stop` turns true. A failing store is logged and
     /// retried at the next poll.
-    pub async fn run(self, queue: Queue, poll: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        queue: Queue,
+        poll: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             match self.drain(queue).await {
                 Ok(report) if report.outcomes.is_empty() => {}

@@ -46,11 +46,7 @@ pub async fn sweep(worker: &Worker, timeout: Duration) -> Result<SweepReport, Er
                         .announce(&task, "expired", json!({ "note": note }))
                         .await?;
                 }
-                match worker
-                    .journal()
-                    .expire(&entry.message_id, "sweeper")
-                    .await
-                {
+                match worker.journal().expire(&entry.message_id, "sweeper").await {
                     Ok(_) => report.expired.push(entry.message_id.to_string()),
                     // Decided in the meantime: the decision stands.
                     Err(JournalError::IllegalTransition { .. }) => {}

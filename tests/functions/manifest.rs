@@ -165,7 +165,10 @@ fn the_decision_function_is_the_decide_route_and_service_bus_settles_from_the_re
         "the host serves the Decision function under /api/<route>"
     );
     let host = json_file("host.json");
-    assert_eq!(host["extensions"]["serviceBus"]["autoCompleteMessages"], true);
+    assert_eq!(
+        host["extensions"]["serviceBus"]["autoCompleteMessages"],
+        true
+    );
 }
 
 #[test]

@@ -54,10 +54,16 @@ impl Executor for CountingExecutor {
 
     async fn preview(&self, task: &Task, _ctx: &ExecutorContext) -> Result<Preview, ExecutorError> {
         self.0.previews.fetch_add(1, Ordering::SeqCst);
-        let url = format!("https://management.azure.com{}?api-version=2023-07-01", task.target);
+        let url = format!(
+            "https://management.azure.com{}?api-version=2023-07-01",
+            task.target
+        );
         Ok(Preview {
             change: Change::new(
-                format!("PATCH {} networkAcls.defaultAction Allow -> Deny", task.target),
+                format!(
+                    "PATCH {} networkAcls.defaultAction Allow -> Deny",
+                    task.target
+                ),
                 vec![PlannedRequest::new(
                     defender_responder::azure::Api::Arm,
                     WriteMethod::Patch,
@@ -127,10 +133,18 @@ fn context() -> ExecutorContext {
         Arc::new(crate::support::EntraShapedCredential),
     )
     .unwrap();
-    ExecutorContext::new(clients, IsolationSettings::from_lookup(&|_: &str| None, &[]).unwrap())
+    ExecutorContext::new(
+        clients,
+        IsolationSettings::from_lookup(&|_: &str| None, &[]).unwrap(),
+    )
 }
 
-fn worker(journal: Journal, publisher: SharedPublisher, script: &Arc<Script>, name: &str) -> Worker {
+fn worker(
+    journal: Journal,
+    publisher: SharedPublisher,
+    script: &Arc<Script>,
+    name: &str,
+) -> Worker {
     let mut registry = ExecutorRegistry::empty();
     registry.register(Arc::new(CountingExecutor(script.clone())));
     Worker::new(journal, publisher)
@@ -156,7 +170,8 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&dir.path().join("store.sqlite3"), QueueNames::default()).unwrap();
+    let store =
+        EmbeddedStore::open(&dir.path().join("store.sqlite3"), QueueNames::default()).unwrap();
     let journal = Journal::new(Arc::new(
         SqliteJournal::open(&dir.path().join("store.journal.sqlite3")).unwrap(),
     ));
@@ -185,9 +200,15 @@ async fn a_ready_task_runs_once_and_a_redelivery_runs_nothing_again() {
     assert_eq!(script.applied.load(Ordering::SeqCst), 1);
     let entry = f.journal.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(entry.state, TaskState::Done);
-    assert_eq!(entry.prior_state, Some(json!({"networkAcls": {"defaultAction": "Allow"}})));
+    assert_eq!(
+        entry.prior_state,
+        Some(json!({"networkAcls": {"defaultAction": "Allow"}}))
+    );
     let states: Vec<TaskState> = entry.history.iter().map(|event| event.to).collect();
-    assert_eq!(states, [TaskState::Received, TaskState::Running, TaskState::Done]);
+    assert_eq!(
+        states,
+        [TaskState::Received, TaskState::Running, TaskState::Done]
+    );
 }
 
 #[tokio::test]
@@ -198,18 +219,31 @@ async fn a_body_as_a_json_string_holding_json_is_the_same_task() {
     let task = ready_task("kv-string");
     let body = Value::String(serde_json::to_string(&task).unwrap());
     let settled = worker.process(Queue::Isolation, &body).await;
-    assert!(matches!(settled, Settlement::Complete { .. }), "{settled:?}");
+    assert!(
+        matches!(settled, Settlement::Complete { .. }),
+        "{settled:?}"
+    );
     assert_eq!(state_of(&f.journal, &task).await, TaskState::Done);
     let refused = worker.process(Queue::Isolation, &json!([1, 2])).await;
     assert!(matches!(refused, Settlement::Reject { .. }), "{refused:?}");
-    let wrong_queue = worker.process(Queue::Rotation, &serde_json::to_value(&task).unwrap()).await;
-    assert!(matches!(wrong_queue, Settlement::Reject { .. }), "{wrong_queue:?}");
+    let wrong_queue = worker
+        .process(Queue::Rotation, &serde_json::to_value(&task).unwrap())
+        .await;
+    assert!(
+        matches!(wrong_queue, Settlement::Reject { .. }),
+        "{wrong_queue:?}"
+    );
 }
 
 async fn race(journal_a: Journal, journal_b: Journal, store: EmbeddedStore) {
     let script = Arc::new(Script::default());
     *script.apply_delay.lock().unwrap() = Duration::from_millis(400);
-    let a = worker(journal_a.clone(), Arc::new(store.clone()), &script, "instance-a");
+    let a = worker(
+        journal_a.clone(),
+        Arc::new(store.clone()),
+        &script,
+        "instance-a",
+    );
     let b = worker(journal_b, Arc::new(store), &script, "instance-b");
     let task = ready_task(&format!("kv-race-{}", uuid::Uuid::new_v4().simple()));
     let body = serde_json::to_value(&task).unwrap();
@@ -218,7 +252,10 @@ async fn race(journal_a: Journal, journal_b: Journal, store: EmbeddedStore) {
         b.process(Queue::Isolation, &body)
     );
     let retried = [&one, &two].iter().filter(|s| s.is_retry()).count();
-    assert_eq!(retried, 1, "one runs, the other sees it running: {one:?} / {two:?}");
+    assert_eq!(
+        retried, 1,
+        "one runs, the other sees it running: {one:?} / {two:?}"
+    );
     assert_eq!(script.applied.load(Ordering::SeqCst), 1);
     assert_eq!(state_of(&journal_a, &task).await, TaskState::Done);
     // The loser's redelivery sees it done.
@@ -251,7 +288,12 @@ async fn a_retryable_failure_is_abandoned_and_a_later_delivery_completes() {
     let f = fixture();
     let script = Arc::new(Script::default());
     script.apply.lock().unwrap().push("retry");
-    let worker = Arc::new(worker(f.journal.clone(), Arc::new(f.store.clone()), &script, "w1"));
+    let worker = Arc::new(worker(
+        f.journal.clone(),
+        Arc::new(f.store.clone()),
+        &script,
+        "w1",
+    ));
     let task = ready_task("kv-retry");
     f.store.enqueue(std::slice::from_ref(&task)).unwrap();
     let workers = EmbeddedWorkers::new(f.store.clone(), worker).with_retry_delay(Duration::ZERO);
@@ -270,7 +312,12 @@ async fn a_permanent_failure_is_completed_with_its_reason_recorded() {
     let f = fixture();
     let script = Arc::new(Script::default());
     script.apply.lock().unwrap().push("permanent");
-    let worker = Arc::new(worker(f.journal.clone(), Arc::new(f.store.clone()), &script, "w1"));
+    let worker = Arc::new(worker(
+        f.journal.clone(),
+        Arc::new(f.store.clone()),
+        &script,
+        "w1",
+    ));
     let task = ready_task("kv-gone");
     f.store.enqueue(std::slice::from_ref(&task)).unwrap();
     let workers = EmbeddedWorkers::new(f.store.clone(), worker).with_retry_delay(Duration::ZERO);
@@ -279,9 +326,18 @@ async fn a_permanent_failure_is_completed_with_its_reason_recorded() {
     let entry = f.journal.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(entry.state, TaskState::Failed);
     assert_eq!(entry.retryable, Some(false));
-    assert!(entry.error.as_deref().unwrap().contains("the vault is gone"));
+    assert!(entry
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("the vault is gone"));
     assert_eq!(f.store.dead_letter_count(Queue::Isolation).unwrap(), 0);
-    assert!(workers.drain(Queue::Isolation).await.unwrap().outcomes.is_empty());
+    assert!(workers
+        .drain(Queue::Isolation)
+        .await
+        .unwrap()
+        .outcomes
+        .is_empty());
 }
 
 #[tokio::test]
@@ -291,17 +347,24 @@ async fn a_dry_run_journals_the_exact_change_and_writes_nothing() {
     let worker = worker(f.journal.clone(), Arc::new(f.store.clone()), &script, "w1");
     let mut task = ready_task("kv-dry");
     task.dry_run = true;
-    let settled = worker.process(Queue::Isolation, &serde_json::to_value(&task).unwrap()).await;
+    let settled = worker
+        .process(Queue::Isolation, &serde_json::to_value(&task).unwrap())
+        .await;
     assert!(settled.describe().contains("would"), "{settled:?}");
     assert_eq!(script.applied.load(Ordering::SeqCst), 0);
     let entry = f.journal.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(entry.state, TaskState::Done);
     assert_eq!(entry.result.as_ref().unwrap()["dry_run"], true);
-    assert_eq!(entry.preview.as_ref().unwrap()["requests"][0]["method"], "PATCH");
+    assert_eq!(
+        entry.preview.as_ref().unwrap()["requests"][0]["method"],
+        "PATCH"
+    );
     // The global setting makes a live task a dry run too.
     let global = worker.clone().with_dry_run(true);
     let live = ready_task("kv-dry-global");
-    global.process(Queue::Isolation, &serde_json::to_value(&live).unwrap()).await;
+    global
+        .process(Queue::Isolation, &serde_json::to_value(&live).unwrap())
+        .await;
     assert_eq!(script.applied.load(Ordering::SeqCst), 0);
 }
 
@@ -310,11 +373,19 @@ async fn an_action_without_an_executor_is_recorded_as_not_automated() {
     let f = fixture();
     let worker = Worker::new(f.journal.clone(), Arc::new(f.store.clone()));
     let task = ready_task("kv-manual");
-    let settled = worker.process(Queue::Isolation, &serde_json::to_value(&task).unwrap()).await;
-    assert!(matches!(settled, Settlement::Complete { .. }), "{settled:?}");
+    let settled = worker
+        .process(Queue::Isolation, &serde_json::to_value(&task).unwrap())
+        .await;
+    assert!(
+        matches!(settled, Settlement::Complete { .. }),
+        "{settled:?}"
+    );
     let entry = f.journal.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(entry.state, TaskState::NotAutomated);
-    assert!(entry.result.unwrap()["note"].as_str().unwrap().contains("a person must do it"));
+    assert!(entry.result.unwrap()["note"]
+        .as_str()
+        .unwrap()
+        .contains("a person must do it"));
 }
 
 /// The decision request for one pending task.
@@ -346,7 +417,8 @@ struct App {
 async fn app() -> App {
     let receiver = Receiver::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&dir.path().join("store.sqlite3"), QueueNames::default()).unwrap();
+    let store =
+        EmbeddedStore::open(&dir.path().join("store.sqlite3"), QueueNames::default()).unwrap();
     let journal = Journal::new(Arc::new(
         SqliteJournal::open(&dir.path().join("store.journal.sqlite3")).unwrap(),
     ));
@@ -406,10 +478,15 @@ async fn pending_then_approved_through_its_link_then_carried_out_once() {
     let pending = pending_task("sys-flow", "/subscriptions/s/kv-flow");
     let request = decision_request(&pending);
     // The decision request first: it waits until the pending task has recorded its change.
-    app.store.enqueue(&[request.clone(), pending.clone()]).unwrap();
+    app.store
+        .enqueue(&[request.clone(), pending.clone()])
+        .unwrap();
     let report = app.workers.drain_all().await.unwrap();
     assert_eq!(report.completed, 2, "{report:?}");
-    assert_eq!(state_of(&app.journal, &pending).await, TaskState::PendingApproval);
+    assert_eq!(
+        state_of(&app.journal, &pending).await,
+        TaskState::PendingApproval
+    );
     assert_eq!(app.script.applied.load(Ordering::SeqCst), 0);
     let log = app.receiver.log().await;
     let event = log
@@ -417,14 +494,23 @@ async fn pending_then_approved_through_its_link_then_carried_out_once() {
         .find(|record| record["webhook_id"] == request.message_id.as_str())
         .expect("the decision request was delivered");
     assert_eq!(event["verified"], true);
-    let approve = event["body"]["data"]["decisions"][0]["url"].as_str().unwrap().to_string();
-    assert!(approve.starts_with(&format!("{}/api/decide?", app.base)), "{approve}");
+    let approve = event["body"]["data"]["decisions"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        approve.starts_with(&format!("{}/api/decide?", app.base)),
+        "{approve}"
+    );
 
     // GET decides nothing; POST through the Decision httpTrigger (the host's Data.req) decides.
     let url = Url::parse(&approve).unwrap();
     let page = reqwest::get(url.as_str()).await.unwrap();
     assert_eq!(page.status(), 200);
-    assert_eq!(state_of(&app.journal, &pending).await, TaskState::PendingApproval);
+    assert_eq!(
+        state_of(&app.journal, &pending).await,
+        TaskState::PendingApproval
+    );
     let form = url.query().unwrap().to_string();
     let invocation = json!({"Data": {"req": {
         "Url": format!("{}/api/decide", app.base), "Method": "POST",
@@ -440,7 +526,10 @@ async fn pending_then_approved_through_its_link_then_carried_out_once() {
         .await
         .unwrap();
     assert_eq!(reply["Outputs"]["res"]["statusCode"], 200, "{reply}");
-    assert!(reply["Outputs"]["res"]["headers"]["content-type"].as_str().unwrap().starts_with("text/html"));
+    assert!(reply["Outputs"]["res"]["headers"]["content-type"]
+        .as_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert_eq!(state_of(&app.journal, &pending).await, TaskState::Approved);
 
     // The approved copy is on the queue under the derived id; the next drain runs it, once.
@@ -506,7 +595,10 @@ async fn service_bus_invocations_settle_from_the_reply() {
     // Not a task: completed (no poison loop), with the reason in the log lines.
     let (status, reply) = post(json!({"Data": {"message": "\"[1,2]\""}, "Metadata": {}})).await;
     assert_eq!(status, 200);
-    assert!(reply["Logs"][0].as_str().unwrap().contains("not a task"), "{reply}");
+    assert!(
+        reply["Logs"][0].as_str().unwrap().contains("not a task"),
+        "{reply}"
+    );
     // The sweeper's timer.
     let sweep = client
         .post(format!("{}/DecisionSweeper", app.base))
@@ -522,8 +614,13 @@ async fn the_sweeper_expires_a_decision_that_did_not_come_in_time() {
     let f = fixture();
     let worker = Worker::new(f.journal.clone(), Arc::new(f.store.clone()));
     let task = pending_task("sys-stale", "/subscriptions/s/kv-stale");
-    worker.process(Queue::Isolation, &serde_json::to_value(&task).unwrap()).await;
-    assert_eq!(state_of(&f.journal, &task).await, TaskState::PendingApproval);
+    worker
+        .process(Queue::Isolation, &serde_json::to_value(&task).unwrap())
+        .await;
+    assert_eq!(
+        state_of(&f.journal, &task).await,
+        TaskState::PendingApproval
+    );
     let kept = defender_responder::workers::sweeper::sweep(&worker, Duration::from_secs(3600))
         .await
         .unwrap();

@@ -587,7 +587,7 @@ async fn service_bus_invocations_settle_from_the_reply() {
     assert_eq!(status, 503, "a retryable failure abandons: {reply}");
     let (status, reply) = post(invocation("2")).await;
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["ReturnValue"]["delivery_count"], "2");
+    assert_eq!(reply["ReturnValue"]["delivery_count"], 2);
     assert_eq!(reply["ReturnValue"]["message_id"], task.message_id.as_str());
     let (status, reply) = post(invocation("3")).await;
     assert_eq!(status, 200, "a redelivery completes: {reply}");

@@ -12,7 +12,11 @@ use defender_responder::adapters::{
 use defender_responder::approval::DecisionDesk;
 use defender_responder::cli::{self, Cli, Command, Format};
 use defender_responder::config::Config;
+use defender_responder::adapters::identity;
+use defender_responder::azure::AzureClients;
+use defender_responder::config::azure::{self, AzureSettings, IsolationSettings};
 use defender_responder::domain::Queue;
+use defender_responder::executors::{ExecutorContext, ExecutorRegistry};
 use defender_responder::journal::command;
 use defender_responder::notify::WebhookChannel;
 use defender_responder::pipeline::Pipeline;
@@ -234,10 +238,35 @@ fn build_worker(
         Some(settings) => Some(WebhookChannel::new(settings.clone())?),
         None => None,
     };
-    Ok(Worker::new(journal, publisher)
+    let worker = Worker::new(journal, publisher)
         .with_webhook(webhook)
         .with_decisions(desk)
-        .with_dry_run(config.policy.dry_run))
+        .with_dry_run(config.policy.dry_run);
+    Ok(match executor_context(config)? {
+        Some(context) => worker.with_executors(ExecutorRegistry::standard(), context),
+        None => worker,
+    })
+}
+
+/// The Azure clients the executors act through: deployed (with Service Bus) they reach Azure
+/// with the app's identity; locally only when `RESPONDER_ARM_ENDPOINT` names an endpoint (the
+/// simulator). Otherwise containment tasks are recorded as not automated.
+fn executor_context(config: &Config) -> anyhow::Result<Option<ExecutorContext>> {
+    let get = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    };
+    if config.service_bus.is_none() && get(azure::ARM_ENDPOINT).is_none() {
+        return Ok(None);
+    }
+    let clients = AzureClients::new(
+        &AzureSettings::from_lookup(&get)?,
+        identity::credential(&config.identity, None),
+    )?;
+    let isolation = IsolationSettings::from_lookup(&get, &config.policy.self_object_ids)?;
+    Ok(Some(ExecutorContext::new(clients, isolation)))
 }
 
 /// `work --once`: drains the embedded queues of a stopped handler (the store is exclusive).

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use defender_responder::adapters::identity;
 use defender_responder::adapters::{
     EmbeddedStore, QueueOptions, ServiceBusPublisher, SharedPublisher,
 };
 use defender_responder::approval::DecisionDesk;
-use defender_responder::cli::{self, Cli, Command, Format};
-use defender_responder::config::Config;
-use defender_responder::adapters::identity;
 use defender_responder::azure::AzureClients;
+use defender_responder::cli::{self, Cli, Command, Format};
 use defender_responder::config::azure::{self, AzureSettings, IsolationSettings};
+use defender_responder::config::Config;
 use defender_responder::domain::Queue;
 use defender_responder::executors::{ExecutorContext, ExecutorRegistry};
 use defender_responder::journal::command;

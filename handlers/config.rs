@@ -22,6 +22,7 @@ use crate::policy::Policy;
 mod limits;
 pub mod workers;
 pub use identity::{IdentitySettings, IdentitySource, TokenEndpoint};
+pub mod rotation;
 pub use limits::*;
 pub use policy::{
     DRY_RUN, NOTIFY_RECIPIENTS, OWNER_TAG, POLICY_FILE, SELF_OBJECT_IDS, TENANT_IDS,
@@ -105,6 +106,28 @@ pub const SETTINGS: &[Setting] = &[
     workers::SETTINGS[15],
     workers::SETTINGS[16],
     workers::SETTINGS[17],
+    azure::SETTINGS[0],
+    azure::SETTINGS[1],
+    azure::SETTINGS[2],
+    azure::SETTINGS[3],
+    azure::SETTINGS[4],
+    azure::SETTINGS[5],
+    azure::SETTINGS[6],
+    azure::SETTINGS[7],
+    azure::SETTINGS[8],
+    azure::SETTINGS[9],
+    azure::SETTINGS[10],
+    azure::SETTINGS[11],
+    azure::SETTINGS[12],
+    azure::SETTINGS[13],
+    azure::SETTINGS[14],
+    azure::SETTINGS[15],
+    rotation::ROTATION_SETTINGS[0],
+    rotation::ROTATION_SETTINGS[1],
+    rotation::ROTATION_SETTINGS[2],
+    rotation::ROTATION_SETTINGS[3],
+    rotation::ROTATION_SETTINGS[4],
+    rotation::ROTATION_SETTINGS[5],
 ];
 
 /// The validated configuration.
@@ -319,6 +342,8 @@ mod tests {
             identity::SETTINGS,
             limits::LIMIT_SETTINGS,
             workers::SETTINGS,
+            azure::SETTINGS,
+            rotation::ROTATION_SETTINGS,
         ];
         let from_areas: Vec<&str> = areas
             .iter()

@@ -73,6 +73,8 @@ free_port() {
 # package and serves what it received at GET /log.
 start_receiver() {
   work=$(mktemp -d)
+  # Created here: the background job opens its redirection only once it is scheduled.
+  : > "$work/receiver.out"
   WEBHOOK_SECRET="$webhook_secret" python3 tests/workers/webhook_receiver.py > "$work/receiver.out" 2> "$work/receiver.err" &
   receiver=$!
   local port=""

@@ -10,6 +10,7 @@ pub mod credential;
 pub mod error;
 pub mod graph;
 pub mod http;
+pub mod key_vault;
 pub mod mde;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub enum Api {
     Graph,
     /// Defender for Endpoint.
     Mde,
+    /// The Key Vault data plane (sent by the rotation executors through the official clients).
+    KeyVault,
 }
 
 /// The three clients, sharing one connection pool and one credential.

@@ -180,6 +180,11 @@ pub struct Applied {
     /// What apply learned that verify and undo need (an MDE action id, a snapshot id).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub output: Value,
+    /// Work left for later that the worker schedules through the journal (disable the old
+    /// versions once the grace window ends): it calls [`super::Executor::follow_up`] with it
+    /// at or after its `not_before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<super::FollowUp>,
 }
 
 /// One read-back comparison.

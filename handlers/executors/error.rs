@@ -33,6 +33,11 @@ pub enum RefusalReason {
     TargetNotFound,
     /// The target is of a kind this action cannot act on.
     UnsupportedTarget,
+    /// The change can only be made by a person (a secret whose source the responder cannot
+    /// change): the detail is the notice saying what to change where.
+    ManualRotation,
+    /// The object was changed by someone else since the alert (a newer version): the task stops.
+    VersionChanged,
 }
 
 impl RefusalReason {
@@ -49,6 +54,8 @@ impl RefusalReason {
             RefusalReason::BlastRadiusExceeded => "blast_radius_exceeded",
             RefusalReason::TargetNotFound => "target_not_found",
             RefusalReason::UnsupportedTarget => "unsupported_target",
+            RefusalReason::ManualRotation => "manual_rotation",
+            RefusalReason::VersionChanged => "version_changed",
         }
     }
 }
@@ -173,8 +180,15 @@ impl From<AzureError> for ExecutorError {
 impl From<ExecutorError> for Error {
     fn from(err: ExecutorError) -> Self {
         match err {
-            ExecutorError::Retryable { .. } => Error::Transient(err.to_string()),
-            other => Error::Permanent(other.to_string()),
+            ExecutorError::Retryable { .. } => {
+                let retry_after = err.retry_after();
+                let error = Error::transient(err.to_string());
+                match retry_after {
+                    Some(delay) => error.with_retry_after(delay),
+                    None => error,
+                }
+            }
+            other => Error::permanent(other.to_string()),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod change;
 pub mod error;
 pub mod guards;
 pub mod isolation;
+pub mod rotation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use change::{
     Applied, Change, Check, PlannedRequest, Preview, SentRequest, Undone, Verification, WriteMethod,
 };
 pub use error::{ExecutorError, ExecutorErrorKind, Refusal, RefusalReason};
+pub use rotation::{FollowUp, FollowUpStep};
 
 use crate::azure::{Api, AzureClients};
 use crate::config::azure::IsolationSettings;
@@ -42,6 +44,8 @@ pub struct ExecutorContext {
     /// Normalized ids of the vaults with rotation tasks still to run: their firewall keeps the
     /// responder's own egress open until the rotations are done.
     pub rotation_pending: BTreeSet<String>,
+    /// What the rotation executors run with: Key Vault clients, their settings, the clock.
+    pub rotation: rotation::RotationContext,
 }
 
 impl ExecutorContext {
@@ -51,7 +55,14 @@ impl ExecutorContext {
             clients,
             settings,
             rotation_pending: BTreeSet::new(),
+            rotation: rotation::RotationContext::default(),
         }
+    }
+
+    /// The same context, with what the rotation executors need.
+    pub fn with_rotation(mut self, rotation: rotation::RotationContext) -> Self {
+        self.rotation = rotation;
+        self
     }
 
     /// The same context, with the vaults whose rotations are pending.
@@ -78,6 +89,11 @@ impl ExecutorContext {
             Api::Arm => self.clients.arm.write(method, &request.url, body).await?,
             Api::Graph => self.clients.graph.write(method, &request.url, body).await?,
             Api::Mde => self.clients.mde.write(method, &request.url, body).await?,
+            Api::KeyVault => {
+                return Err(ExecutorError::Permanent(
+                    "Key Vault requests are sent by the rotation executors' own Key Vault clients, not as planned writes".into(),
+                ))
+            }
         };
         Ok((
             SentRequest {
@@ -137,6 +153,23 @@ pub trait Executor: Send + Sync {
         applied: &Applied,
         ctx: &ExecutorContext,
     ) -> Result<Undone, ExecutorError>;
+
+    /// Performs a step an earlier `apply` left in [`Applied::follow_up`] (disable the old
+    /// versions after the grace window, …), once its `not_before` has passed; the worker's
+    /// timer calls it. It may answer another follow-up. Executors that schedule none refuse.
+    async fn follow_up(
+        &self,
+        task: &Task,
+        follow_up: &FollowUp,
+        ctx: &ExecutorContext,
+    ) -> Result<Applied, ExecutorError> {
+        let _ = (task, ctx);
+        Err(ExecutorError::Permanent(format!(
+            "{} schedules no follow-up step; it was asked for one due at {}",
+            self.action(),
+            follow_up.not_before
+        )))
+    }
 }
 
 /// The executors by action. Actions without one are recorded by the worker as
@@ -162,6 +195,7 @@ impl ExecutorRegistry {
     pub fn standard() -> Self {
         let mut registry = ExecutorRegistry::empty();
         isolation::register(&mut registry);
+        rotation::register(&mut registry);
         registry
     }
 

@@ -1280,10 +1280,19 @@ fn storage_keys(state: &mut State, key: &str, regenerate: Option<&str>) -> Value
     let Some(map) = state.arm.get_mut(key).and_then(Value::as_object_mut) else {
         return json!({"keys": []});
     };
+    // Keys made on first use keep the creation times the account's seed gives them.
+    let seeded = |name: &str| {
+        map.get("properties")
+            .and_then(|p| p.pointer(&format!("/keyCreationTime/{name}")))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(now_rfc3339)
+    };
+    let (created1, created2) = (seeded("key1"), seeded("key2"));
     let keys = map.entry("x-sim-keys").or_insert_with(|| {
         json!([
-            {"keyName": "key1", "value": new_secret(), "permissions": "FULL", "creationTime": now_rfc3339()},
-            {"keyName": "key2", "value": new_secret(), "permissions": "FULL", "creationTime": now_rfc3339()},
+            {"keyName": "key1", "value": new_secret(), "permissions": "FULL", "creationTime": created1},
+            {"keyName": "key2", "value": new_secret(), "permissions": "FULL", "creationTime": created2},
         ])
     });
     if let (Some(name), Some(list)) = (regenerate, keys.as_array_mut()) {

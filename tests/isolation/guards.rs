@@ -68,7 +68,7 @@ fn the_standard_registry_has_the_isolation_executors() {
     let registry = ExecutorRegistry::standard();
     assert!(registry.get(Action::EnableKeyVaultFirewall).is_some());
     assert!(
-        registry.get(Action::RotateSecret).is_none(),
+        registry.get(Action::ContactOwner).is_none(),
         "recorded as not_automated"
     );
 }

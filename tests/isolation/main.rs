@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod clients;
 mod entra_roles;
 mod guards;
 mod helpers;

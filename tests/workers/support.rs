@@ -89,8 +89,8 @@ impl TokenCredential for EntraShapedCredential {
 pub(crate) fn azurite_client_options() -> ClientOptions {
     let azurite = azurite();
     let pem = std::fs::read(&azurite.cert).unwrap();
-    let client = reqwest_azure::Client::builder()
-        .add_root_certificate(reqwest_azure::Certificate::from_pem(&pem).unwrap())
+    let client = reqwest_for_azure_core::Client::builder()
+        .add_root_certificate(reqwest_for_azure_core::Certificate::from_pem(&pem).unwrap())
         .no_gzip()
         .build()
         .unwrap();

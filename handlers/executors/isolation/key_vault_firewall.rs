@@ -65,12 +65,19 @@ fn parse_rule(value: &str) -> Option<IpNet> {
         .map(|net| net.trunc())
 }
 
+/// The responder's own egress, and whether it stays allowed (rotations on the vault pending)
+/// or goes (the rotations are done: an earlier containment's egress rules are removed).
+struct Egress<'a> {
+    ranges: &'a [IpNet],
+    subnets: &'a [String],
+    keep: bool,
+}
+
 /// The networkAcls after containment, from the current ones.
-fn contained_acls(
-    current: &Value,
-    inputs: &Inputs<'_>,
-    keep_egress: (&[IpNet], &[String]),
-) -> Value {
+fn contained_acls(current: &Value, inputs: &Inputs<'_>, egress: &Egress<'_>) -> Value {
+    let trusted = |net: &IpNet| inputs.allow_ip_ranges.iter().any(|r| r.trunc() == *net);
+    let own = |net: &IpNet| egress.ranges.iter().any(|r| r.trunc() == *net);
+    let dropped_egress = |net: &IpNet| !egress.keep && own(net) && !trusted(net);
     let blocked = |net: &IpNet| inputs.block_addresses.iter().any(|a| net.contains(&a.0));
     let mut ip_rules: Vec<Value> = Vec::new();
     let mut seen: Vec<IpNet> = Vec::new();
@@ -88,13 +95,14 @@ fn contained_acls(
             ip_rules.push(rule);
             continue;
         };
-        if blocked(&net) || seen.contains(&net) {
+        if blocked(&net) || seen.contains(&net) || dropped_egress(&net) {
             continue;
         }
         seen.push(net);
         ip_rules.push(rule);
     }
-    for net in inputs.allow_ip_ranges.iter().chain(keep_egress.0) {
+    let kept: &[IpNet] = if egress.keep { egress.ranges } else { &[] };
+    for net in inputs.allow_ip_ranges.iter().chain(kept) {
         let net = net.trunc();
         if blocked(&net) || seen.contains(&net) {
             continue;
@@ -102,12 +110,29 @@ fn contained_acls(
         seen.push(net);
         ip_rules.push(json!({"value": net.to_string()}));
     }
-    let mut vnet_rules = current
+    let own_subnet = |id: &str| {
+        !egress.keep
+            && egress.subnets.iter().any(|s| s.eq_ignore_ascii_case(id))
+            && !inputs
+                .allow_virtual_networks
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(id))
+    };
+    let mut vnet_rules: Vec<Value> = current
         .get("virtualNetworkRules")
         .and_then(Value::as_array)
         .cloned()
-        .unwrap_or_default();
-    for subnet in inputs.allow_virtual_networks.iter().chain(keep_egress.1) {
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|rule| {
+            !rule
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(own_subnet)
+        })
+        .collect();
+    let kept_subnets: &[String] = if egress.keep { egress.subnets } else { &[] };
+    for subnet in inputs.allow_virtual_networks.iter().chain(kept_subnets) {
         let present = vnet_rules.iter().any(|rule| {
             rule.get("id")
                 .and_then(Value::as_str)
@@ -193,13 +218,13 @@ impl Executor for EnableKeyVaultFirewall {
             .iter()
             .map(|id| id.as_str().to_string())
             .collect();
-        let keep: (&[IpNet], &[String]) = if pending {
-            (&ctx.settings.egress_ip_ranges, &egress_subnets)
-        } else {
-            (&[], &[])
+        let egress = Egress {
+            ranges: &ctx.settings.egress_ip_ranges,
+            subnets: &egress_subnets,
+            keep: pending,
         };
         let current_acls = prior["networkAcls"].clone();
-        let acls = contained_acls(&current_acls, &inputs, keep);
+        let acls = contained_acls(&current_acls, &inputs, &egress);
         // Disabled public access is stricter than any firewall: keep it.
         let public_access = if prior["publicNetworkAccess"] == json!("Disabled") {
             "Disabled"
@@ -222,7 +247,7 @@ impl Executor for EnableKeyVaultFirewall {
                 ),
             )]
         };
-        let kept = if pending && !(keep.0.is_empty() && keep.1.is_empty()) {
+        let kept = if pending && !(egress.ranges.is_empty() && egress.subnets.is_empty()) {
             " (the responder's own egress stays allowed until the vault's rotations are done)"
         } else {
             ""
@@ -363,12 +388,28 @@ mod tests {
         };
         let current = json!({"defaultAction": "Allow", "ipRules": [{"value": "10.0.0.0/8"}, {"value": "203.0.113.0/24"}], "virtualNetworkRules": []});
         let egress: Vec<IpNet> = vec!["192.0.2.1/32".parse().unwrap()];
-        let acls = contained_acls(&current, &inputs, (&egress, &[]));
+        let keep = Egress {
+            ranges: &egress,
+            subnets: &[],
+            keep: true,
+        };
+        let acls = contained_acls(&current, &inputs, &keep);
         assert_eq!(acls["defaultAction"], "Deny");
         assert_eq!(
             acls["ipRules"],
             json!([{"value": "10.0.0.0/8"}, {"value": "198.51.100.0/24"}, {"value": "192.0.2.1/32"}])
         );
         let _ = IpRange("10.0.0.0/8".parse().unwrap());
+        // Once the rotations are done, the responder's own egress rule goes.
+        let closing = Egress {
+            ranges: &egress,
+            subnets: &[],
+            keep: false,
+        };
+        let closed = contained_acls(&acls, &inputs, &closing);
+        assert_eq!(
+            closed["ipRules"],
+            json!([{"value": "10.0.0.0/8"}, {"value": "198.51.100.0/24"}])
+        );
     }
 }

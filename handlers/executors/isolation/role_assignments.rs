@@ -4,10 +4,12 @@
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use super::roles::{self, delete_request, list_assignments, saved_assignment, scope_is};
 use super::{found, principals, subscriptions_of, wrong_parameters};
 use crate::azure::arm::api_version;
+use crate::azure::http::encode_query;
 use crate::azure::Api;
 use crate::domain::ids::AzureResourceId;
 use crate::domain::parameters::{Parameters, RoleAssignmentTarget};
@@ -41,12 +43,21 @@ fn saved_definition(definition: &Value) -> Value {
 }
 
 /// The assignments and custom definitions the target selects, as saved for undo.
-async fn selection(
-    task: &Task,
-    ctx: &ExecutorContext,
-) -> Result<(Vec<Value>, Vec<Value>, String), ExecutorError> {
+struct Selection {
+    assignments: Vec<Value>,
+    definitions: Vec<Value>,
+    /// PIM-eligible assignments (role eligibility schedules) at the scope.
+    eligible: Vec<Value>,
+    lease: String,
+}
+
+/// api-version of the PIM role eligibility APIs.
+const PIM: &str = "2020-10-01";
+
+async fn selection(task: &Task, ctx: &ExecutorContext) -> Result<Selection, ExecutorError> {
     let mut assignments = Vec::new();
     let mut definitions = Vec::new();
+    let mut eligible = Vec::new();
     let lease;
     match target(task)? {
         RoleAssignmentTarget::Named { id } if id.is_type(ASSIGNMENT) => {
@@ -161,10 +172,81 @@ async fn selection(
                 }
                 assignments.push(saved_assignment(&assignment));
             }
+            if let Some(oid) = &holder {
+                let path = format!(
+                    "{}/providers/Microsoft.Authorization/roleEligibilitySchedules?$filter={}",
+                    scope.as_str(),
+                    encode_query(&format!("assignedTo('{oid}')"))
+                );
+                for schedule in ctx.clients.arm.list(&path, PIM).await? {
+                    if scope_is(&schedule, scope.as_str())
+                        && roles::property(&schedule, "principalId").eq_ignore_ascii_case(oid)
+                    {
+                        eligible.push(json!({
+                            "id": schedule["id"],
+                            "properties": {
+                                "principalId": roles::property(&schedule, "principalId"),
+                                "roleDefinitionId": roles::property(&schedule, "roleDefinitionId"),
+                                "scope": roles::property(&schedule, "scope"),
+                            }
+                        }));
+                    }
+                }
+            }
             lease = scope.normalized();
         }
     }
-    Ok((assignments, definitions, lease))
+    Ok(Selection {
+        assignments,
+        definitions,
+        eligible,
+        lease,
+    })
+}
+
+/// `PUT {scope}/…/roleEligibilityScheduleRequests/{guid}` removing (or, for undo, re-adding)
+/// one eligibility; the GUID is derived from the task and schedule, so the hash is stable.
+fn eligibility_request(
+    ctx: &ExecutorContext,
+    task: &Task,
+    schedule: &Value,
+    request_type: &str,
+) -> PlannedRequest {
+    let scope = schedule["properties"]["scope"].as_str().unwrap_or_default();
+    let seed = format!(
+        "{}|{}|{request_type}",
+        task.message_id,
+        schedule["id"].as_str().unwrap_or_default()
+    );
+    let digest = hex::encode(Sha256::digest(seed.as_bytes()));
+    let guid = format!(
+        "{}-{}-4{}-8{}-{}",
+        &digest[..8],
+        &digest[8..12],
+        &digest[13..16],
+        &digest[17..20],
+        &digest[20..32]
+    );
+    let mut properties = json!({
+        "principalId": schedule["properties"]["principalId"],
+        "roleDefinitionId": schedule["properties"]["roleDefinitionId"],
+        "requestType": request_type,
+        "justification": format!("defender-responder {}", task.message_id),
+    });
+    if request_type == "AdminAssign" {
+        properties["scheduleInfo"] = json!({"expiration": {"type": "NoExpiration"}});
+    }
+    PlannedRequest::new(
+        Api::Arm,
+        WriteMethod::Put,
+        ctx.clients.arm.url(
+            &format!(
+                "{scope}/providers/Microsoft.Authorization/roleEligibilityScheduleRequests/{guid}"
+            ),
+            PIM,
+        ),
+        Some(json!({"properties": properties})),
+    )
 }
 
 fn subscription_of(task: &Task) -> Vec<String> {
@@ -183,7 +265,12 @@ impl Executor for RemoveRoleAssignments {
     }
 
     async fn preview(&self, task: &Task, ctx: &ExecutorContext) -> Result<Preview, ExecutorError> {
-        let (assignments, definitions, lease) = selection(task, ctx).await?;
+        let Selection {
+            assignments,
+            definitions,
+            eligible,
+            lease,
+        } = selection(task, ctx).await?;
         let mut requests: Vec<PlannedRequest> = assignments
             .iter()
             .map(|a| delete_request(ctx, a["id"].as_str().unwrap_or_default()))
@@ -193,20 +280,26 @@ impl Executor for RemoveRoleAssignments {
                 .iter()
                 .map(|d| delete_request(ctx, d["id"].as_str().unwrap_or_default())),
         );
+        requests.extend(
+            eligible
+                .iter()
+                .map(|e| eligibility_request(ctx, task, e, "AdminRemove")),
+        );
         Ok(Preview {
             change: Change::new(
                 if requests.is_empty() {
                     "no role assignment matches exactly; nothing to remove".to_string()
                 } else {
                     format!(
-                        "would DELETE {} role assignment(s) and {} custom role definition(s) (definitions after their assignments)",
+                        "would DELETE {} role assignment(s) and {} custom role definition(s) (definitions after their assignments) and remove {} PIM-eligible assignment(s)",
                         assignments.len(),
-                        definitions.len()
+                        definitions.len(),
+                        eligible.len()
                     )
                 },
                 requests,
             ),
-            prior_state: json!({"assignments": assignments, "definitions": definitions}),
+            prior_state: json!({"assignments": assignments, "definitions": definitions, "eligible": eligible}),
             leases: vec![lease],
             subscriptions: subscription_of(task),
         })
@@ -218,7 +311,12 @@ impl Executor for RemoveRoleAssignments {
         preview: &Preview,
         ctx: &ExecutorContext,
     ) -> Result<Applied, ExecutorError> {
-        let (assignments, definitions, lease) = selection(task, ctx).await?;
+        let Selection {
+            assignments,
+            definitions,
+            eligible,
+            lease,
+        } = selection(task, ctx).await?;
         let saved = |name: &str| {
             preview.prior_state[name]
                 .as_array()
@@ -227,6 +325,7 @@ impl Executor for RemoveRoleAssignments {
         };
         if roles::ids_of(&assignments) != roles::ids_of(&saved("assignments"))
             || roles::ids_of(&definitions) != roles::ids_of(&saved("definitions"))
+            || roles::ids_of(&eligible) != roles::ids_of(&saved("eligible"))
         {
             return Err(ExecutorError::conflict(
                 lease,
@@ -244,15 +343,15 @@ impl Executor for RemoveRoleAssignments {
         ctx: &ExecutorContext,
     ) -> Result<Verification, ExecutorError> {
         let mut verification = Verification::default();
-        for kind in ["assignments", "definitions"] {
+        for kind in ["assignments", "definitions", "eligible"] {
+            let version = if kind == "eligible" {
+                PIM
+            } else {
+                api_version::AUTHORIZATION
+            };
             for saved in preview.prior_state[kind].as_array().into_iter().flatten() {
                 let id = saved["id"].as_str().unwrap_or_default();
-                let exists = ctx
-                    .clients
-                    .arm
-                    .get_optional(id, api_version::AUTHORIZATION)
-                    .await?
-                    .is_some();
+                let exists = ctx.clients.arm.get_optional(id, version).await?.is_some();
                 verification =
                     verification.check(format!("{id} exists"), json!(false), json!(exists));
             }
@@ -262,7 +361,7 @@ impl Executor for RemoveRoleAssignments {
 
     async fn undo(
         &self,
-        _task: &Task,
+        task: &Task,
         preview: &Preview,
         applied: &Applied,
         ctx: &ExecutorContext,
@@ -294,6 +393,22 @@ impl Executor for RemoveRoleAssignments {
         undone
             .sent
             .extend(roles::restore_assignments(ctx, &saved).await?);
+        for schedule in preview.prior_state["eligible"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let request = eligibility_request(ctx, task, schedule, "AdminAssign");
+            undone.sent.push(ctx.send(&request).await?.0);
+        }
+        if preview.prior_state["eligible"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+        {
+            undone
+                .not_restored
+                .push("eligible assignments come back as new schedules without an expiry".into());
+        }
         Ok(undone)
     }
 }

@@ -105,6 +105,16 @@ pub enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Run the workers on the embedded queues of a stopped handler: carry out (or record)
+    /// every task queued now, then stop.
+    Work {
+        /// Drain the queues once and stop (the only mode; `serve` runs the workers itself).
+        #[arg(long, required = true)]
+        once: bool,
+        /// table or json (default: table on a terminal, json otherwise).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
     /// Approve or reject a task waiting for a decision, as an operator.
     Decide {
         /// The task's message id.
@@ -493,4 +503,35 @@ fn build_requests(
             Ok(vec![(target, headers, bytes.to_vec())])
         }
     }
+}
+
+/// Prints what `work --once` did: the sweep, then one line per message.
+pub fn print_work_report(
+    report: &crate::workers::queue_loop::DrainReport,
+    swept: &crate::workers::sweeper::SweepReport,
+    format: Format,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let value = serde_json::json!({"sweep": swept, "drain": report});
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "completed {}, retried later {}, dead-lettered {}; decisions expired {}, approved tasks queued again {}",
+                report.completed,
+                report.retried,
+                report.dead_lettered,
+                swept.expired.len(),
+                swept.requeued.len()
+            )?;
+            for line in &report.outcomes {
+                writeln!(out, "  {line}")?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod server;
 pub mod services;
 pub mod state;
+pub mod workers;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -41,7 +42,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             approval::endpoint::ROUTE,
-            any(approval::endpoint::route)
+            any(functions::workers::decide_route)
                 .layer(DefaultBodyLimit::max(approval::endpoint::MAX_FORM_BYTES)),
         )
         // The functions enforce the delivery limit themselves with a clear error.

@@ -6,16 +6,24 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use defender_responder::adapters::identity;
 use defender_responder::adapters::{
     EmbeddedStore, QueueOptions, ServiceBusPublisher, SharedPublisher,
 };
 use defender_responder::approval::DecisionDesk;
+use defender_responder::azure::AzureClients;
 use defender_responder::cli::{self, Cli, Command, Format};
+use defender_responder::config::azure::{self, AzureSettings, IsolationSettings};
 use defender_responder::config::Config;
+use defender_responder::domain::Queue;
+use defender_responder::executors::{ExecutorContext, ExecutorRegistry};
 use defender_responder::journal::command;
+use defender_responder::notify::WebhookChannel;
 use defender_responder::pipeline::Pipeline;
 use defender_responder::services::Registry;
 use defender_responder::state::AppState;
+use defender_responder::workers::queue_loop::EmbeddedWorkers;
+use defender_responder::workers::{sweeper, Worker};
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
 
@@ -106,6 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Work { once: _, format } => work(config, Format::resolve(format)).await,
         Command::Decide {
             task,
             decision,
@@ -175,6 +184,36 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let journal = config.workers.journal.open()?;
         state = state.with_decisions(DecisionDesk::new(journal, approvals.clone()));
     }
+    let worker = build_worker(&config, publisher.clone(), state.decisions.clone())?;
+    state = state.with_worker(worker.clone(), config.workers.decision_timeout);
+    // On the embedded default the same workers run in-process on the SQLite queues; with
+    // Service Bus the host triggers them as functions.
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let mut loops = Vec::new();
+    if config.service_bus.is_none() && config.workers.embedded_workers {
+        let embedded = EmbeddedWorkers::new((*store).clone(), Arc::new(worker.clone()));
+        for queue in Queue::ALL {
+            loops.push(tokio::spawn(embedded.clone().run(
+                queue,
+                config.workers.poll,
+                workers_stopped.clone(),
+            )));
+        }
+        let sweeper = worker.clone();
+        let timeout = config.workers.decision_timeout;
+        let mut stopped = workers_stopped.clone();
+        loops.push(tokio::spawn(async move {
+            loop {
+                if let Err(err) = sweeper::sweep(&sweeper, timeout).await {
+                    tracing::warn!(error = %err, "sweep failed; next one in 5 minutes");
+                }
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => {}
+                }
+            }
+        }));
+    }
     tracing::info!(
         %address,
         publisher = publisher.name(),
@@ -197,7 +236,77 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         shutdown_signal(),
     )
     .await;
+    let _ = stop_workers.send(true);
+    for running in loops {
+        let _ = running.await;
+    }
     tracing::info!("Custom handler stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The worker of this process: the journal, the webhook channel, the decision links.
+fn build_worker(
+    config: &Config,
+    publisher: SharedPublisher,
+    desk: Option<Arc<DecisionDesk>>,
+) -> anyhow::Result<Worker> {
+    let journal = config.workers.journal.open()?;
+    let webhook = match &config.workers.webhook {
+        Some(settings) => Some(WebhookChannel::new(settings.clone())?),
+        None => None,
+    };
+    let worker = Worker::new(journal, publisher)
+        .with_webhook(webhook)
+        .with_decisions(desk)
+        .with_dry_run(config.policy.dry_run);
+    Ok(match executor_context(config)? {
+        Some(context) => worker.with_executors(ExecutorRegistry::standard(), context),
+        None => worker,
+    })
+}
+
+/// The Azure clients the executors act through: deployed (with Service Bus) they reach Azure
+/// with the app's identity; locally only when `RESPONDER_ARM_ENDPOINT` names an endpoint (the
+/// simulator). Otherwise containment tasks are recorded as not automated.
+fn executor_context(config: &Config) -> anyhow::Result<Option<ExecutorContext>> {
+    let get = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    };
+    if config.service_bus.is_none() && get(azure::ARM_ENDPOINT).is_none() {
+        return Ok(None);
+    }
+    let clients = AzureClients::new(
+        &AzureSettings::from_lookup(&get)?,
+        identity::credential(&config.identity, None),
+    )?;
+    let isolation = IsolationSettings::from_lookup(&get, &config.policy.self_object_ids)?;
+    Ok(Some(ExecutorContext::new(clients, isolation)))
+}
+
+/// `work --once`: drains the embedded queues of a stopped handler (the store is exclusive).
+async fn work(config: Config, format: Format) -> anyhow::Result<ExitCode> {
+    let store = EmbeddedStore::open_with(
+        &config.store_path,
+        config.queue_names.clone(),
+        QueueOptions {
+            max_delivery_count: config.limits.max_delivery_count,
+        },
+    )?;
+    let publisher: SharedPublisher = Arc::new(store.clone());
+    let desk = match &config.workers.approvals {
+        Some(approvals) => Some(Arc::new(DecisionDesk::new(
+            config.workers.journal.open()?,
+            approvals.clone(),
+        ))),
+        None => None,
+    };
+    let worker = Arc::new(build_worker(&config, publisher, desk)?);
+    let swept = sweeper::sweep(&worker, config.workers.decision_timeout).await?;
+    let report = EmbeddedWorkers::new(store, worker).drain_all().await?;
+    cli::print_work_report(&report, &swept, format)?;
     Ok(ExitCode::SUCCESS)
 }
 

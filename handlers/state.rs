@@ -1,10 +1,12 @@
 //! Shared application state: the pipeline and the adapters, held as trait objects.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::adapters::{SharedLedger, SharedPublisher};
 use crate::approval::DecisionDesk;
 use crate::pipeline::Pipeline;
+use crate::workers::Worker;
 
 /// What every request handler needs.
 #[derive(Clone)]
@@ -17,6 +19,10 @@ pub struct AppState {
     pub ledger: SharedLedger,
     /// The decision endpoint's desk; `None` when decision links are not configured.
     pub decisions: Option<Arc<DecisionDesk>>,
+    /// The workers behind the queue-triggered functions; `None` when not configured.
+    pub worker: Option<Arc<Worker>>,
+    /// How long a decision may take before the sweeper expires it.
+    pub decision_timeout: Duration,
 }
 
 impl AppState {
@@ -27,7 +33,16 @@ impl AppState {
             publisher,
             ledger,
             decisions: None,
+            worker: None,
+            decision_timeout: crate::config::workers::DEFAULT_DECISION_TIMEOUT,
         }
+    }
+
+    /// Serves the queue-triggered functions with `worker`; decisions time out after `timeout`.
+    pub fn with_worker(mut self, worker: Worker, timeout: Duration) -> Self {
+        self.worker = Some(Arc::new(worker));
+        self.decision_timeout = timeout;
+        self
     }
 
     /// Serves decision links through `desk`.

@@ -228,6 +228,17 @@ param logicAppSecureRunHistory bool = true
 @description('Safe by default: plan and notify, but mark containment (isolation/rotation) tasks as dry-run. Set false once the plans look right.')
 param dryRun bool = true
 
+@description('NCRONTAB schedule of the DecisionSweeper timer (expires stale decisions, queues approved tasks again).')
+param sweepSchedule string = '0 */5 * * * *'
+
+@description('Hours a task waits for a decision before it expires.')
+@minValue(1)
+@maxValue(720)
+param decisionTimeoutHours int = 72
+
+@description('Client id of the Entra app registration approvers sign in with (App Service Authentication in front of the decision route). Empty: not configured; see docs/deploy.md.')
+param decisionAuthClientId string = ''
+
 @description('Comma-separated Entra tenant ids considered internal (RESPONDER_TENANT_IDS).')
 param tenantIds string = subscription().tenantId
 
@@ -365,6 +376,10 @@ module functionApp 'modules/function_app.bicep' = {
     useSessions: useSessions
     messageTtlSeconds: messageTtlSeconds
     dryRun: dryRun
+    journalContainerName: storage.outputs.journalContainerName
+    sweepSchedule: sweepSchedule
+    decisionTimeoutHours: decisionTimeoutHours
+    decisionAuthClientId: decisionAuthClientId
     tenantIds: tenantIds
     trustedIpRanges: trustedIpRanges
     notifyRecipients: notifyRecipients
@@ -382,6 +397,7 @@ module roles 'modules/role_assignments.bicep' = {
     topicPrincipalId: eventGrid.outputs.principalId
     storageAccountName: storage.outputs.storageAccountName
     deadLetterContainerName: storage.outputs.deadLetterContainerName
+    journalContainerName: storage.outputs.journalContainerName
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     queueNames: serviceBus.outputs.queueNames
     appInsightsName: monitoring.outputs.appInsightsName

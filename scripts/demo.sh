@@ -2,22 +2,34 @@
 # The main job on the embedded default, no Azure account needed: builds the handler, starts it
 # as the Functions host would, delivers sample alerts over HTTP in both host forms and as an
 # Event Grid webhook batch, redelivers the batch (every event is recognised as a duplicate),
-# then shows what each queue holds and what waits for a decision.
+# then follows the loop: the in-process workers deliver notifications to a local receiver that
+# verifies their Standard Webhooks signatures, a decision is approved through its signed link
+# (POST), the approved task is recorded (done, or not_automated where no executor is
+# configured), and the journal shows every task's history.
 #
 # One function per step; main() at the bottom lists them in order. Needs Rust (cargo) and
 # python3. Usage: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-binary=target/release/defender-responder
+# DEMO_BINARY: an already built binary to use instead (skips the release build).
+binary=${DEMO_BINARY:-target/release/defender-responder}
 alerts=tests/fixtures/alerts
 work=""
 handler=""
 url=""
+receiver=""
+receiver_url=""
+webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+approved_task=""
 
 say() { printf '\n== %s\n' "$*"; }
 
 cleanup() {
+  if [ -n "$receiver" ]; then
+    kill "$receiver" 2> /dev/null || true
+    wait "$receiver" 2> /dev/null || true
+  fi
   if [ -n "$handler" ]; then
     kill "$handler" 2> /dev/null || true
     wait "$handler" 2> /dev/null || true
@@ -29,6 +41,10 @@ require() {
   local missing=()
   command -v cargo > /dev/null 2>&1 || missing+=("cargo (Rust stable: https://rustup.rs, or any Rust >= 1.88 on PATH)")
   command -v python3 > /dev/null 2>&1 || missing+=("python3")
+  if command -v python3 > /dev/null 2>&1 && ! python3 -c 'import standardwebhooks' 2> /dev/null; then
+    python3 -m pip install --quiet standardwebhooks > /dev/null 2>&1 \
+      || missing+=("the standardwebhooks Python package (pip install standardwebhooks)")
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then
     printf 'demo: missing: %s\n' "${missing[@]}" >&2
     exit 1
@@ -36,6 +52,7 @@ require() {
 }
 
 build() {
+  if [ -n "${DEMO_BINARY:-}" ]; then return 0; fi
   if [ -x "$binary" ]; then
     say "Building the release binary (cargo build --release; seconds when nothing changed)"
   else
@@ -52,14 +69,41 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# A local webhook receiver that verifies every delivery with the reference standardwebhooks
+# package and serves what it received at GET /log.
+start_receiver() {
+  work=$(mktemp -d)
+  # Created here: the background job opens its redirection only once it is scheduled.
+  : > "$work/receiver.out"
+  WEBHOOK_SECRET="$webhook_secret" python3 tests/workers/webhook_receiver.py > "$work/receiver.out" 2> "$work/receiver.err" &
+  receiver=$!
+  local port=""
+  for _ in $(seq 1 400); do
+    port=$(sed -n 's/^LISTENING //p' "$work/receiver.out")
+    if [ -n "$port" ]; then break; fi
+    kill -0 "$receiver" 2> /dev/null || break
+    sleep 0.025
+  done
+  if [ -z "$port" ]; then
+    echo "demo: the webhook receiver did not start:" >&2
+    cat "$work/receiver.err" >&2
+    exit 1
+  fi
+  receiver_url="http://127.0.0.1:$port/hook"
+  say "Webhook receiver listening at $receiver_url (verifies Standard Webhooks signatures)"
+}
+
 # Starts `serve` as the Functions host does: FUNCTIONS_CUSTOMHANDLER_PORT, then polls until the
 # port answers. A port taken between choosing and binding gets another try.
 start_handler() {
-  work=$(mktemp -d)
   export RESPONDER_STORE_PATH="$work/store.sqlite3"
+  export RESPONDER_WEBHOOK_URL="$receiver_url" RESPONDER_WEBHOOK_SECRET="$webhook_secret"
+  export RESPONDER_APPROVAL_KEY="demo-decision-link-key-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+  export RESPONDER_WORKER_POLL_MS=100
   local attempt port
   for attempt in 1 2 3; do
     port=$(free_port)
+    export RESPONDER_DECISION_URL="http://127.0.0.1:$port/api/decide"
     FUNCTIONS_CUSTOMHANDLER_PORT="$port" "$binary" serve > "$work/handler.log" 2>&1 &
     handler=$!
     for _ in $(seq 1 400); do
@@ -125,15 +169,99 @@ show_queues() {
   "$binary" queues --format table --peek 2
 }
 
+# Polls the receiver until a decision request with its signed links has arrived.
+await_decision_request() {
+  say "The in-process workers record each pending change and send the decision request with signed links"
+  local approve=""
+  for _ in $(seq 1 400); do
+    approve=$(curl -fsS "${receiver_url%/hook}/log" | python3 -c '
+import json, sys
+for record in json.load(sys.stdin):
+    body = record.get("body") or {}
+    for link in (body.get("data") or {}).get("decisions") or []:
+        if record.get("verified") and link["decision"] == "approve":
+            print(link["url"]); sys.exit(0)
+')
+    if [ -n "$approve" ]; then break; fi
+    sleep 0.05
+  done
+  if [ -z "$approve" ]; then
+    echo "demo: no decision request reached the receiver; handler log:" >&2
+    tail -20 "$work/handler.log" >&2
+    exit 1
+  fi
+  echo "$approve" > "$work/approve.url"
+  echo "   approve link: ${approve%%&sig=*}&sig=..."
+}
+
+# GET shows the page and decides nothing; the form's POST decides.
+approve_through_link() {
+  say "Approving the first pending task through its link (GET shows the change, POST decides)"
+  local approve query status
+  approve=$(cat "$work/approve.url")
+  query=${approve#*\?}
+  approved_task=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.parse_qs(sys.argv[1])["m"][0])' "$query")
+  status=$(curl -sS -o /dev/null -w '%{http_code}' "$approve")
+  echo "   GET  -> HTTP $status (the page; nothing decided)"
+  status=$(curl -sS -o /dev/null -w '%{http_code}' -X POST --data "$query" "$url/api/decide")
+  echo "   POST -> HTTP $status (approved: task $approved_task)"
+  [ "$status" = 200 ] || { echo "demo: the decision was refused" >&2; exit 1; }
+}
+
+# Polls the journal (shared with the running handler) until the approved task is settled.
+await_outcome() {
+  say "The approved copy is queued under <id>-approved; a worker carries it out"
+  local state=""
+  for _ in $(seq 1 400); do
+    state=$("$binary" journal --task "$approved_task" --format json 2> /dev/null \
+      | python3 -c 'import json, sys; v = json.load(sys.stdin); v = v[0] if isinstance(v, list) else v; print(v.get("state", ""))' 2> /dev/null || true)
+    case "$state" in done | not_automated | failed) break ;; esac
+    sleep 0.05
+  done
+  echo "   task $approved_task is $state"
+  case "$state" in done | not_automated) ;; *)
+    echo "demo: the approved task was not carried out; handler log:" >&2
+    tail -20 "$work/handler.log" >&2
+    exit 1 ;;
+  esac
+}
+
+show_notifications() {
+  say "What the webhook receiver got (every delivery's signature verified)"
+  curl -fsS "${receiver_url%/hook}/log" | python3 -c '
+import collections, json, sys
+records = json.load(sys.stdin)
+kinds = collections.Counter(r.get("type") for r in records)
+verified = all(r.get("verified") for r in records)
+print(f"   {len(records)} deliveries, all verified: {verified}")
+for kind, count in sorted(kinds.items()):
+    print(f"   {count:>3}  {kind}")
+'
+}
+
+show_journal() {
+  say "The journal of the approved task's alert (defender-responder journal --alert ... --format table)"
+  local alert
+  alert=$("$binary" journal --task "$approved_task" --format json \
+    | python3 -c 'import json, sys; v = json.load(sys.stdin); v = v[0] if isinstance(v, list) else v; print(v["system_alert_id"])')
+  "$binary" journal --alert "$alert" --format table
+}
+
 main() {
   trap cleanup EXIT
   require
   build
+  start_receiver
   start_handler
   deliver
   redeliver
+  await_decision_request
+  approve_through_link
+  await_outcome
+  show_notifications
   stop_handler
   show_queues
+  show_journal
   say "Done. Plan any alert offline: $binary plan --format table $alerts/<file>.json"
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use url::Url;
 
@@ -24,6 +25,17 @@ pub const JOURNAL_BLOB_ENDPOINT: &str = "RESPONDER_JOURNAL_BLOB_ENDPOINT";
 pub const JOURNAL_CONTAINER: &str = "RESPONDER_JOURNAL_CONTAINER";
 /// The user-assigned identity the deployed journal authenticates with.
 pub const JOURNAL_CLIENT_ID: &str = "RESPONDER_JOURNAL_CLIENT_ID";
+
+/// How long a decision may take before the sweeper expires the task, in hours.
+pub const DECISION_TIMEOUT_HOURS: &str = "RESPONDER_DECISION_TIMEOUT_HOURS";
+/// The `DecisionSweeper` timer's NCRONTAB schedule (read by the Functions host).
+pub const SWEEP_SCHEDULE: &str = "RESPONDER_SWEEP_SCHEDULE";
+/// How often the embedded workers look at their queues, in milliseconds.
+pub const WORKER_POLL_MS: &str = "RESPONDER_WORKER_POLL_MS";
+/// Whether `serve` runs the workers in-process on the embedded queues.
+pub const EMBEDDED_WORKERS: &str = "RESPONDER_EMBEDDED_WORKERS";
+/// The default decision timeout: 72 hours.
+pub const DEFAULT_DECISION_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
 
 /// The host's identity-based storage settings, used when the journal's own are unset.
 const HOST_BLOB_URI: &str = "AzureWebJobsStorage__blobServiceUri";
@@ -48,6 +60,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: approval::DECISION_URL, default: "", description: "Public URL of the decision endpoint, e.g. https://<app>.azurewebsites.net/api/decide." },
     Setting { name: approval::TTL_HOURS, default: "72", description: "How long a decision link is valid, in hours (1 to 720)." },
     Setting { name: approval::IDENTITY, default: "", description: "app_service_auth (the approver signs in with App Service Authentication and must be a recipient or an approver) or link (the link alone is the credential). Empty: app_service_auth on App Service, link elsewhere." },
+    Setting { name: DECISION_TIMEOUT_HOURS, default: "72", description: "How long a task waits for a decision before the sweeper expires it (and tells its recipients), in hours (1 to 720)." },
+    Setting { name: SWEEP_SCHEDULE, default: "0 */5 * * * *", description: "NCRONTAB schedule of the DecisionSweeper timer (expires stale decisions, queues approved tasks again). Read by the Functions host; the embedded default sweeps every 5 minutes." },
+    Setting { name: WORKER_POLL_MS, default: "500", description: "How often the embedded workers in serve look at their queues, in milliseconds (10 to 60000)." },
+    Setting { name: EMBEDDED_WORKERS, default: "true", description: "false: serve only takes alerts in on the embedded default; the tasks wait on the embedded queues for work --once. Ignored with Service Bus (the host triggers the workers)." },
     Setting { name: approval::APPROVERS, default: "", description: "Comma-separated sign-in names who may decide on any task, besides each task's recipients." },
 ];
 
@@ -107,6 +123,12 @@ pub struct WorkerSettings {
     pub webhook: Option<WebhookSettings>,
     /// Decision links, when configured.
     pub approvals: Option<ApprovalSettings>,
+    /// How long a decision may take.
+    pub decision_timeout: Duration,
+    /// How often the embedded workers poll their queues.
+    pub poll: Duration,
+    /// Whether `serve` runs the workers on the embedded queues.
+    pub embedded_workers: bool,
 }
 
 impl WorkerSettings {
@@ -123,7 +145,43 @@ impl WorkerSettings {
             journal: journal_settings(get, store_path, on_platform)?,
             webhook: WebhookSettings::from_lookup(get)?,
             approvals: ApprovalSettings::from_lookup(get, on_app_service)?,
+            decision_timeout: Duration::from_secs(
+                3600 * number(get, DECISION_TIMEOUT_HOURS, 72, 1..=720)?,
+            ),
+            poll: Duration::from_millis(number(get, WORKER_POLL_MS, 500, 10..=60_000)?),
+            embedded_workers: match get(EMBEDDED_WORKERS).as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    return Err(Error::Config(format!(
+                        "{EMBEDDED_WORKERS}={other:?} must be true or false"
+                    )))
+                }
+            },
         })
+    }
+}
+
+/// A whole number setting within `range`; the error names the setting.
+fn number(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, Error> {
+    match get(name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{name}={text:?} is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
     }
 }
 
@@ -282,6 +340,16 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains(JOURNAL_CONTAINER), "{err}");
+        let err = settings(&[(DECISION_TIMEOUT_HOURS, "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(DECISION_TIMEOUT_HOURS), "{err}");
+        assert_eq!(
+            settings(&[(DECISION_TIMEOUT_HOURS, "2")])
+                .unwrap()
+                .decision_timeout,
+            Duration::from_secs(7200)
+        );
     }
 
     #[test]
@@ -302,6 +370,10 @@ mod tests {
             approval::TTL_HOURS,
             approval::IDENTITY,
             approval::APPROVERS,
+            DECISION_TIMEOUT_HOURS,
+            SWEEP_SCHEDULE,
+            WORKER_POLL_MS,
+            EMBEDDED_WORKERS,
         ] {
             assert!(listed.contains(&name), "{name}");
         }

@@ -6,6 +6,7 @@
 
 pub mod defender_alert;
 pub mod webhook;
+pub mod workers;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::http::StatusCode;
@@ -30,6 +31,8 @@ pub enum Trigger {
     ServiceBus,
     /// `httpTrigger` without forwarding, answered through the `res` output binding.
     Http,
+    /// `timerTrigger` on a schedule named by an app setting (`%SETTING%`).
+    Timer,
 }
 
 impl Trigger {
@@ -39,6 +42,7 @@ impl Trigger {
             Trigger::EventGrid => "eventGridTrigger",
             Trigger::ServiceBus => "serviceBusTrigger",
             Trigger::Http => "httpTrigger",
+            Trigger::Timer => "timerTrigger",
         }
     }
 }
@@ -77,13 +81,15 @@ impl std::fmt::Debug for Function {
 }
 
 /// Every function of the app, one line each.
-pub const FUNCTIONS: &[Function] = &[Function {
-    name: defender_alert::FUNCTION_NAME,
-    trigger: Trigger::EventGrid,
-    binding: defender_alert::TRIGGER,
-    queue_setting: None,
-    handler: defender_alert::handler,
-}];
+#[rustfmt::skip]
+pub const FUNCTIONS: &[Function] = &[
+    Function { name: defender_alert::FUNCTION_NAME, trigger: Trigger::EventGrid, binding: defender_alert::TRIGGER, queue_setting: None, handler: defender_alert::handler },
+    Function { name: workers::NOTIFICATION_WORKER, trigger: Trigger::ServiceBus, binding: workers::MESSAGE_BINDING, queue_setting: Some(crate::config::QUEUE_NOTIFICATION), handler: workers::notification_handler },
+    Function { name: workers::ISOLATION_WORKER, trigger: Trigger::ServiceBus, binding: workers::MESSAGE_BINDING, queue_setting: Some(crate::config::QUEUE_ISOLATION), handler: workers::isolation_handler },
+    Function { name: workers::ROTATION_WORKER, trigger: Trigger::ServiceBus, binding: workers::MESSAGE_BINDING, queue_setting: Some(crate::config::QUEUE_ROTATION), handler: workers::rotation_handler },
+    Function { name: workers::DECISION, trigger: Trigger::Http, binding: workers::REQUEST_BINDING, queue_setting: None, handler: workers::decision_handler },
+    Function { name: workers::DECISION_SWEEPER, trigger: Trigger::Timer, binding: workers::TIMER_BINDING, queue_setting: None, handler: workers::sweeper_handler },
+];
 
 /// The routes of every function in [`FUNCTIONS`].
 pub fn router() -> Router<AppState> {

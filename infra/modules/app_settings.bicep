@@ -25,9 +25,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
 // site's TLS/FTP/HTTP2/HTTPS settings are on the site in function_app.bicep. (pycep rejects more
 // than 9 comment lines at the top of an object, so the explanation lives here.)
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
-  //checkov:skip=CKV_AZURE_13:Not site config (appsettings). No EasyAuth: the only endpoint is the Functions host's Event Grid webhook, authenticated by the eventgrid_extension system key.
-  //checkov:skip=CKV_AZURE_63:Not site config (appsettings). HTTP logging: the app has no HTTP functions; invocations are logged to Application Insights.
-  //checkov:skip=CKV_AZURE_65:Not site config (appsettings). Detailed error pages: no HTTP functions serve pages.
+  //checkov:skip=CKV_AZURE_13:Not site config (appsettings). EasyAuth is authsettingsV2 in function_app.bicep (Decision route); the Event Grid webhook is authenticated by the eventgrid_extension system key.
+  //checkov:skip=CKV_AZURE_63:Not site config (appsettings). HTTP logging: invocations (the Decision function's too) are logged to Application Insights.
+  //checkov:skip=CKV_AZURE_65:Not site config (appsettings). Detailed error pages: the Decision page shows no error details.
   //checkov:skip=CKV_AZURE_66:Not site config (appsettings). Failed request tracing: IIS feature, not used by Linux function apps.
   //checkov:skip=CKV_AZURE_80:Not site config (appsettings). .NET Framework version: the app runs a Rust custom handler.
   //checkov:skip=CKV_AZURE_88:Not site config (appsettings). Azure Files deliberately not mounted: it needs an account key (shared keys are disabled); Flex runs from blob, Elastic Premium from package.

@@ -111,6 +111,20 @@ param messageTtlSeconds int
 @description('Plan and notify, but mark containment tasks as dry-run.')
 param dryRun bool
 
+@description('The workers\' journal container.')
+param journalContainerName string
+
+@description('NCRONTAB schedule of the DecisionSweeper timer.')
+param sweepSchedule string
+
+@description('Hours a task waits for a decision before the sweeper expires it.')
+@minValue(1)
+@maxValue(720)
+param decisionTimeoutHours int
+
+@description('Client id of the Entra app registration approvers sign in with (App Service Authentication on the decision route); empty = authentication not configured.')
+param decisionAuthClientId string
+
 @description('Comma-separated Entra tenant ids treated as "our" tenants.')
 param tenantIds string
 
@@ -171,7 +185,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     //checkov:skip=CKV_AZURE_17:Client certificates would be demanded from Event Grid, which does not present one when delivering to an AzureFunction endpoint; the app exposes no HTTP functions of its own.
     //checkov:skip=CKV_AZURE_222:publicNetworkAccess is a parameter (functionAppPublicNetworkAccess); Event Grid push delivery needs the public endpoint. Publishing is Entra-only (basic auth off below).
     //checkov:skip=CKV_AZURE_212:Instance floor is plan-specific: Flex Consumption scales from zero by design; Elastic Premium uses premiumMinimumInstanceCount. Three always-on instances for failover is a cost decision left to the operator (zoneRedundant).
-    //checkov:skip=CKV_AZURE_213:No HTTP health endpoint: the app has no HTTP-triggered functions, and the Functions host restarts the custom handler itself when it dies.
+    //checkov:skip=CKV_AZURE_213:No HTTP health endpoint: the one HTTP-triggered function is the Decision page behind sign-in, and the Functions host restarts the custom handler itself when it dies.
     //checkov:skip=CKV_AZURE_78:ftpsState is 'Disabled' on Elastic Premium and not sent on Flex Consumption, which rejects it (error 51021) and has no FTP; FTP basic-auth publishing is off on both plans (ftpPublishing below).
     //checkov:skip=CKV_AZURE_67:http20Enabled is true on Elastic Premium and not sent on Flex Consumption, which rejects it (error 51021); checkov cannot read the plan condition.
     //checkov:skip=CKV_AZURE_18:http20Enabled is true on Elastic Premium and not sent on Flex Consumption, which rejects it (error 51021); checkov cannot read the plan condition.
@@ -322,6 +336,28 @@ var responderAppSettings = [
     value: dryRun ? 'true' : 'false'
   }
   {
+    // The journal lives in this app's own storage account (AzureWebJobsStorage__accountName).
+    name: 'RESPONDER_JOURNAL_CONTAINER'
+    value: journalContainerName
+  }
+  {
+    name: 'RESPONDER_SWEEP_SCHEDULE'
+    value: sweepSchedule
+  }
+  {
+    name: 'RESPONDER_DECISION_TIMEOUT_HOURS'
+    value: string(decisionTimeoutHours)
+  }
+  {
+    name: 'RESPONDER_DECISION_URL'
+    value: 'https://${functionApp.properties.defaultHostName}/api/decide'
+  }
+  {
+    // Approvers sign in (App Service Authentication) and must be a recipient or an approver.
+    name: 'RESPONDER_APPROVER_IDENTITY'
+    value: 'app_service_auth'
+  }
+  {
     name: 'RESPONDER_TENANT_IDS'
     value: tenantIds
   }
@@ -357,6 +393,54 @@ var responderOptionalAppSettings = empty(policyFile) ? [] : [
 // END app-settings:responder
 
 var appSettings = concat(platformAppSettings, entraTelemetryAppSettings, isFlex ? [] : premiumOnlyAppSettings, responderAppSettings, responderOptionalAppSettings)
+
+// App Service Authentication (Entra): approvers sign in before a decision page is shown or a
+// decision recorded; the handler reads X-MS-CLIENT-PRINCIPAL-NAME. Every other route keeps its
+// own protection (function keys, the Event Grid system key), so those paths are excluded.
+resource decisionAuth 'Microsoft.Web/sites/config@2023-12-01' = if (!empty(decisionAuthClientId)) {
+  //checkov:skip=CKV_AZURE_13:Not site config (authsettingsV2). This resource IS App Service Authentication, in front of the Decision route.
+  //checkov:skip=CKV_AZURE_63:Not site config (authsettingsV2). Invocations, decisions included, are logged to Application Insights.
+  //checkov:skip=CKV_AZURE_65:Not site config (authsettingsV2). The decision page shows no error details.
+  //checkov:skip=CKV_AZURE_66:Not site config (authsettingsV2). Failed request tracing: IIS feature, not used by Linux function apps.
+  //checkov:skip=CKV_AZURE_80:Not site config (authsettingsV2). .NET Framework version: the app runs a Rust custom handler.
+  //checkov:skip=CKV_AZURE_88:Not site config (authsettingsV2). Azure Files deliberately not mounted: it needs an account key (shared keys are disabled).
+  //checkov:skip=CKV_AZURE_222:Not site config (authsettingsV2). Public network access is set on the site (functionAppPublicNetworkAccess); approvers open decision links from mail and chat.
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: [
+        '/runtime/webhooks/eventgrid'
+        '/admin/host/status'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: decisionAuthClientId
+          openIdIssuer: 'https://sts.windows.net/${subscription().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${decisionAuthClientId}'
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+}
 
 @description('Function app resource id.')
 output functionAppId string = functionApp.id

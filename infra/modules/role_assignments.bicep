@@ -6,9 +6,8 @@
 // Logic App, because that app is only created in the second deployment step.
 //
 // Deliberately NOT granted:
-//  * Azure Service Bus Data Receiver / Owner: the responder only sends; no function in this app is
-//    triggered by the task queues (their consumers run elsewhere). If a queue-triggered function
-//    is added, grant Data Receiver on that queue only.
+//  * Azure Service Bus Data Owner, or any role on the namespace: the app sends to and receives
+//    from its three queues only (Data Sender and Data Receiver per queue).
 //  * Storage Queue Data Contributor: the Functions host only needs queues for blob triggers,
 //    Durable Functions or queue triggers, and this app has none.
 //  * Storage Account Contributor / keys: shared-key access is disabled on the account.
@@ -25,6 +24,9 @@ param storageAccountName string
 @description('Dead-letter container in that account.')
 param deadLetterContainerName string
 
+@description('The workers\' journal container in that account.')
+param journalContainerName string
+
 @description('Service Bus namespace name.')
 param serviceBusNamespaceName string
 
@@ -40,6 +42,7 @@ param grantTelemetryPublisher bool
 // Built-in role definition ids (same in every Azure cloud).
 var roles = {
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -58,6 +61,11 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: blobService
   name: deadLetterContainerName
+}
+
+resource journalContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: journalContainerName
 }
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
@@ -85,6 +93,33 @@ resource queueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for
     description: 'defender-responder publishes ${name} tasks'
   }
 }]
+
+// Function app -> each task queue: receive. The NotificationWorker, IsolationWorker and
+// RotationWorker functions are triggered by their queue; scoped per QUEUE like the sender role.
+resource queueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in queueNames: {
+  name: guid(queues[i].id, functionAppPrincipalId, roles.serviceBusDataReceiver)
+  scope: queues[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: functionAppPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'defender-responder carries out ${name} tasks'
+  }
+}]
+
+// Function app -> the journal CONTAINER only: Blob Data Contributor (conditional writes and
+// blob leases on the journal's entries). Scoped to the container so the journal's access does
+// not depend on the host's account-wide role.
+resource journalWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(journalContainer.id, functionAppPrincipalId, roles.storageBlobDataContributor)
+  scope: journalContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: functionAppPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'defender-responder workers journal'
+  }
+}
 
 // Function app -> its own storage account: Blob Data Owner. Required for identity-based
 // AzureWebJobsStorage (host keys, leases/singleton locks) and to read the app package (Flex

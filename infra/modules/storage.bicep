@@ -41,6 +41,9 @@ param deploymentContainerName string
 @description('Name of the container that receives Event Grid dead-lettered events.')
 param deadLetterContainerName string
 
+@description('Name of the container that holds the workers\' journal (task states, decisions, prior state).')
+param journalContainerName string = 'journal'
+
 @description('Days that deleted blobs and containers stay recoverable.')
 @minValue(1)
 @maxValue(365)
@@ -128,6 +131,15 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// The workers' journal: every task's state, decision and prior state, shared by every instance.
+resource journalContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: journalContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 @description('Storage account resource id.')
 output storageAccountId string = storage.id
 
@@ -142,3 +154,6 @@ output deploymentContainerName string = deploymentContainerName
 
 @description('Event Grid dead-letter container name.')
 output deadLetterContainerName string = deadLetterContainer.name
+
+@description('The workers\' journal container name.')
+output journalContainerName string = journalContainer.name

@@ -37,6 +37,8 @@ pub(crate) async fn start(store: &Path) -> Server {
         .arg("serve")
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("RESPONDER_STORE_PATH", store)
+        // What intake queued stays on the queues (the workers would take it off).
+        .env("RESPONDER_EMBEDDED_WORKERS", "false")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -179,6 +181,29 @@ async fn deliveries_over_http_land_in_the_embedded_store_and_survive_a_kill() {
 
     drop(server);
     assert_eq!(store_counts(&store), counts);
+
+    // `work --once` carries out (or records) every queued task of the stopped handler.
+    let output = Command::new(BINARY)
+        .args(["work", "--once", "--format", "json"])
+        .env("RESPONDER_STORE_PATH", &store)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let completed = report["drain"]["completed"].as_u64().unwrap();
+    assert_eq!(completed, total, "{report}");
+    assert_eq!(store_counts(&store).iter().map(|(_, n)| n).sum::<u64>(), 0);
+    let output = Command::new(BINARY)
+        .args(["journal", "--format", "json", "--limit", "1000"])
+        .env("RESPONDER_STORE_PATH", &store)
+        .output()
+        .unwrap();
+    let journal: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(journal.as_array().unwrap().len() as u64, total, "{journal}");
 }
 
 #[tokio::test]

@@ -297,6 +297,8 @@ impl BinaryServer {
         command
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
             .env("RESPONDER_STORE_PATH", store)
+            // These tests look at what intake queued; the workers would take it off the queues.
+            .env("RESPONDER_EMBEDDED_WORKERS", "false")
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::from(file.try_clone().unwrap()))
             .stderr(std::process::Stdio::from(file));

@@ -112,6 +112,11 @@ fn bicep_sets_every_setting_a_deployment_needs() {
         "RESPONDER_SB_SESSIONS",
         "RESPONDER_SB_MESSAGE_TTL_SECONDS",
         "RESPONDER_POLICY_FILE",
+        config::workers::JOURNAL_CONTAINER,
+        config::workers::SWEEP_SCHEDULE,
+        config::workers::DECISION_TIMEOUT_HOURS,
+        defender_responder::approval::DECISION_URL,
+        defender_responder::approval::IDENTITY,
     ] {
         assert!(
             bicep.contains(name),
@@ -338,4 +343,69 @@ fn flex_maximum_instance_count_is_never_below_the_platform_minimum_of_40() {
             "main.bicepparam: {value}"
         );
     }
+}
+
+#[test]
+fn every_setting_a_function_folder_names_is_set_by_bicep() {
+    let bicep = bicep_app_settings();
+    for function in defender_responder::functions::FUNCTIONS {
+        let text = read(&format!("{}/function.json", function.name));
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for binding in json["bindings"].as_array().unwrap() {
+            for value in binding.as_object().unwrap().values() {
+                let Some(text) = value.as_str() else { continue };
+                if let Some(setting) = text.strip_prefix('%').and_then(|t| t.strip_suffix('%')) {
+                    assert!(
+                        bicep.contains(setting),
+                        "{}/function.json names %{setting}%, which Bicep does not set",
+                        function.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_workers_may_receive_from_each_queue_and_write_only_the_journal_container() {
+    let roles = read("infra/modules/role_assignments.bicep");
+    // Azure Service Bus Data Receiver, per queue (the same loop as the sender role).
+    assert!(roles.contains("serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'"));
+    let receiver = object(&roles, "resource queueReceiver").join("\n");
+    assert!(
+        receiver.contains("for (name, i) in queueNames"),
+        "{receiver}"
+    );
+    assert!(receiver.contains("scope: queues[i]"), "{receiver}");
+    let journal = object(&roles, "resource journalWriter").join("\n");
+    assert!(journal.contains("scope: journalContainer"), "{journal}");
+    assert!(
+        journal.contains("roles.storageBlobDataContributor"),
+        "{journal}"
+    );
+    let storage = read("infra/modules/storage.bicep");
+    assert!(storage.contains("param journalContainerName string = 'journal'"));
+    assert_eq!(config::workers::DEFAULT_CONTAINER, "journal");
+}
+
+#[test]
+fn decisions_are_behind_app_service_authentication_and_dry_run_is_the_default() {
+    let app = read("infra/modules/function_app.bicep");
+    let auth = object(&app, "resource decisionAuth").join("\n");
+    assert!(auth.contains("name: 'authsettingsV2'"), "{auth}");
+    assert!(auth.contains("requireAuthentication: true"), "{auth}");
+    assert!(auth.contains("'/runtime/webhooks/eventgrid'"), "{auth}");
+    assert!(
+        !auth.contains("/api/decide"),
+        "the decision route must not be excluded: {auth}"
+    );
+    let main = read("infra/main.bicep");
+    assert!(main.contains("param dryRun bool = true"));
+    assert!(main.contains("param sweepSchedule string = '0 */5 * * * *'"));
+    let default = config::workers::SETTINGS
+        .iter()
+        .find(|s| s.name == config::workers::SWEEP_SCHEDULE)
+        .unwrap()
+        .default;
+    assert_eq!(default, "0 */5 * * * *");
 }

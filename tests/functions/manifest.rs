@@ -92,6 +92,15 @@ fn function_json_problems(function: &Function, json: &Value) -> Vec<String> {
                 problems.push(format!("no http output binding named {HTTP_OUTPUT}"));
             }
         }
+        (Trigger::Timer, None) => {
+            let schedule = trigger["schedule"].as_str().unwrap_or("");
+            let setting = schedule.trim_matches('%');
+            if !schedule.starts_with('%') || !SETTINGS.iter().any(|s| s.name == setting) {
+                problems.push(format!(
+                    "schedule {schedule:?} is not %SETTING% of a setting the code reads"
+                ));
+            }
+        }
         (Trigger::EventGrid, None) => {}
     }
     problems
@@ -143,6 +152,23 @@ fn the_function_json_check_covers_service_bus_and_http_triggers() {
     let unanswered = serde_json::json!({"bindings": [
         {"type": "httpTrigger", "direction": "in", "name": "req"}]});
     assert_eq!(function_json_problems(&decision, &unanswered).len(), 1);
+}
+
+#[test]
+fn the_decision_function_is_the_decide_route_and_service_bus_settles_from_the_reply() {
+    let decision = json_file("Decision/function.json");
+    assert_eq!(decision["bindings"][0]["route"], "decide");
+    assert_eq!(decision["bindings"][0]["authLevel"], "anonymous");
+    assert_eq!(
+        defender_responder::approval::endpoint::ROUTE,
+        "/api/decide",
+        "the host serves the Decision function under /api/<route>"
+    );
+    let host = json_file("host.json");
+    assert_eq!(
+        host["extensions"]["serviceBus"]["autoCompleteMessages"],
+        true
+    );
 }
 
 #[test]

@@ -10,3 +10,4 @@ mod journal_blob;
 mod journal_events;
 mod support;
 mod webhook_channel;
+mod worker_loop;

@@ -1,7 +1,9 @@
 //! Shared helpers: a local Azurite (started by scripts/ensure-azurite.sh), an Entra-shaped
 //! token credential Azurite accepts, sample tasks.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
@@ -140,4 +142,71 @@ pub(crate) fn pending_task(alert: &str, target: &str) -> Task {
     task.status = TaskStatus::PendingApproval;
     task.recipients = vec!["owner@contoso.com".into()];
     task
+}
+
+/// The webhook receiver's signing secret.
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The receiver process; killed when dropped.
+pub(crate) struct Receiver {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Receiver {
+    /// Starts the receiver answering with `script` (see webhook_receiver.py).
+    pub(crate) fn start(script: &[&str]) -> Receiver {
+        let ready = Command::new("python3")
+            .args(["-c", "import standardwebhooks"])
+            .status()
+            .expect("python3");
+        if !ready.success() {
+            let installed = Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "standardwebhooks"])
+                .status()
+                .expect("pip");
+            assert!(installed.success(), "pip install standardwebhooks failed");
+        }
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/workers/webhook_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(path)
+            .args(script)
+            .env("WEBHOOK_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("receiver said {line:?}"))
+            .parse()
+            .unwrap();
+        Receiver { child, port }
+    }
+
+    pub(crate) fn url(&self) -> url::Url {
+        url::Url::parse(&format!("http://127.0.0.1:{}/hook", self.port)).unwrap()
+    }
+
+    /// What the receiver got, in order.
+    pub(crate) async fn log(&self) -> Vec<serde_json::Value> {
+        reqwest::get(format!("http://127.0.0.1:{}/log", self.port))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
 }

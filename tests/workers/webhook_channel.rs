@@ -1,9 +1,6 @@
 //! The signed webhook against a real receiver: a Python HTTP server on loopback verifying
 //! every request with the reference `standardwebhooks` package.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,71 +10,7 @@ use defender_responder::journal::{Journal, RunOutcome, SqliteJournal, TaskState}
 use defender_responder::notify::{Delivery, WebhookChannel, WebhookSecret, WebhookSettings};
 use serde_json::Value;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// The receiver process; killed when dropped.
-struct Receiver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Receiver {
-    /// Starts the receiver answering with `script` (see webhook_receiver.py).
-    fn start(script: &[&str]) -> Receiver {
-        let ready = Command::new("python3")
-            .args(["-c", "import standardwebhooks"])
-            .status()
-            .expect("python3");
-        if !ready.success() {
-            let installed = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "standardwebhooks"])
-                .status()
-                .expect("pip");
-            assert!(installed.success(), "pip install standardwebhooks failed");
-        }
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/workers/webhook_receiver.py");
-        let mut child = Command::new("python3")
-            .arg(path)
-            .args(script)
-            .env("WEBHOOK_SECRET", SECRET)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the receiver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("receiver said {line:?}"))
-            .parse()
-            .unwrap();
-        Receiver { child, port }
-    }
-
-    fn url(&self) -> url::Url {
-        url::Url::parse(&format!("http://127.0.0.1:{}/hook", self.port)).unwrap()
-    }
-
-    /// What the receiver got, in order.
-    async fn log(&self) -> Vec<Value> {
-        reqwest::get(format!("http://127.0.0.1:{}/log", self.port))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
+use crate::support::{Receiver, SECRET};
 
 fn channel(receiver: &Receiver, secret: &str, attempts: u32) -> WebhookChannel {
     WebhookChannel::new(WebhookSettings {

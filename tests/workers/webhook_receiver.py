@@ -47,6 +47,7 @@ class Handler(BaseHTTPRequestHandler):
             record["verified"] = True
             record["type"] = payload.get("type")
             record["id"] = payload.get("id")
+            record["body"] = payload
         except Exception as err:  # the reference library's verification error
             record["verified"] = False
             record["error"] = str(err)

@@ -18,6 +18,8 @@ alerts=tests/fixtures/alerts
 work=""
 handler=""
 url=""
+simulator=""
+sim_binary=${DEMO_SIM_BINARY:-target/release/azure-sim}
 receiver=""
 receiver_url=""
 webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -33,6 +35,10 @@ cleanup() {
   if [ -n "$handler" ]; then
     kill "$handler" 2> /dev/null || true
     wait "$handler" 2> /dev/null || true
+  fi
+  if [ -n "$simulator" ]; then
+    kill "$simulator" 2> /dev/null || true
+    wait "$simulator" 2> /dev/null || true
   fi
   if [ -n "$work" ]; then rm -rf "$work"; fi
 }
@@ -63,6 +69,53 @@ build() {
     echo "   cargo's progress follows."
   fi
   cargo build --release --locked --bin defender-responder
+  if [ -z "${DEMO_SIM_BINARY:-}" ]; then
+    cargo build --release --locked -p azure-sim --bin azure-sim
+  fi
+}
+
+# The local Azure (ARM, Key Vault, Graph, Defender for Endpoint, managed identity) that the
+# executors and their tests talk to, seeded with sim/seeds/example.json; prints how long it
+# took from start to its ready line.
+start_simulator() {
+  say "Starting the Azure simulator (azure-sim, seeded from sim/seeds/example.json)"
+  [ -n "$work" ] || work=$(mktemp -d)
+  local ready="$work/azure-sim.ready" started elapsed
+  started=$(date +%s%N)
+  "$sim_binary" --port 0 --seed sim/seeds/example.json --ready-file "$ready" > "$work/azure-sim.log" 2>&1 &
+  simulator=$!
+  for _ in $(seq 1 400); do
+    # The ready line is printed once the ready file is complete.
+    grep -q '^azure-sim ready ' "$work/azure-sim.log" 2> /dev/null && break
+    kill -0 "$simulator" 2> /dev/null || { cat "$work/azure-sim.log" >&2; exit 1; }
+    sleep 0.005
+  done
+  grep -q '^azure-sim ready ' "$work/azure-sim.log" || { echo "demo: azure-sim did not become ready" >&2; cat "$work/azure-sim.log" >&2; exit 1; }
+  elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
+  python3 - "$ready" "$elapsed" <<'PY'
+import json, sys
+ready = json.load(open(sys.argv[1]))
+urls = {k: v for k, v in ready.items() if isinstance(v, str) and v.startswith("http")}
+print(f"   ready in {sys.argv[2]} ms (start to ready line, this script's own measure)")
+for name, value in sorted(urls.items())[:4]:
+    print(f"   {name}: {value}")
+PY
+}
+
+# What a Teams channel receives for a Key Vault alert: the Adaptive Card, rendered offline.
+show_rendered_notification() {
+  say "A notification as Teams shows it (defender-responder notify --render ... --channel teams)"
+  "$binary" notify --render "$alerts/keyvault-KV_SuspiciousIPAccess-egrest.json" --channel teams \
+    > "$work/card.json"
+  python3 - "$work/card.json" <<'PY'
+import json, sys
+card = json.load(open(sys.argv[1]))["attachments"][0]["content"]
+print(f"   Adaptive Card {card['version']}: {len(card['body'])} body elements, buttons:",
+      ", ".join(a["title"] for a in card.get("actions", [])) or "none")
+for block in card["body"][:3]:
+    if block.get("type") == "TextBlock":
+        print("   " + block["text"][:100])
+PY
 }
 
 free_port() {
@@ -72,7 +125,7 @@ free_port() {
 # A local webhook receiver that verifies every delivery with the reference standardwebhooks
 # package and serves what it received at GET /log.
 start_receiver() {
-  work=$(mktemp -d)
+  [ -n "$work" ] || work=$(mktemp -d)
   # Created here: the background job opens its redirection only once it is scheduled.
   : > "$work/receiver.out"
   WEBHOOK_SECRET="$webhook_secret" python3 tests/workers/webhook_receiver.py > "$work/receiver.out" 2> "$work/receiver.err" &
@@ -251,6 +304,7 @@ main() {
   trap cleanup EXIT
   require
   build
+  start_simulator
   start_receiver
   start_handler
   deliver
@@ -259,6 +313,7 @@ main() {
   approve_through_link
   await_outcome
   show_notifications
+  show_rendered_notification
   stop_handler
   show_queues
   show_journal

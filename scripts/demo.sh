@@ -48,8 +48,16 @@ require() {
   command -v cargo > /dev/null 2>&1 || missing+=("cargo (Rust stable: https://rustup.rs, or any Rust >= 1.88 on PATH)")
   command -v python3 > /dev/null 2>&1 || missing+=("python3")
   if command -v python3 > /dev/null 2>&1 && ! python3 -c 'import standardwebhooks' 2> /dev/null; then
-    python3 -m pip install --quiet standardwebhooks > /dev/null 2>&1 \
-      || missing+=("the standardwebhooks Python package (pip install standardwebhooks)")
+    # The local receiver verifies signatures with the reference package: install it for this
+    # user when missing (into the user's site-packages unless this is root).
+    say "Installing the standardwebhooks Python package (the receiver's signature verifier)"
+    local args=(--quiet)
+    [ "$(id -u)" -eq 0 ] || args+=(--user)
+    python3 -m pip install "${args[@]}" standardwebhooks > /dev/null 2>&1 \
+      || python3 -m pip install "${args[@]}" --break-system-packages standardwebhooks > /dev/null 2>&1 \
+      || true
+    python3 -c 'import standardwebhooks' 2> /dev/null \
+      || missing+=("the standardwebhooks Python package (python3 -m pip install --user standardwebhooks)")
   fi
   if [ "${#missing[@]}" -gt 0 ]; then
     printf 'demo: missing: %s\n' "${missing[@]}" >&2

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{
-    bound_to_alert, carried_tags, current, foreign_step, lease_of, marked, saved_str,
-    still_current, vault_of, wrong_parameters, FollowUp, FollowUpStep, MARKER_TAG, REPLACES_TAG,
+    bound_to_alert, carried_tags, current, foreign_step, lease_of, marked, not_found_refused,
+    saved_str, still_current, vault_of, wrong_parameters, FollowUp, FollowUpStep, MARKER_TAG,
+    REPLACES_TAG,
 };
 use crate::azure::key_vault::{ObjectVersion, PendingCertificate, VaultClient};
 use crate::azure::Api;
@@ -19,7 +20,7 @@ use crate::domain::parameters::Parameters;
 use crate::domain::task::{Action, Task};
 use crate::executors::{
     Applied, Change, Executor, ExecutorContext, ExecutorError, PlannedRequest, Preview,
-    RefusalReason, SentRequest, Undone, Verification, WriteMethod,
+    SentRequest, Undone, Verification, WriteMethod,
 };
 
 /// Seconds before a still-pending creation is polled again.
@@ -114,16 +115,10 @@ impl Executor for RotateCertificate {
         let (certificate, versions_read) = target_of(task)?;
         let vault = vault_of(ctx, certificate.uri())?;
         let name = certificate.uri().name();
-        let versions = vault.certificate_versions(name).await.map_err(|error| {
-            if error.is_not_found() {
-                ExecutorError::refused(
-                    RefusalReason::TargetNotFound,
-                    format!("{} does not exist", certificate.as_str()),
-                )
-            } else {
-                error.into()
-            }
-        })?;
+        let versions = vault
+            .certificate_versions(name)
+            .await
+            .map_err(not_found_refused(certificate.as_str()))?;
         let leases = vec![lease_of(certificate.uri())];
         if let Some(done) = marked(&versions, task) {
             return Ok(Preview {

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{
-    foreign_step, lease_of, not_yet, rfc3339_of, saved, vault_of, wrong_parameters, FollowUp,
-    FollowUpStep, DISABLED_BY_TAG, MARKER_TAG,
+    foreign_step, lease_of, not_found_refused, not_yet, rfc3339_of, saved, vault_of,
+    wrong_parameters, FollowUp, FollowUpStep, DISABLED_BY_TAG, MARKER_TAG,
 };
 use crate::azure::key_vault::{ObjectVersion, VaultClient};
 use crate::azure::Api;
@@ -199,16 +199,10 @@ impl Executor for DisableSecret {
         let (secret, versions_read) = target_of(task)?;
         let vault = vault_of(ctx, secret.uri())?;
         let name = secret.uri().name();
-        let versions = vault.secret_versions(name).await.map_err(|error| {
-            if error.is_not_found() {
-                ExecutorError::refused(
-                    RefusalReason::TargetNotFound,
-                    format!("{} does not exist", secret.as_str()),
-                )
-            } else {
-                error.into()
-            }
-        })?;
+        let versions = vault
+            .secret_versions(name)
+            .await
+            .map_err(not_found_refused(secret.as_str()))?;
         let disabling = to_disable(&versions, versions_read);
         let names: Vec<String> = disabling.iter().map(|v| v.version.clone()).collect();
         let replacement = replacement_of(&versions, &names);

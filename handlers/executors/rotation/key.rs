@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{
-    bound_to_alert, carried_tags, current, foreign_step, lease_of, marked, not_yet, reader_of,
-    saved_str, still_current, vault_of, window_of, wrong_parameters, FollowUp, FollowUpStep,
-    MARKER_TAG, REPLACES_TAG, ROTATING_TAG,
+    bound_to_alert, carried_tags, current, foreign_step, lease_of, marked, not_found_refused,
+    not_yet, reader_of, saved_str, still_current, vault_of, window_of, wrong_parameters, FollowUp,
+    FollowUpStep, MARKER_TAG, REPLACES_TAG, ROTATING_TAG,
 };
 use crate::azure::key_vault::{ObjectVersion, VaultClient};
 use crate::azure::Api;
@@ -128,16 +128,10 @@ impl Executor for RotateKey {
         let (key, versions_read) = target_of(task)?;
         let vault = vault_of(ctx, key.uri())?;
         let name = key.uri().name();
-        let versions = vault.key_versions(name).await.map_err(|error| {
-            if error.is_not_found() {
-                ExecutorError::refused(
-                    RefusalReason::TargetNotFound,
-                    format!("{} does not exist", key.as_str()),
-                )
-            } else {
-                error.into()
-            }
-        })?;
+        let versions = vault
+            .key_versions(name)
+            .await
+            .map_err(not_found_refused(key.as_str()))?;
         let leases = vec![lease_of(key.uri())];
         if let Some(done) = marked(&versions, task) {
             return Ok(Preview {

@@ -322,6 +322,23 @@ pub(crate) fn carried_tags(version: &ObjectVersion) -> BTreeMap<String, String> 
 }
 
 /// The lease key of a vault object (lower-case, version-less URI).
+/// The listing of a vault object's versions: an object that does not exist is refused as
+/// `target_not_found`, any other failure keeps its own kind.
+pub(crate) fn not_found_refused(
+    object: &str,
+) -> impl FnOnce(crate::azure::AzureError) -> ExecutorError + '_ {
+    move |error| {
+        if error.is_not_found() {
+            ExecutorError::refused(
+                RefusalReason::TargetNotFound,
+                format!("{object} does not exist"),
+            )
+        } else {
+            error.into()
+        }
+    }
+}
+
 pub(crate) fn lease_of(object: &VaultObjectUri) -> String {
     object.without_version().as_str().to_ascii_lowercase()
 }

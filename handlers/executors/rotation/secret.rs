@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use super::generator::{random_value, storage_key_name, substitute, Generator};
 use super::storage::{key_created, storage_keys, REGENERATE, STORAGE_API_VERSION};
 use super::{
-    bound_to_alert, carried_tags, current, lease_of, marked, reader_of, saved, saved_str,
-    still_current, vault_of, window_of, wrong_parameters, MARKER_TAG, REPLACES_TAG,
+    bound_to_alert, carried_tags, current, lease_of, marked, not_found_refused, reader_of, saved,
+    saved_str, still_current, vault_of, window_of, wrong_parameters, MARKER_TAG, REPLACES_TAG,
 };
 use crate::azure::key_vault::{ObjectVersion, SecretValue, VaultClient};
 use crate::azure::Api;
@@ -194,16 +194,10 @@ impl Executor for RotateSecret {
         let (secret, versions_read) = target_of(task)?;
         let vault = vault_of(ctx, secret.uri())?;
         let name = secret.uri().name();
-        let versions = vault.secret_versions(name).await.map_err(|error| {
-            if error.is_not_found() {
-                ExecutorError::refused(
-                    RefusalReason::TargetNotFound,
-                    format!("{} does not exist", secret.as_str()),
-                )
-            } else {
-                error.into()
-            }
-        })?;
+        let versions = vault
+            .secret_versions(name)
+            .await
+            .map_err(not_found_refused(secret.as_str()))?;
         let leases = vec![lease_of(secret.uri())];
         if let Some(done) = marked(&versions, task) {
             // A redelivery after the write: the rotation is done; nothing more to send.

@@ -16,3 +16,4 @@ mod restrict_principal;
 mod revert_access_policy;
 mod role_assignments;
 mod runbook;
+mod worker;

@@ -287,6 +287,10 @@ pub struct Task {
     /// Who should receive a notification.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
+    /// Tasks of the same plan to settle before this one runs: a vault's rotations before its
+    /// firewall closes (the rotations need to reach the vault).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_after: Vec<MessageId>,
     /// The alert it came from.
     pub alert: AlertRef,
 }
@@ -330,6 +334,9 @@ struct TaskMessage {
     /// Recipients.
     #[serde(default)]
     recipients: Vec<String>,
+    /// Tasks to settle first.
+    #[serde(default)]
+    run_after: Vec<MessageId>,
     /// The alert.
     alert: AlertRef,
 }
@@ -368,6 +375,7 @@ impl TryFrom<TaskMessage> for Task {
             facts: message.facts,
             checklist: message.checklist,
             recipients: message.recipients,
+            run_after: message.run_after,
             alert: message.alert,
         })
     }
@@ -400,8 +408,15 @@ impl Task {
             facts: BTreeMap::new(),
             checklist: Vec::new(),
             recipients: Vec::new(),
+            run_after: Vec::new(),
             alert: alert.clone(),
         }
+    }
+
+    /// The Key Vault this task acts on or in, by name (lower case): a vault's ARM id, or the
+    /// host of a secret, key or certificate URI (`https://{vault}.vault.azure.net/…`).
+    pub fn key_vault_name(&self) -> Option<String> {
+        key_vault_name(&self.target)
     }
 
     /// An example task of `action` with valid parameters named after `label` (any text:
@@ -553,6 +568,20 @@ pub fn task_json_schema() -> serde_json::Value {
     schema.to_value()
 }
 
+/// The Key Vault a target text names, by name (lower case): a vault's ARM id (or an id below
+/// it), or the host of a vault object URI.
+pub fn key_vault_name(target: &str) -> Option<String> {
+    let lower = target.to_ascii_lowercase();
+    let marker = "/providers/microsoft.keyvault/vaults/";
+    if let Some(start) = lower.find(marker) {
+        let rest = &lower[start + marker.len()..];
+        return Some(rest.split('/').next().unwrap_or("").to_string()).filter(|n| !n.is_empty());
+    }
+    let host = lower.strip_prefix("https://")?.split(['/', ':']).next()?;
+    let (name, domain) = host.split_once('.')?;
+    domain.starts_with("vault.").then(|| name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,5 +625,17 @@ mod tests {
         assert_eq!(Action::EnableKeyVaultFirewall.queue(), Queue::Isolation);
         assert_eq!(Action::RotateSecret.queue(), Queue::Rotation);
         assert_eq!(Action::ContactOwner.queue(), Queue::Notification);
+    }
+
+    #[test]
+    fn the_key_vault_of_a_target_is_found_by_id_or_uri() {
+        let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/KV-Pay";
+        assert_eq!(key_vault_name(id).as_deref(), Some("kv-pay"));
+        assert_eq!(
+            key_vault_name("https://kv-pay.vault.azure.net/secrets/db").as_deref(),
+            Some("kv-pay")
+        );
+        assert_eq!(key_vault_name("https://example.com/secrets/db"), None);
+        assert_eq!(key_vault_name("mallory@fabrikam.com"), None);
     }
 }

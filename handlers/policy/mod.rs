@@ -387,6 +387,7 @@ impl Policy {
         if !pending.is_empty() || !left_to_people.is_empty() {
             kept.push(self.decision_request(alert, &kept, &pending, &left_to_people));
         }
+        order_rotations_first(&mut kept);
         for task in kept {
             plan.push(task);
         }
@@ -495,3 +496,26 @@ pub fn is_private(ip: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// A vault's firewall closes only after the plan's rotations on that vault have run (they
+/// need to reach it): each `enable_key_vault_firewall` task names them in `run_after`.
+fn order_rotations_first(tasks: &mut [Task]) {
+    let rotations: Vec<(String, crate::domain::MessageId)> = tasks
+        .iter()
+        .filter(|t| t.queue == crate::domain::Queue::Rotation)
+        .filter_map(|t| Some((t.key_vault_name()?, t.message_id.clone())))
+        .collect();
+    for task in tasks.iter_mut() {
+        if task.action != crate::domain::Action::EnableKeyVaultFirewall {
+            continue;
+        }
+        let Some(vault) = task.key_vault_name() else {
+            continue;
+        };
+        task.run_after = rotations
+            .iter()
+            .filter(|(name, _)| *name == vault)
+            .map(|(_, id)| id.clone())
+            .collect();
+    }
+}

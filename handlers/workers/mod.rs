@@ -20,7 +20,7 @@ use url::Url;
 use crate::adapters::SharedPublisher;
 use crate::approval::DecisionDesk;
 use crate::domain::parameters::Subject;
-use crate::domain::{MessageId, Parameters, Queue, Task, TaskStatus};
+use crate::domain::{Action, MessageId, Parameters, Queue, Task, TaskStatus};
 use crate::error::Error;
 use crate::executors::guards::{self, BlastRadius};
 use crate::executors::{
@@ -39,6 +39,9 @@ pub const APPROVED_SUFFIX: &str = "-approved";
 /// pending task has no preview yet) is kept away before it is delivered again, when nothing
 /// says otherwise.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// How long a task waits for its `run_after` tasks before it runs regardless.
+pub const RUN_AFTER_WAIT: time::Duration = time::Duration::minutes(10);
 
 /// What the queue should do with the message that was processed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,7 +258,7 @@ impl Worker {
             .await?
             .into_iter()
             .filter(|entry| entry.queue == Queue::Isolation && entry.updated_at >= since)
-            .filter(|entry| counts_against_budget(entry))
+            .filter(counts_against_budget)
             .filter_map(|entry| {
                 let task = task_of(&entry).ok()?;
                 let at =
@@ -397,6 +400,9 @@ impl Worker {
         let Some((executor, context)) = self.executor(task) else {
             return self.not_automated(task, dry_run, actor).await;
         };
+        if let Some(waiting) = self.waits_for(task, entry).await? {
+            return Ok(waiting);
+        }
         if let Err(err) = self.journal.begin_run(id, actor).await {
             return already_moved_on(err, id);
         }
@@ -534,10 +540,12 @@ impl Worker {
         if task.queue != Queue::Isolation {
             return Ok(context.clone());
         }
-        let Some(vault) = vault_of(&task.target) else {
+        if task.action != Action::EnableKeyVaultFirewall {
+            return Ok(context.clone());
+        }
+        let Some(name) = task.key_vault_name() else {
             return Ok(context.clone());
         };
-        let name = vault_name(&vault);
         let rotation_pending = self
             .journal
             .for_alert(task.alert.system_alert_id.as_str())
@@ -546,16 +554,52 @@ impl Worker {
             .filter(|entry| entry.queue == Queue::Rotation && !rotation_settled(entry))
             // A rotation not previewed yet names no vault: it may be this one's.
             .any(|entry| {
-                task_of(&entry)
-                    .ok()
-                    .and_then(|rotation| rotation_vault_name(&rotation.target))
-                    .is_none_or(|other| other == name)
+                task.run_after.contains(&entry.message_id)
+                    || task_of(&entry)
+                        .ok()
+                        .and_then(|rotation| rotation.key_vault_name())
+                        .is_none_or(|other| other == name)
             });
         if !rotation_pending {
             return Ok(context.clone());
         }
-        let pending = [vault];
+        let pending = [task.target.clone()];
         Ok(Arc::new((**context).clone().with_rotation_pending(pending)))
+    }
+
+    /// A task whose `run_after` tasks (a vault's rotations, before its firewall closes) have
+    /// not settled yet is given back to wait for them; tasks waiting for a decision do not
+    /// hold it up, and after [`RUN_AFTER_WAIT`] it runs regardless (a lost or dead-lettered
+    /// rotation must not keep a vault open), saying so.
+    async fn waits_for(
+        &self,
+        task: &Task,
+        entry: &JournalEntry,
+    ) -> Result<Option<Settlement>, Error> {
+        if task.run_after.is_empty() {
+            return Ok(None);
+        }
+        let mut unsettled = Vec::new();
+        for id in &task.run_after {
+            match self.journal.get(id).await? {
+                Some(other) if rotation_settled(&other) => {}
+                Some(other) if other.state == TaskState::PendingApproval => {}
+                _ => unsettled.push(id.to_string()),
+            }
+        }
+        if unsettled.is_empty() {
+            return Ok(None);
+        }
+        let waited = OffsetDateTime::now_utc() - entry.received_at;
+        if waited >= RUN_AFTER_WAIT {
+            tracing::warn!(message_id = %task.message_id, waiting_for = ?unsettled, "run_after tasks did not settle in time; running anyway");
+            return Ok(None);
+        }
+        Ok(Some(Settlement::retry(format!(
+            "task {} waits for {} to finish first",
+            task.message_id,
+            unsettled.join(", ")
+        ))))
     }
 
     /// The guard rails every live change passes after its preview and before its first
@@ -912,33 +956,6 @@ fn counts_against_budget(entry: &JournalEntry) -> bool {
 /// Whether a rotation task no longer needs its vault reachable.
 fn rotation_settled(entry: &JournalEntry) -> bool {
     entry.state.is_final() || (entry.state == TaskState::Failed && entry.retryable != Some(true))
-}
-
-/// The normalized (lower-case) vault id a target names, when it is a vault's ARM id.
-fn vault_of(target: &str) -> Option<String> {
-    let lower = target.to_ascii_lowercase();
-    let marker = "/providers/microsoft.keyvault/vaults/";
-    let start = lower.find(marker)?;
-    let rest = &lower[start + marker.len()..];
-    let name_end = rest.find('/').unwrap_or(rest.len());
-    Some(lower[..start + marker.len() + name_end].to_string())
-}
-
-/// The last segment of a vault id: its name.
-fn vault_name(vault_id: &str) -> String {
-    vault_id.rsplit('/').next().unwrap_or("").to_string()
-}
-
-/// The vault a rotation target names: an ARM id's vault, or the first label of a vault
-/// object URI's host (`https://{vault}.vault.azure.net/secrets/…`).
-fn rotation_vault_name(target: &str) -> Option<String> {
-    if let Some(vault) = vault_of(target) {
-        return Some(vault_name(&vault));
-    }
-    let url = Url::parse(target).ok()?;
-    let host = url.host_str()?;
-    host.contains(".vault.")
-        .then(|| host.split('.').next().unwrap_or("").to_ascii_lowercase())
 }
 
 /// The task a pending entry recorded in its preview.

@@ -21,8 +21,9 @@ pub const LOCK: Duration = Duration::from_secs(7 * 60);
 const BATCH: usize = 8;
 
 /// The order a drain visits the queues in: containment first, so a decision request finds the
-/// changes of its pending tasks recorded.
-pub const DRAIN_ORDER: [Queue; 3] = [Queue::Isolation, Queue::Rotation, Queue::Notification];
+/// changes of its pending tasks recorded; rotations before isolation, so a vault's firewall
+/// closes after its rotations ran.
+pub const DRAIN_ORDER: [Queue; 3] = [Queue::Rotation, Queue::Isolation, Queue::Notification];
 
 /// What one drain did, per queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -235,3 +235,54 @@ async fn a_dry_run_reads_and_records_the_change_but_writes_nothing() {
     let requests = &recorded.preview.unwrap()["change"]["requests"];
     assert_eq!(requests[0]["method"], "PATCH", "{requests}");
 }
+
+#[test]
+fn a_planned_firewall_names_the_rotations_on_its_vault_to_run_first() {
+    use defender_responder::notify::sample;
+    let tasks = sample::plan(
+        sample::SAMPLE_ALERT.as_bytes(),
+        &defender_responder::policy::Policy::default(),
+    )
+    .unwrap();
+    let firewall = tasks
+        .iter()
+        .find(|t| t.action == defender_responder::domain::Action::EnableKeyVaultFirewall)
+        .expect("the sample plans a firewall");
+    let rotations: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.queue == Queue::Rotation)
+        .map(|t| t.message_id.clone())
+        .collect();
+    assert!(!rotations.is_empty());
+    assert_eq!(firewall.run_after, rotations);
+}
+
+#[tokio::test]
+async fn a_firewall_waits_for_its_vaults_rotations_then_closes() {
+    let rig = rig(20).await;
+    let mut rotation = task(Parameters::DisableSecret {
+        secret: defender_responder::domain::ids::SecretUri::parse(
+            "https://kv-contoso-payments.vault.azure.net/secrets/payments-db-password",
+        )
+        .unwrap(),
+        versions_read: vec![],
+    });
+    rotation.dry_run = true;
+    let mut firewall = firewall_on(PAYMENTS_VAULT);
+    firewall.run_after = vec![rotation.message_id.clone()];
+    rig.world.sim.clear_requests();
+
+    let waiting = rig.worker.process(Queue::Isolation, &body(&firewall)).await;
+    assert!(
+        matches!(&waiting, Settlement::Retry { reason, .. } if reason.contains("waits for")),
+        "{waiting:?}"
+    );
+    assert!(writes(&rig.world.sim).is_empty());
+
+    rig.worker.process(Queue::Rotation, &body(&rotation)).await;
+    let done = rig.worker.process(Queue::Isolation, &body(&firewall)).await;
+    assert!(
+        matches!(&done, Settlement::Complete { note } if note.contains("done and verified")),
+        "{done:?}"
+    );
+}

@@ -12,3 +12,4 @@ mod slack;
 mod support;
 mod teams;
 mod webhook;
+mod worker;

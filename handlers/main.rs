@@ -124,6 +124,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let journal = config.workers.journal.open()?;
             command::decide(&journal, &task, decision, &by, preview_hash.as_deref()).await
         }
+        Command::Undo { task, by, format } => {
+            let worker = command_worker(&config)?;
+            cli::undo(&worker, &task, &by, Format::resolve(format)).await
+        }
     }
 }
 
@@ -258,7 +262,8 @@ fn build_worker(
     let worker = Worker::new(journal, publisher)
         .with_webhook(webhook)
         .with_decisions(desk)
-        .with_dry_run(config.policy.dry_run);
+        .with_dry_run(config.policy.dry_run)
+        .with_containment_expiry(config.policy.containment_expiry());
     Ok(match executor_context(config)? {
         Some(context) => worker.with_executors(ExecutorRegistry::standard(), context),
         None => worker,
@@ -284,6 +289,29 @@ fn executor_context(config: &Config) -> anyhow::Result<Option<ExecutorContext>> 
     )?;
     let isolation = IsolationSettings::from_lookup(&get, &config.policy.self_object_ids)?;
     Ok(Some(ExecutorContext::new(clients, isolation)))
+}
+
+/// The worker of a one-off operator command (`undo`): built as `work` builds it, over Service
+/// Bus when it is configured, else over the embedded store of a stopped handler.
+fn command_worker(config: &Config) -> anyhow::Result<Worker> {
+    let publisher: SharedPublisher = match &config.service_bus {
+        Some(settings) => Arc::new(ServiceBusPublisher::new(settings.clone())),
+        None => Arc::new(EmbeddedStore::open_with(
+            &config.store_path,
+            config.queue_names.clone(),
+            QueueOptions {
+                max_delivery_count: config.limits.max_delivery_count,
+            },
+        )?),
+    };
+    let desk = match &config.workers.approvals {
+        Some(approvals) => Some(Arc::new(DecisionDesk::new(
+            config.workers.journal.open()?,
+            approvals.clone(),
+        ))),
+        None => None,
+    };
+    build_worker(config, publisher, desk)
 }
 
 /// `work --once`: drains the embedded queues of a stopped handler (the store is exclusive).

@@ -6,8 +6,10 @@
 //! ([`queue_loop`]). The journal is what makes it safe under redelivery and scale-out: every
 //! step is a compare-and-set transition, and only one caller wins `begin_run`.
 
+pub mod expiry;
 pub mod queue_loop;
 pub mod sweeper;
+pub mod undo;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,6 +154,7 @@ pub struct Worker {
     dry_run: bool,
     instance: String,
     lease_ttl: Duration,
+    containment_expiry: Option<Duration>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -179,6 +182,7 @@ impl Worker {
             context: None,
             dry_run: false,
             lease_ttl: Duration::from_secs(60),
+            containment_expiry: None,
             instance: format!("worker:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
         }
     }
@@ -205,6 +209,14 @@ impl Worker {
 
     fn executor(&self, task: &Task) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
         Some((self.executors.get(task.action)?, self.context.clone()?))
+    }
+
+    /// The executor of a task's action and the context it runs in (undo, expiry).
+    pub(crate) fn executor_for(
+        &self,
+        task: &Task,
+    ) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
+        self.executor(task)
     }
 
     /// `true`: every containment task only reports what it would do, whatever it says
@@ -350,10 +362,7 @@ impl Worker {
                 return self.finish_failed(task, reason, false, None, actor).await;
             }
         }
-        let change = serde_json::to_value(&preview.change).unwrap_or(Value::Null);
-        self.journal
-            .record_prior_state(id, preview.prior_state.clone(), change.clone())
-            .await?;
+        self.journal.record_change(id, task, &preview).await?;
         if dry_run || preview.change.is_noop() {
             let result = if dry_run {
                 json!({ "dry_run": true, "would": preview.change.summary, "requests": preview.change.requests })
@@ -421,6 +430,7 @@ impl Worker {
                         actor,
                     )
                     .await?;
+                self.announce_done(task).await;
                 Ok(Settlement::complete(format!("task {id} done and verified")))
             }
             Ok((_, verification)) if !verification.passed() => {

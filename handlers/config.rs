@@ -151,6 +151,18 @@ pub struct Config {
     pub workers: workers::WorkerSettings,
     /// Timeouts, caps and delivery limits.
     pub limits: Limits,
+    /// Where the Azure clients call (endpoints, scopes, budgets).
+    pub azure: azure::AzureSettings,
+    /// The isolation executors' guard rails.
+    pub isolation: azure::IsolationSettings,
+    /// The rotation executors' settings (grace window, vault endpoints).
+    pub rotation: rotation::RotationSettings,
+    /// The secrets of the policy's notification channels.
+    pub notify: notify::NotifySettings,
+    /// Whether the executors act on Azure: deployed (Service Bus configured) or with
+    /// `RESPONDER_ARM_ENDPOINT` set (a simulator, a sovereign cloud). Otherwise every
+    /// containment task is recorded as not automated, with a notice.
+    pub executors_enabled: bool,
 }
 
 impl Config {
@@ -175,6 +187,11 @@ impl Config {
             ServiceBusSettings::from_parts(&get, queue_names.clone(), identity.clone())?;
         let workers = workers::WorkerSettings::from_lookup(&get, &store.path)?;
         let limits = Limits::from_lookup(&get)?;
+        let azure = azure::AzureSettings::from_lookup(&get)?;
+        let isolation = azure::IsolationSettings::from_lookup(&get, &policy.self_object_ids)?;
+        let rotation = rotation::RotationSettings::from_lookup(&get)?;
+        let notify = notify::NotifySettings::from_lookup(&get, &policy.notifications)?;
+        let executors_enabled = service_bus.is_some() || get(azure::ARM_ENDPOINT).is_some();
         Ok(Config {
             port: server.port,
             store_path: store.path,
@@ -184,6 +201,11 @@ impl Config {
             service_bus,
             workers,
             limits,
+            azure,
+            isolation,
+            rotation,
+            notify,
+            executors_enabled,
         })
     }
 }

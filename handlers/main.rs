@@ -13,12 +13,13 @@ use defender_responder::adapters::{
 use defender_responder::approval::DecisionDesk;
 use defender_responder::azure::AzureClients;
 use defender_responder::cli::{self, Cli, Command, Format};
-use defender_responder::config::azure::{self, AzureSettings, IsolationSettings};
+use defender_responder::config::azure;
 use defender_responder::config::Config;
 use defender_responder::domain::Queue;
+use defender_responder::executors::rotation::RotationContext;
 use defender_responder::executors::{ExecutorContext, ExecutorRegistry};
 use defender_responder::journal::command;
-use defender_responder::notify::WebhookChannel;
+use defender_responder::notify::{Notifier, WebhookChannel};
 use defender_responder::pipeline::Pipeline;
 use defender_responder::services::Registry;
 use defender_responder::state::AppState;
@@ -125,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command::decide(&journal, &task, decision, &by, preview_hash.as_deref()).await
         }
         Command::Undo { task, by, format } => {
-            let worker = command_worker(&config)?;
+            let worker = command_worker(&config).await?;
             cli::undo(&worker, &task, &by, Format::resolve(format)).await
         }
     }
@@ -188,7 +189,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let journal = config.workers.journal.open()?;
         state = state.with_decisions(DecisionDesk::new(journal, approvals.clone()));
     }
-    let worker = build_worker(&config, publisher.clone(), state.decisions.clone())?;
+    let worker = build_worker(&config, publisher.clone(), state.decisions.clone()).await?;
     state = state.with_worker(worker.clone(), config.workers.decision_timeout);
     // On the embedded default the same workers run in-process on the SQLite queues; with
     // Service Bus the host triggers them as functions.
@@ -248,8 +249,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The worker of this process: the journal, the webhook channel, the decision links.
-fn build_worker(
+/// The worker of this process: the journal, the notification channels, the decision links,
+/// and the executors when they act on Azure.
+async fn build_worker(
     config: &Config,
     publisher: SharedPublisher,
     desk: Option<Arc<DecisionDesk>>,
@@ -259,41 +261,68 @@ fn build_worker(
         Some(settings) => Some(WebhookChannel::new(settings.clone())?),
         None => None,
     };
+    let clients = azure_clients(config)?;
+    let notifier = Notifier::new(
+        &config.policy,
+        &config.notify,
+        clients.as_ref().map(|c| c.graph.clone()),
+        clients.as_ref().map(|c| c.arm.clone()),
+    )?;
+    let notifier = match &desk {
+        Some(desk) => notifier.with_decisions((**desk).clone()),
+        None => notifier,
+    };
     let worker = Worker::new(journal, publisher)
         .with_webhook(webhook)
+        .with_notifier(Some(notifier))
+        .with_security_team(config.policy.notify_recipients.clone())
         .with_decisions(desk)
         .with_dry_run(config.policy.dry_run)
         .with_containment_expiry(config.policy.containment_expiry());
-    Ok(match executor_context(config)? {
-        Some(context) => worker.with_executors(ExecutorRegistry::standard(), context),
-        None => worker,
-    })
+    let Some(clients) = clients.filter(|_| config.executors_enabled) else {
+        return Ok(worker);
+    };
+    let rotation = RotationContext::from_settings(
+        config.rotation.clone(),
+        identity::credential(&config.identity, None),
+        extra_root_pem(config)?.as_deref(),
+    )?;
+    let context = ExecutorContext::new(clients, config.isolation.clone()).with_rotation(rotation);
+    Ok(worker
+        .with_executors(ExecutorRegistry::standard(), context)
+        .load_blast_radius()
+        .await?)
 }
 
-/// The Azure clients the executors act through: deployed (with Service Bus) they reach Azure
-/// with the app's identity; locally only when `RESPONDER_ARM_ENDPOINT` names an endpoint (the
-/// simulator). Otherwise containment tasks are recorded as not automated.
-fn executor_context(config: &Config) -> anyhow::Result<Option<ExecutorContext>> {
-    let get = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .map(|value| value.trim().to_string())
-            .filter(|value| !value.is_empty())
-    };
-    if config.service_bus.is_none() && get(azure::ARM_ENDPOINT).is_none() {
+/// The Azure clients with the app's identity: always built (owner tags and e-mail use them),
+/// acting on Azure only when [`Config::executors_enabled`].
+fn azure_clients(config: &Config) -> anyhow::Result<Option<AzureClients>> {
+    if !config.executors_enabled && config.policy.notifications.channels.is_empty() {
         return Ok(None);
     }
-    let clients = AzureClients::new(
-        &AzureSettings::from_lookup(&get)?,
+    Ok(Some(AzureClients::new(
+        &config.azure,
         identity::credential(&config.identity, None),
-    )?;
-    let isolation = IsolationSettings::from_lookup(&get, &config.policy.self_object_ids)?;
-    Ok(Some(ExecutorContext::new(clients, isolation)))
+    )?))
+}
+
+/// The extra root certificate the Azure clients trust, read from its file.
+fn extra_root_pem(config: &Config) -> anyhow::Result<Option<String>> {
+    match &config.azure.extra_root_certificate {
+        Some(path) => Ok(Some(std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "{}: cannot read {}",
+                azure::EXTRA_ROOT_CERTIFICATE,
+                path.display()
+            )
+        })?)),
+        None => Ok(None),
+    }
 }
 
 /// The worker of a one-off operator command (`undo`): built as `work` builds it, over Service
 /// Bus when it is configured, else over the embedded store of a stopped handler.
-fn command_worker(config: &Config) -> anyhow::Result<Worker> {
+async fn command_worker(config: &Config) -> anyhow::Result<Worker> {
     let publisher: SharedPublisher = match &config.service_bus {
         Some(settings) => Arc::new(ServiceBusPublisher::new(settings.clone())),
         None => Arc::new(EmbeddedStore::open_with(
@@ -311,7 +340,7 @@ fn command_worker(config: &Config) -> anyhow::Result<Worker> {
         ))),
         None => None,
     };
-    build_worker(config, publisher, desk)
+    build_worker(config, publisher, desk).await
 }
 
 /// `work --once`: drains the embedded queues of a stopped handler (the store is exclusive).
@@ -331,7 +360,7 @@ async fn work(config: Config, format: Format) -> anyhow::Result<ExitCode> {
         ))),
         None => None,
     };
-    let worker = Arc::new(build_worker(&config, publisher, desk)?);
+    let worker = Arc::new(build_worker(&config, publisher, desk).await?);
     let swept = sweeper::sweep(&worker, config.workers.decision_timeout).await?;
     let report = EmbeddedWorkers::new(store, worker).drain_all().await?;
     cli::print_work_report(&report, &swept, format)?;

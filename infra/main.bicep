@@ -261,6 +261,64 @@ param additionalSelfObjectIds string = ''
 param rustLog string = 'info'
 
 // ---------------------------------------------------------------------------------------------
+// Containment roles (see docs/deploy.md "Roles per action")
+// ---------------------------------------------------------------------------------------------
+
+@description('Containment and rotation actions the deployed policy can run (every action it does not make notify_only). Each gets its least-privilege roles; Security Admin on the subscription is granted whenever the list is not empty. Default: every action, as the default policy (default_mode approval) can run them all once approved.')
+@allowed([
+  'enable_key_vault_firewall'
+  'restrict_principal'
+  'revert_access_policy'
+  'isolate_resource_network'
+  'remove_role_assignments'
+  'review_entra_roles'
+  'disable_account'
+  'delete_unfamiliar_account'
+  'remove_runbook'
+  'run_antimalware_scan'
+  'reimage_vm'
+  'rotate_secret'
+  'disable_secret'
+  'rotate_key'
+  'rotate_certificate'
+  'rotate_storage_keys'
+  'reset_credentials'
+  'rotate_automation_credentials'
+  'change_vm_passwords'
+])
+param enabledActions array = [
+  'enable_key_vault_firewall'
+  'restrict_principal'
+  'revert_access_policy'
+  'isolate_resource_network'
+  'remove_role_assignments'
+  'review_entra_roles'
+  'disable_account'
+  'delete_unfamiliar_account'
+  'remove_runbook'
+  'run_antimalware_scan'
+  'reimage_vm'
+  'rotate_secret'
+  'disable_secret'
+  'rotate_key'
+  'rotate_certificate'
+  'rotate_storage_keys'
+  'reset_credentials'
+  'rotate_automation_credentials'
+  'change_vm_passwords'
+]
+
+@description('Resource groups in this subscription whose resources the responder may contain: the enabled actions\' roles are assigned on each. Empty: none (only Security Admin on the subscription).')
+param protectedResourceGroups array = []
+
+@description('resourceGroups: roles on each of protectedResourceGroups. subscription: roles on the whole subscription (opt in; needed for subscription-level role assignments and resources outside named groups).')
+@allowed([
+  'resourceGroups'
+  'subscription'
+])
+param containmentScope string = 'resourceGroups'
+
+// ---------------------------------------------------------------------------------------------
 // Contract with the code
 // ---------------------------------------------------------------------------------------------
 
@@ -405,6 +463,21 @@ module roles 'modules/role_assignments.bicep' = {
   }
 }
 
+// The identity's roles on the resources it contains: per enabled action, at the subscription
+// (Security Admin, or everything when containmentScope is 'subscription') and per protected
+// resource group. Deployed at subscription scope, so the deployer needs User Access
+// Administrator (or Owner) there.
+module containmentRoles 'modules/containment_roles.bicep' = {
+  name: take('${deployment().name}-containmentRoles', 64)
+  scope: subscription()
+  params: {
+    principalId: functionApp.outputs.principalId
+    enabledActions: enabledActions
+    protectedResourceGroups: protectedResourceGroups
+    containmentScope: containmentScope
+  }
+}
+
 // App settings are applied after the roles exist, so the host's first start can already reach
 // its storage and telemetry with its identity.
 module appSettings 'modules/app_settings.bicep' = {
@@ -505,3 +578,12 @@ output storageAccountName string = storage.outputs.storageAccountName
 
 @description('Application Insights name.')
 output appInsightsName string = monitoring.outputs.appInsightsName
+
+@description('Built-in roles assigned to the app identity for the enabled actions (docs/deploy.md "Roles per action").')
+output containmentRoleNames array = containmentRoles.outputs.grantedRoleNames
+
+@description('Microsoft Graph application permissions the enabled actions need: grant them once (docs/deploy.md "Admin consent").')
+output graphPermissions array = containmentRoles.outputs.graphPermissions
+
+@description('Defender for Endpoint (WindowsDefenderATP) application permissions the enabled actions need.')
+output defenderForEndpointPermissions array = containmentRoles.outputs.defenderForEndpointPermissions

@@ -35,6 +35,13 @@ param forwardSimulatedAlerts = true
 // Safe first rollout: plans and notifications are real, containment tasks are marked dry-run.
 param dryRun = true
 
+// Containment roles: where the responder may act, and which actions the policy can run. Name
+// the resource groups of the resources Defender protects; enabledActions defaults to every
+// action (the default policy can run each once approved): list only those your policy does not
+// make notify_only.
+param protectedResourceGroups = []
+param containmentScope = 'resourceGroups'
+
 // Responder configuration. tenantIds defaults to this subscription's tenant when omitted.
 param trustedIpRanges = ''
 param notifyRecipients = ''

@@ -100,7 +100,13 @@ pub(super) fn decision_page(view: &DecisionView, form_action: &str) -> String {
                 body,
                 "<h2>The change that was made</h2><p>{}</p><pre>{}</pre><p>Change hash <code>{}</code></p>",
                 escape(summary),
-                escape(&pretty(entry.preview.as_ref())),
+                escape(&pretty(
+                    entry
+                        .preview
+                        .as_ref()
+                        .and_then(|p| p.get("change"))
+                        .or(entry.preview.as_ref())
+                )),
                 escape(&view.link.preview_hash)
             );
             let _ = write!(

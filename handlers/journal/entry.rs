@@ -238,13 +238,6 @@ pub struct JournalEntry {
     /// What the undo answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo_result: Option<Value>,
-    /// The task as its change was carried out: undo rebuilds the executor's inputs from it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<Task>,
-    /// Normalized ids of the resources the change was made under a lease on (undo leases
-    /// them again).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub leases: Vec<String>,
     /// A person's word that a done containment stays: no containment expiry undoes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<Confirmation>,
@@ -311,8 +304,6 @@ impl JournalEntry {
             result: None,
             verification: None,
             undo_result: None,
-            task: None,
-            leases: Vec::new(),
             confirmation: None,
             undo: None,
             error: None,

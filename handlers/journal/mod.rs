@@ -401,27 +401,6 @@ impl Journal {
         .await
     }
 
-    /// Saves what the running task is about to change, before the first write: the task
-    /// itself, the state before the change, the exact requests and the resources leased for
-    /// them, so that `undo` can restore the prior state later without the message.
-    pub async fn record_change(
-        &self,
-        id: &MessageId,
-        task: &Task,
-        preview: &crate::executors::Preview,
-    ) -> Result<JournalEntry, JournalError> {
-        let change = serde_json::to_value(&preview.change).unwrap_or(Value::Null);
-        let hash = preview_hash(&change);
-        self.update_running(id, move |entry| {
-            entry.preview_hash = Some(hash.clone());
-            entry.preview = Some(change.clone());
-            entry.prior_state = Some(preview.prior_state.clone());
-            entry.task = Some(task.clone());
-            entry.leases = preview.leases.clone();
-        })
-        .await
-    }
-
     /// Ends a run: `done` with the result and the verification, or `failed` with the reason.
     pub async fn finish(
         &self,

@@ -77,12 +77,12 @@ pub async fn expire_containment(worker: &Worker) -> Result<Vec<String>, Error> {
             // Confirmed, undone or claimed meanwhile: nothing to do now.
             Err(UndoError::Refused(_) | UndoError::UnknownTask(_) | UndoError::Busy(_)) => {}
             Err(UndoError::Failed(reason)) => {
-                if let Some(task) = &entry.task {
+                if let Ok(task) = super::task_of(&entry) {
                     let note = format!(
                         "no person confirmed this containment within {hours} hours, and undoing it failed: {reason}; it stays in place and is tried again at the next sweep"
                     );
                     worker
-                        .announce(task, "containment_expiry_failed", json!({ "note": note }))
+                        .announce(&task, "containment_expiry_failed", json!({ "note": note }))
                         .await?;
                 }
             }

@@ -21,15 +21,17 @@ use url::Url;
 
 use crate::adapters::SharedPublisher;
 use crate::approval::DecisionDesk;
+use crate::domain::parameters::Subject;
 use crate::domain::{MessageId, Parameters, Queue, Task, TaskStatus};
 use crate::error::Error;
+use crate::executors::guards::{self, BlastRadius};
 use crate::executors::{
-    Executor, ExecutorContext, ExecutorError, ExecutorErrorKind, ExecutorRegistry,
+    Executor, ExecutorContext, ExecutorError, ExecutorErrorKind, ExecutorRegistry, Preview,
 };
 use crate::journal::{
     preview_hash, HeldLease, Journal, JournalEntry, JournalError, RunOutcome, TaskState, Verdict,
 };
-use crate::notify::{Delivery, WebhookChannel};
+use crate::notify::{Delivery, Notifier, Sent, WebhookChannel};
 
 /// The suffix of the message id an approved task is re-enqueued under: Service Bus duplicate
 /// detection (and the embedded queue's tombstones) would drop the original id.
@@ -147,10 +149,14 @@ fn message_id(text: &str) -> MessageId {
 pub struct Worker {
     journal: Journal,
     webhook: Option<WebhookChannel>,
+    notifier: Option<Arc<Notifier>>,
     desk: Option<Arc<DecisionDesk>>,
     publisher: SharedPublisher,
     executors: ExecutorRegistry,
     context: Option<Arc<ExecutorContext>>,
+    blast_radius: Option<Arc<BlastRadius>>,
+    security_team: Vec<String>,
+    authenticate_alerts: bool,
     dry_run: bool,
     instance: String,
     lease_ttl: Duration,
@@ -162,6 +168,10 @@ impl std::fmt::Debug for Worker {
         f.debug_struct("Worker")
             .field("journal", &self.journal)
             .field("webhook", &self.webhook.is_some())
+            .field(
+                "channels",
+                &self.notifier.as_ref().map_or(0, |n| n.channels().len()),
+            )
             .field("decision_links", &self.desk.is_some())
             .field("executors", &self.executors)
             .field("dry_run", &self.dry_run)
@@ -176,10 +186,14 @@ impl Worker {
         Worker {
             journal,
             webhook: None,
+            notifier: None,
             desk: None,
             publisher,
             executors: ExecutorRegistry::empty(),
             context: None,
+            blast_radius: None,
+            security_team: Vec::new(),
+            authenticate_alerts: true,
             dry_run: false,
             lease_ttl: Duration::from_secs(60),
             containment_expiry: None,
@@ -193,6 +207,28 @@ impl Worker {
         self
     }
 
+    /// Delivers notifications through the policy's channels (Teams, Slack, e-mail, signed
+    /// webhooks): one message per alert and channel. A notifier without channels is ignored
+    /// (the webhook channel of `RESPONDER_WEBHOOK_URL`, when set, delivers instead).
+    pub fn with_notifier(mut self, notifier: Option<Notifier>) -> Self {
+        self.notifier = notifier.filter(|n| !n.channels().is_empty()).map(Arc::new);
+        self
+    }
+
+    /// Skips reading the alert back from Defender for Cloud before a live change. Only for
+    /// tests of the worker's own machinery, whose executors do not act on Azure: a deployed
+    /// responder always authenticates (there is no setting for this).
+    pub fn trusting_alerts(mut self) -> Self {
+        self.authenticate_alerts = false;
+        self
+    }
+
+    /// Who hears of a task whose own recipients are none (the policy's notify recipients).
+    pub fn with_security_team(mut self, recipients: Vec<String>) -> Self {
+        self.security_team = recipients;
+        self
+    }
+
     /// Builds decision links with `desk` for `request_decision` notifications.
     pub fn with_decisions(mut self, desk: Option<Arc<DecisionDesk>>) -> Self {
         self.desk = desk;
@@ -202,9 +238,40 @@ impl Worker {
     /// Carries containment tasks out with `executors` in `context` (the Azure clients and
     /// guard rails). Without a context every containment task is recorded as not automated.
     pub fn with_executors(mut self, executors: ExecutorRegistry, context: ExecutorContext) -> Self {
+        self.blast_radius = Some(Arc::new(BlastRadius::new(
+            context.settings.blast_radius_per_hour,
+        )));
         self.executors = executors;
         self.context = Some(Arc::new(context));
         self
+    }
+
+    /// Counts the containment changes the journal holds from the last hour against the
+    /// blast-radius budget, so a restart (or a new instance) starts where the last one was.
+    pub async fn load_blast_radius(mut self) -> Result<Self, Error> {
+        let Some(context) = &self.context else {
+            return Ok(self);
+        };
+        let since = OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let history: Vec<(String, std::time::SystemTime)> = self
+            .journal
+            .recent(sweeper::SWEEP_WINDOW)
+            .await?
+            .into_iter()
+            .filter(|entry| entry.queue == Queue::Isolation && entry.updated_at >= since)
+            .filter(counts_against_budget)
+            .filter_map(|entry| {
+                let task = task_of(&entry).ok()?;
+                let at =
+                    std::time::SystemTime::from(entry.run_started_at.unwrap_or(entry.updated_at));
+                Some((guards::alert_subscription(&task)?, at))
+            })
+            .collect();
+        self.blast_radius = Some(Arc::new(BlastRadius::with_history(
+            context.settings.blast_radius_per_hour,
+            history,
+        )));
+        Ok(self)
     }
 
     fn executor(&self, task: &Task) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
@@ -305,15 +372,13 @@ impl Worker {
     async fn await_decision(&self, task: &Task, actor: &str) -> Result<Settlement, Error> {
         let preview = match self.executor(task) {
             // The exact change a person decides on: resolved and read now, writing nothing.
-            Some((executor, context)) => match executor.preview(task, &context).await {
-                Ok(preview) => json!({
-                    "task": task,
-                    "change": preview.change,
-                    "prior_state": preview.prior_state,
-                    "summary": preview.change.summary,
-                }),
-                Err(err) => return Ok(self.preview_failed(task, err)),
-            },
+            Some((executor, context)) => {
+                let context = self.context_for(task, &context).await?;
+                match executor.preview(task, &context).await {
+                    Ok(preview) => recorded_preview(task, &preview),
+                    Err(err) => return Ok(self.preview_failed(task, err)),
+                }
+            }
             None => pending_preview(task),
         };
         self.journal
@@ -347,6 +412,7 @@ impl Worker {
         if let Err(err) = self.journal.begin_run(id, actor).await {
             return already_moved_on(err, id);
         }
+        let context = self.context_for(task, &context).await?;
         let preview = match executor.preview(task, &context).await {
             Ok(preview) => preview,
             Err(err) => return self.fail(task, err, actor).await,
@@ -362,7 +428,13 @@ impl Worker {
                 return self.finish_failed(task, reason, false, None, actor).await;
             }
         }
-        self.journal.record_change(id, task, &preview).await?;
+        self.journal
+            .record_prior_state(
+                id,
+                preview.prior_state.clone(),
+                recorded_preview(task, &preview),
+            )
+            .await?;
         if dry_run || preview.change.is_noop() {
             let result = if dry_run {
                 json!({ "dry_run": true, "would": preview.change.summary, "requests": preview.change.requests })
@@ -391,6 +463,12 @@ impl Worker {
                 },
                 preview.change.summary
             )));
+        }
+        if let Some(refused) = self.guard_live_change(task, &preview, &context).await {
+            return match refused {
+                Err(err) => self.fail(task, err, actor).await,
+                Ok(reason) => self.finish_failed(task, reason, false, None, actor).await,
+            };
         }
         let mut leases = Vec::new();
         for resource in &preview.leases {
@@ -457,6 +535,85 @@ impl Worker {
             }
             Err(err) => self.fail(task, err, actor).await,
         }
+    }
+
+    /// The context a task runs in: for an isolation task, the vaults of its alert whose
+    /// rotations are still to run (their firewall keeps the responder's own egress open).
+    async fn context_for(
+        &self,
+        task: &Task,
+        context: &Arc<ExecutorContext>,
+    ) -> Result<Arc<ExecutorContext>, Error> {
+        if task.queue != Queue::Isolation {
+            return Ok(context.clone());
+        }
+        let Some(vault) = vault_of(&task.target) else {
+            return Ok(context.clone());
+        };
+        let name = vault_name(&vault);
+        let rotation_pending = self
+            .journal
+            .for_alert(task.alert.system_alert_id.as_str())
+            .await?
+            .into_iter()
+            .filter(|entry| entry.queue == Queue::Rotation && !rotation_settled(entry))
+            // A rotation not previewed yet names no vault: it may be this one's.
+            .any(|entry| {
+                task_of(&entry)
+                    .ok()
+                    .and_then(|rotation| rotation_vault_name(&rotation.target))
+                    .is_none_or(|other| other == name)
+            });
+        if !rotation_pending {
+            return Ok(context.clone());
+        }
+        let pending = [vault];
+        Ok(Arc::new((**context).clone().with_rotation_pending(pending)))
+    }
+
+    /// The guard rails every live change passes after its preview and before its first
+    /// write: the alert read back from Defender for Cloud (a forged alert moves nothing) and
+    /// marked `InProgress`, and, for containment, the blast-radius budget of its
+    /// subscriptions. `None`: go ahead; `Some(Ok(reason))`: refused for good, with the
+    /// reason; `Some(Err(_))`: Defender could not be asked (retried).
+    async fn guard_live_change(
+        &self,
+        task: &Task,
+        preview: &Preview,
+        context: &ExecutorContext,
+    ) -> Option<Result<String, ExecutorError>> {
+        let alert = if self.authenticate_alerts {
+            match guards::authenticate_alert(task, context).await {
+                Ok(alert) => Some(alert),
+                Err(err) if err.refusal().is_some() => {
+                    return Some(Ok(format!("refused, nothing was changed: {err}")))
+                }
+                Err(err) => return Some(Err(err)),
+            }
+        } else {
+            None
+        };
+        if task.queue == Queue::Isolation {
+            if let Some(budget) = &self.blast_radius {
+                let mut subscriptions = preview.subscriptions.clone();
+                if subscriptions.is_empty() {
+                    subscriptions.extend(guards::alert_subscription(task));
+                }
+                if let Err(err) = budget.try_consume(&subscriptions, std::time::SystemTime::now()) {
+                    tracing::warn!(message_id = %task.message_id, error = %err, "blast radius reached: notify only");
+                    return Some(Ok(format!(
+                        "refused, nothing was changed: blast radius reached, the responder only notifies: {err}"
+                    )));
+                }
+            }
+        }
+        if let Some(alert) = alert {
+            if let Err(err) = guards::mark_alert_in_progress(&alert, context).await {
+                // The change is still right to make; the alert's status is a courtesy.
+                tracing::warn!(alert = %alert.id, error = %err, "could not mark the alert InProgress in Defender for Cloud");
+            }
+        }
+        None
     }
 
     /// No executor for the action (or no Azure clients): recorded and announced.
@@ -558,11 +715,12 @@ impl Worker {
         }
     }
 
-    /// A notification task: delivered once through the webhook channel, with the decision
+    /// A notification task: delivered once through the policy's channels (one message per
+    /// alert and channel), or the signed webhook of `RESPONDER_WEBHOOK_URL`, with the decision
     /// links of its pending tasks when it asks for a decision.
     async fn notify(&self, task: &Task, actor: &str) -> Result<Settlement, Error> {
-        let Some(channel) = &self.webhook else {
-            let note = "no notification channel is configured (RESPONDER_WEBHOOK_URL)";
+        if self.notifier.is_none() && self.webhook.is_none() {
+            let note = "no notification channel is configured (the policy's notifications.channels, or RESPONDER_WEBHOOK_URL)";
             return match self
                 .journal
                 .not_automated(&task.message_id, note, actor)
@@ -574,10 +732,36 @@ impl Worker {
                 ))),
                 Err(err) => already_moved_on(err, &task.message_id),
             };
-        };
+        }
         let links = match self.decision_links(task).await? {
             Ok(links) => links,
             Err(waiting) => return Ok(Settlement::retry(waiting)),
+        };
+        if let Some(notifier) = &self.notifier {
+            let sent = notifier
+                .deliver(std::slice::from_ref(task), &self.journal, actor)
+                .await?;
+            let new = sent
+                .iter()
+                .filter(|(_, sent)| matches!(sent, Sent::Delivered { .. }))
+                .count();
+            let channels: Vec<String> = sent
+                .iter()
+                .map(|(outgoing, _)| format!("{} ({})", outgoing.channel, outgoing.destination))
+                .collect();
+            return Ok(Settlement::complete(if sent.is_empty() {
+                format!("task {} was delivered already", task.message_id)
+            } else {
+                format!(
+                    "task {} delivered: {} message(s), {new} sent now: {}",
+                    task.message_id,
+                    sent.len(),
+                    channels.join(", ")
+                )
+            }));
+        }
+        let Some(channel) = &self.webhook else {
+            unreachable!("a notifier or a webhook channel is configured");
         };
         match channel.deliver(task, &links, &self.journal, actor).await? {
             Delivery::Sent { status, attempts } => Ok(Settlement::complete(format!(
@@ -626,12 +810,23 @@ impl Worker {
         Ok(Ok(links))
     }
 
-    /// Sends a notice about a task (`not_automated`, `expired`, a dry run's "would …") through
-    /// the webhook channel, under the id `{message id}-{kind}` so receivers dedupe repeats.
-    /// Without a channel the notice is only logged.
+    /// Sends a notice about a task (`not_automated`, `expired`, `failed`, a dry run's
+    /// "would …") under the id `{message id}-{kind}`, so a repeat is never sent twice: through
+    /// the policy's channels as a notification of the task's alert (which also shows where
+    /// its other tasks stand), and through the webhook of `RESPONDER_WEBHOOK_URL` as the event
+    /// `defender-responder.notice.{kind}`. Without a channel the notice is only logged.
     pub async fn announce(&self, task: &Task, kind: &str, detail: Value) -> Result<(), Error> {
         let id = format!("{}-{kind}", task.message_id);
         tracing::info!(message_id = %task.message_id, kind, %detail, "worker: notice");
+        if let Some(notifier) = &self.notifier {
+            let mut notice = notice_task(task, kind, &detail);
+            if notice.recipients.is_empty() {
+                notice.recipients = self.security_team.clone();
+            }
+            notifier
+                .deliver(&[notice], &self.journal, &self.actor(Queue::Notification))
+                .await?;
+        }
         let Some(channel) = &self.webhook else {
             return Ok(());
         };
@@ -665,6 +860,98 @@ impl Worker {
         task.status = TaskStatus::Ready;
         self.publisher.publish(&[task]).await
     }
+}
+
+/// The notification task a notice about `task` travels as: to the task's recipients, about
+/// its target, under `{message id}-{kind}`, saying what happened in its reason.
+pub fn notice_task(task: &Task, kind: &str, detail: &Value) -> Task {
+    let said = ["note", "error", "would", "summary"]
+        .iter()
+        .find_map(|key| detail.get(*key).and_then(Value::as_str))
+        .unwrap_or("");
+    let what = match kind {
+        "not_automated" => "not automated",
+        "dry_run" => "dry run, nothing was changed",
+        "failed" => "failed",
+        "expired" => "decision expired",
+        "done" => "done",
+        other => other,
+    };
+    let steps: Vec<&str> = task.steps.iter().map(String::as_str).collect();
+    let mut notice = Task::new(
+        &task.alert,
+        Parameters::NotifySecurityTeam {
+            subject: Subject::from_label(&task.target),
+        },
+        &steps,
+        format!(
+            "{} on {}: {what}{}{said}",
+            task.action,
+            task.target,
+            if said.is_empty() { "" } else { ": " }
+        ),
+    );
+    notice.message_id = message_id(&format!("{}-{kind}", task.message_id));
+    notice.recipients = task.recipients.clone();
+    notice.dry_run = task.dry_run;
+    notice
+}
+
+/// What the journal records of a preview: the task as delivered (what `undo`, the sweeper
+/// and the decision page read back), the exact change (what a decision's hash binds), the
+/// prior state, and the resources and subscriptions it touches.
+pub fn recorded_preview(task: &Task, preview: &Preview) -> Value {
+    json!({
+        "task": task,
+        "change": preview.change,
+        "prior_state": preview.prior_state,
+        "summary": preview.change.summary,
+        "leases": preview.leases,
+        "subscriptions": preview.subscriptions,
+    })
+}
+
+/// Whether an isolation entry's change counts against the blast-radius budget: a live change
+/// that was attempted (done, failed after its writes began, or undone since).
+fn counts_against_budget(entry: &JournalEntry) -> bool {
+    let live = !entry.dry_run
+        && entry
+            .result
+            .as_ref()
+            .is_none_or(|r| r.get("dry_run").is_none() && r.get("noop").is_none());
+    live && matches!(entry.state, TaskState::Done | TaskState::Undone)
+}
+
+/// Whether a rotation task no longer needs its vault reachable.
+fn rotation_settled(entry: &JournalEntry) -> bool {
+    entry.state.is_final() || (entry.state == TaskState::Failed && entry.retryable != Some(true))
+}
+
+/// The normalized (lower-case) vault id a target names, when it is a vault's ARM id.
+fn vault_of(target: &str) -> Option<String> {
+    let lower = target.to_ascii_lowercase();
+    let marker = "/providers/microsoft.keyvault/vaults/";
+    let start = lower.find(marker)?;
+    let rest = &lower[start + marker.len()..];
+    let name_end = rest.find('/').unwrap_or(rest.len());
+    Some(lower[..start + marker.len() + name_end].to_string())
+}
+
+/// The last segment of a vault id: its name.
+fn vault_name(vault_id: &str) -> String {
+    vault_id.rsplit('/').next().unwrap_or("").to_string()
+}
+
+/// The vault a rotation target names: an ARM id's vault, or the first label of a vault
+/// object URI's host (`https://{vault}.vault.azure.net/secrets/…`).
+fn rotation_vault_name(target: &str) -> Option<String> {
+    if let Some(vault) = vault_of(target) {
+        return Some(vault_name(&vault));
+    }
+    let url = Url::parse(target).ok()?;
+    let host = url.host_str()?;
+    host.contains(".vault.")
+        .then(|| host.split('.').next().unwrap_or("").to_ascii_lowercase())
 }
 
 /// The task a pending entry recorded in its preview.

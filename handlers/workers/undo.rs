@@ -110,16 +110,19 @@ fn undoable(entry: &JournalEntry) -> Result<(Task, Preview, Applied), UndoError>
     if result.get("noop") == Some(&Value::Bool(true)) {
         return refuse("changed nothing (the target was already in the contained state)".into());
     }
-    let (Some(task), Some(change), Some(prior_state)) =
-        (&entry.task, &entry.preview, &entry.prior_state)
-    else {
+    let (Some(recorded), Some(prior_state)) = (&entry.preview, &entry.prior_state) else {
         return refuse("the journal holds no recorded change and prior state for it".into());
     };
-    let change: Change = serde_json::from_value(change.clone()).map_err(|err| {
+    let task = super::task_of(entry).map_err(|err| UndoError::Refused(err.to_string()))?;
+    let read = |what: &str| recorded.get(what).cloned().unwrap_or(Value::Null);
+    let change: Change = serde_json::from_value(read("change")).map_err(|err| {
         UndoError::Refused(format!(
             "task {id}: the recorded change cannot be read: {err}"
         ))
     })?;
+    let leases: Vec<String> = serde_json::from_value(read("leases")).unwrap_or_default();
+    let subscriptions: Vec<String> =
+        serde_json::from_value(read("subscriptions")).unwrap_or_default();
     let applied: Applied = serde_json::from_value(result.clone()).map_err(|err| {
         UndoError::Refused(format!(
             "task {id}: the recorded result cannot be read: {err}"
@@ -131,10 +134,10 @@ fn undoable(entry: &JournalEntry) -> Result<(Task, Preview, Applied), UndoError>
     let preview = Preview {
         change,
         prior_state: prior_state.clone(),
-        leases: entry.leases.clone(),
-        subscriptions: Vec::new(),
+        leases,
+        subscriptions,
     };
-    Ok((task.clone(), preview, applied))
+    Ok((task, preview, applied))
 }
 
 impl Worker {

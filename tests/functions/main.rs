@@ -11,6 +11,7 @@ mod end_to_end;
 mod faults;
 mod helpers;
 mod infra;
+mod infra_roles;
 mod limits;
 mod manifest;
 mod readiness;

@@ -18,3 +18,4 @@ mod revert_access_policy;
 mod role_assignments;
 mod runbook;
 mod undo;
+mod worker;

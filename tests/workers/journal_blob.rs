@@ -271,7 +271,13 @@ async fn two_instances_racing_to_undo_give_exactly_one_winner_and_the_change_sur
         leases: vec!["/subscriptions/s/kv-undo".into()],
         subscriptions: vec![],
     };
-    a.record_change(id, &task, &preview).await.unwrap();
+    a.record_prior_state(
+        id,
+        preview.prior_state.clone(),
+        defender_responder::workers::recorded_preview(&task, &preview),
+    )
+    .await
+    .unwrap();
     a.finish(
         id,
         RunOutcome::Done {
@@ -284,15 +290,18 @@ async fn two_instances_racing_to_undo_give_exactly_one_winner_and_the_change_sur
     .unwrap();
     // What undo rebuilds its inputs from, read by the other instance.
     let entry = b.get(id).await.unwrap().unwrap();
-    assert_eq!(entry.task.as_ref(), Some(&task));
-    assert_eq!(entry.leases, preview.leases);
-    assert_eq!(entry.prior_state, Some(preview.prior_state.clone()));
     assert_eq!(
-        entry.preview_hash,
-        Some(defender_responder::journal::preview_hash(
-            &serde_json::to_value(&preview.change).unwrap()
-        ))
+        defender_responder::workers::task_of(&entry).unwrap(),
+        task,
+        "the task as carried out"
     );
+    let recorded = entry.preview.clone().unwrap();
+    assert_eq!(recorded["leases"], json!(preview.leases));
+    assert_eq!(
+        recorded["change"],
+        serde_json::to_value(&preview.change).unwrap()
+    );
+    assert_eq!(entry.prior_state, Some(preview.prior_state.clone()));
 
     let (ra, rb) = tokio::join!(
         tokio::spawn({

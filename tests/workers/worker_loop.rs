@@ -147,8 +147,10 @@ fn worker(
 ) -> Worker {
     let mut registry = ExecutorRegistry::empty();
     registry.register(Arc::new(CountingExecutor(script.clone())));
+    // The counting executor does not act on Azure: no alert to read back from Defender.
     Worker::new(journal, publisher)
         .with_executors(registry, context())
+        .trusting_alerts()
         .with_instance(name)
 }
 
@@ -356,8 +358,12 @@ async fn a_dry_run_journals_the_exact_change_and_writes_nothing() {
     assert_eq!(entry.state, TaskState::Done);
     assert_eq!(entry.result.as_ref().unwrap()["dry_run"], true);
     assert_eq!(
-        entry.preview.as_ref().unwrap()["requests"][0]["method"],
+        entry.preview.as_ref().unwrap()["change"]["requests"][0]["method"],
         "PATCH"
+    );
+    assert_eq!(
+        entry.preview.as_ref().unwrap()["task"]["message_id"],
+        task.message_id.as_str()
     );
     // The global setting makes a live task a dry run too.
     let global = worker.clone().with_dry_run(true);

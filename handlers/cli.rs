@@ -1,4 +1,5 @@
-//! The command line: `serve` (default), `plan`, `queues` and `send`.
+//! The command line: `serve` (default), `plan`, `queues`, `send`, and the operator commands
+//! over the journal and the workers (`journal`, `decide`, `undo`, `work`, `notify`).
 
 mod table;
 
@@ -115,11 +116,12 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: Option<Format>,
     },
-    /// Approve or reject a task waiting for a decision, as an operator.
+    /// Approve or reject a task waiting for a decision, or confirm a done containment so
+    /// that its expiry does not undo it, as an operator.
     Decide {
         /// The task's message id.
         task: String,
-        /// approve or reject.
+        /// approve, reject, or (on a done task) confirm.
         #[arg(value_enum)]
         decision: crate::journal::command::DecisionArg,
         /// Who decides (recorded as operator:<name>; default: $USER).
@@ -128,6 +130,18 @@ pub enum Command {
         /// Refuse unless the task's change still has this hash (from `journal --task`).
         #[arg(long)]
         preview_hash: Option<String>,
+    },
+    /// Undo a done task's change: restore the state recorded before it, read it back, and
+    /// print what was restored (and what could not be).
+    Undo {
+        /// The task's message id.
+        task: String,
+        /// Who undoes it (recorded as operator:<name>; default: $USER).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+        /// table or json (default: table on a terminal, json otherwise).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
     },
 }
 
@@ -505,6 +519,74 @@ fn build_requests(
     }
 }
 
+/// What `undo` printed and how it ends: 0 undone, 1 the undo failed (the task stays done), 2
+/// refused (nothing to undo), 3 busy (another change of the task or its resource runs; try
+/// again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UndoOutcome {
+    /// The exit code.
+    pub code: u8,
+    /// What goes to stdout (the report) or, when nothing was undone, to stderr (why).
+    pub text: String,
+}
+
+/// `undo`: undoes a task's change as `operator:<by>` and prints what was restored.
+pub async fn undo(
+    worker: &crate::workers::Worker,
+    task: &str,
+    by: &str,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let outcome = undo_outcome(worker, task, by, format).await;
+    if outcome.code == 0 {
+        print(&outcome.text)?;
+    } else {
+        eprint!("{}", outcome.text);
+    }
+    Ok(ExitCode::from(outcome.code))
+}
+
+/// The `undo` command without the printing.
+pub async fn undo_outcome(
+    worker: &crate::workers::Worker,
+    task: &str,
+    by: &str,
+    format: Format,
+) -> UndoOutcome {
+    use crate::workers::undo::UndoError;
+    let Ok(id) =
+        serde_json::from_value::<crate::domain::MessageId>(Value::String(task.trim().to_string()))
+    else {
+        return UndoOutcome {
+            code: 2,
+            text: format!("error: not undone: {task:?} is not a task id\n"),
+        };
+    };
+    match worker.undo(&id, &format!("operator:{by}")).await {
+        Ok(report) => UndoOutcome {
+            code: 0,
+            text: match format {
+                Format::Json => format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+                Format::Table => table::undo_report(&report),
+            },
+        },
+        Err(err) => {
+            let code = match err {
+                UndoError::Failed(_) => 1,
+                UndoError::UnknownTask(_) | UndoError::Refused(_) => 2,
+                UndoError::Busy(_) => 3,
+            };
+            UndoOutcome {
+                code,
+                text: format!("error: not undone: {err}\n"),
+            }
+        }
+    }
+}
+
 /// Prints what `work --once` did: the sweep, then one line per message.
 pub fn print_work_report(
     report: &crate::workers::queue_loop::DrainReport,
@@ -521,12 +603,13 @@ pub fn print_work_report(
         Format::Table => {
             writeln!(
                 out,
-                "completed {}, retried later {}, dead-lettered {}; decisions expired {}, approved tasks queued again {}",
+                "completed {}, retried later {}, dead-lettered {}; decisions expired {}, approved tasks queued again {}, containment undone at expiry {}",
                 report.completed,
                 report.retried,
                 report.dead_lettered,
                 swept.expired.len(),
-                swept.requeued.len()
+                swept.requeued.len(),
+                swept.containment_undone.len()
             )?;
             for line in &report.outcomes {
                 writeln!(out, "  {line}")?;

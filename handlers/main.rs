@@ -125,6 +125,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let journal = config.workers.journal.open()?;
             command::decide(&journal, &task, decision, &by, preview_hash.as_deref()).await
         }
+        Command::Undo { task, by, format } => {
+            let worker = command_worker(&config).await?;
+            cli::undo(&worker, &task, &by, Format::resolve(format)).await
+        }
     }
 }
 
@@ -273,7 +277,8 @@ async fn build_worker(
         .with_notifier(Some(notifier))
         .with_security_team(config.policy.notify_recipients.clone())
         .with_decisions(desk)
-        .with_dry_run(config.policy.dry_run);
+        .with_dry_run(config.policy.dry_run)
+        .with_containment_expiry(config.policy.containment_expiry());
     let Some(clients) = clients.filter(|_| config.executors_enabled) else {
         return Ok(worker);
     };
@@ -313,6 +318,29 @@ fn extra_root_pem(config: &Config) -> anyhow::Result<Option<String>> {
         })?)),
         None => Ok(None),
     }
+}
+
+/// The worker of a one-off operator command (`undo`): built as `work` builds it, over Service
+/// Bus when it is configured, else over the embedded store of a stopped handler.
+async fn command_worker(config: &Config) -> anyhow::Result<Worker> {
+    let publisher: SharedPublisher = match &config.service_bus {
+        Some(settings) => Arc::new(ServiceBusPublisher::new(settings.clone())),
+        None => Arc::new(EmbeddedStore::open_with(
+            &config.store_path,
+            config.queue_names.clone(),
+            QueueOptions {
+                max_delivery_count: config.limits.max_delivery_count,
+            },
+        )?),
+    };
+    let desk = match &config.workers.approvals {
+        Some(approvals) => Some(Arc::new(DecisionDesk::new(
+            config.workers.journal.open()?,
+            approvals.clone(),
+        ))),
+        None => None,
+    };
+    build_worker(config, publisher, desk).await
 }
 
 /// `work --once`: drains the embedded queues of a stopped handler (the store is exclusive).

@@ -1,7 +1,8 @@
 //! The decision endpoint (`/api/decide`): GET shows the task and its change with Approve /
 //! Reject buttons and decides nothing (mail and chat link scanners fetch GET links); only the
 //! form POST decides. Every answer is an HTML page that is never cached or framed, and never
-//! leaks the link through a `Referer`.
+//! leaks the link through a `Referer`. Undo and confirm links work the same way: GET shows the
+//! applied change and what undo restores, only the POST undoes (through the worker) or keeps.
 //!
 //! [`handle`] is the endpoint itself, independent of how the request arrives: the axum route
 //! [`route`] calls it with the raw request, and a Functions `httpTrigger` (`Decision`) calls it
@@ -13,8 +14,12 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 
-use super::{page, Approver, ApproverIdentity, DecisionDesk, LinkParams};
+use super::{
+    page, Approver, ApproverIdentity, DecisionDesk, DecisionLink, LinkKind, LinkParams, Refusal,
+};
 use crate::state::AppState;
+use crate::workers::undo::UndoError;
+use crate::workers::Worker;
 
 /// The route of the decision endpoint (the `Decision` function's route).
 pub const ROUTE: &str = "/api/decide";
@@ -89,8 +94,13 @@ fn message(status: StatusCode, title: &str, text: &str) -> DecisionResponse {
     )
 }
 
-/// Answers one request: GET shows the page of a link, POST records its decision once.
-pub async fn handle(desk: Option<&DecisionDesk>, request: DecisionRequest<'_>) -> DecisionResponse {
+/// Answers one request: GET shows the page of a link, POST records its decision once (an
+/// undo link's POST has `worker` carry the undo out).
+pub async fn handle(
+    desk: Option<&DecisionDesk>,
+    worker: Option<&Worker>,
+    request: DecisionRequest<'_>,
+) -> DecisionResponse {
     let Some(desk) = desk else {
         return message(
             StatusCode::NOT_FOUND,
@@ -140,7 +150,14 @@ pub async fn handle(desk: Option<&DecisionDesk>, request: DecisionRequest<'_>) -
                 )
             }
         };
+        let kind = DecisionLink::parse(&params).ok().map(|link| link.kind);
+        if kind == Some(LinkKind::Undo) {
+            return undo(desk, worker, &params, approver, now).await;
+        }
         return match desk.decide(&params, approver, now).await {
+            Ok(entry) if kind == Some(LinkKind::Confirm) => {
+                html(StatusCode::OK, page::confirmed_page(&entry))
+            }
             Ok(entry) => html(StatusCode::OK, page::decided_page(&entry)),
             Err(refusal) => {
                 tracing::warn!(reason = %refusal, "decision refused");
@@ -159,6 +176,40 @@ pub async fn handle(desk: Option<&DecisionDesk>, request: DecisionRequest<'_>) -
     response
 }
 
+/// The POST of an undo link: checked by the desk (link, change, approver), carried out once
+/// by the worker.
+async fn undo(
+    desk: &DecisionDesk,
+    worker: Option<&Worker>,
+    params: &LinkParams,
+    approver: Option<Approver>,
+    now: OffsetDateTime,
+) -> DecisionResponse {
+    let refused = |refusal: Refusal| {
+        tracing::warn!(reason = %refusal, "undo refused");
+        html(refusal.status(), page::refusal_page(&refusal))
+    };
+    let (link, actor) = match desk.authorize_undo(params, approver, now).await {
+        Ok(authorized) => authorized,
+        Err(refusal) => return refused(refusal),
+    };
+    let Some(worker) = worker else {
+        return refused(Refusal::Unavailable(
+            "undo links are carried out by the workers, which are not configured on this instance"
+                .into(),
+        ));
+    };
+    match worker.undo(&link.message_id, &actor).await {
+        Ok(report) => html(StatusCode::OK, page::undone_page(&report)),
+        Err(err) => refused(match err {
+            UndoError::UnknownTask(id) => Refusal::UnknownTask(id.to_string()),
+            UndoError::Refused(reason) => Refusal::NotPending(reason),
+            UndoError::Busy(reason) => Refusal::Unavailable(reason),
+            UndoError::Failed(reason) => Refusal::NotUndone(reason),
+        }),
+    }
+}
+
 /// The axum route: the raw request, handed to [`handle`].
 pub async fn route(
     State(state): State<AppState>,
@@ -173,5 +224,5 @@ pub async fn route(
         headers: &headers,
         body: &body,
     };
-    handle(state.decisions.as_deref(), request).await
+    handle(state.decisions.as_deref(), state.worker.as_deref(), request).await
 }

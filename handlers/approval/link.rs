@@ -1,5 +1,9 @@
-//! Decision links: `…/api/decide?m=<message id>&d=<approve|reject>&h=<preview sha256>&exp=<unix>&sig=<…>`,
+//! Decision links: `…/api/decide?m=<message id>&d=<approve|reject|undo|confirm>&h=<change sha256>&exp=<unix>&sig=<…>`,
 //! signed with HMAC-SHA256 so a link cannot be made, widened or extended by anyone without the key.
+//!
+//! `approve` and `reject` decide on a pending task's previewed change; `undo` and `confirm`
+//! act on a done task's applied change (restore the prior state, or keep it past the
+//! containment expiry).
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -69,14 +73,72 @@ pub enum LinkError {
     Expired(i64),
 }
 
+/// What a link does when its button is pressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    /// Approve a pending task's change.
+    Approve,
+    /// Reject a pending task's change.
+    Reject,
+    /// Restore the state before a done task's change.
+    Undo,
+    /// Keep a done containment: no expiry undoes it.
+    Confirm,
+}
+
+impl LinkKind {
+    /// The `d` parameter's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Approve => "approve",
+            LinkKind::Reject => "reject",
+            LinkKind::Undo => "undo",
+            LinkKind::Confirm => "confirm",
+        }
+    }
+
+    /// Parses the `d` parameter.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "undo" => Some(LinkKind::Undo),
+            "confirm" => Some(LinkKind::Confirm),
+            other => Verdict::parse(other).map(LinkKind::from),
+        }
+    }
+
+    /// The decision on a pending task, for approve and reject links.
+    pub fn verdict(self) -> Option<Verdict> {
+        match self {
+            LinkKind::Approve => Some(Verdict::Approve),
+            LinkKind::Reject => Some(Verdict::Reject),
+            LinkKind::Undo | LinkKind::Confirm => None,
+        }
+    }
+}
+
+impl From<Verdict> for LinkKind {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Approve => LinkKind::Approve,
+            Verdict::Reject => LinkKind::Reject,
+        }
+    }
+}
+
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A signed decision on one task's exact change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionLink {
     /// The task.
     pub message_id: MessageId,
-    /// Approve or reject.
-    pub verdict: Verdict,
-    /// SHA-256 (hex) of the preview the link was made for.
+    /// What the link does: approve, reject, undo or confirm.
+    pub kind: LinkKind,
+    /// SHA-256 (hex) of the change the link was made for (previewed, or applied).
     pub preview_hash: String,
     /// Unix seconds after which the link is refused.
     pub expires: i64,
@@ -104,13 +166,14 @@ impl DecisionLink {
     pub fn sign(
         key: &ApprovalKey,
         message_id: &MessageId,
-        verdict: Verdict,
+        kind: impl Into<LinkKind>,
         preview_hash: &str,
         expires: i64,
     ) -> Self {
+        let kind = kind.into();
         let fields = LinkFields {
             message_id: message_id.as_str(),
-            verdict: verdict.as_str(),
+            verdict: kind.as_str(),
             preview_hash,
             expires,
         };
@@ -118,7 +181,7 @@ impl DecisionLink {
             .encode(key.mac(&fields).finalize().into_bytes());
         DecisionLink {
             message_id: message_id.clone(),
-            verdict,
+            kind,
             preview_hash: preview_hash.to_string(),
             expires,
             signature,
@@ -131,7 +194,7 @@ impl DecisionLink {
         url.query_pairs_mut()
             .clear()
             .append_pair("m", self.message_id.as_str())
-            .append_pair("d", self.verdict.as_str())
+            .append_pair("d", self.kind.as_str())
             .append_pair("h", &self.preview_hash)
             .append_pair("exp", &self.expires.to_string())
             .append_pair("sig", &self.signature);
@@ -159,8 +222,9 @@ impl DecisionLink {
         let message_id: MessageId = serde_json::from_value(serde_json::Value::String(m))
             .map_err(|_| LinkError::Malformed("`m` is not a task id".into()))?;
         let d = field(&params.d, "d")?;
-        let verdict = Verdict::parse(&d)
-            .ok_or_else(|| LinkError::Malformed("`d` must be approve or reject".into()))?;
+        let kind = LinkKind::parse(&d).ok_or_else(|| {
+            LinkError::Malformed("`d` must be approve, reject, undo or confirm".into())
+        })?;
         let preview_hash = field(&params.h, "h")?;
         if preview_hash.len() != 64 || !preview_hash.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(LinkError::Malformed("`h` is not a SHA-256 hash".into()));
@@ -171,7 +235,7 @@ impl DecisionLink {
         let signature = field(&params.sig, "sig")?;
         Ok(DecisionLink {
             message_id,
-            verdict,
+            kind,
             preview_hash,
             expires,
             signature,
@@ -185,7 +249,7 @@ impl DecisionLink {
             .map_err(|_| LinkError::BadSignature)?;
         let fields = LinkFields {
             message_id: self.message_id.as_str(),
-            verdict: self.verdict.as_str(),
+            verdict: self.kind.as_str(),
             preview_hash: &self.preview_hash,
             expires: self.expires,
         };
@@ -242,7 +306,7 @@ mod tests {
         let hash = "ab".repeat(32);
         let link = DecisionLink::sign(&key(), &id, Verdict::Reject, &hash, 2_000);
         let mut approve = link.clone();
-        approve.verdict = Verdict::Approve;
+        approve.kind = LinkKind::Approve;
         assert_eq!(approve.verify(&key(), 0), Err(LinkError::BadSignature));
         let mut later = link.clone();
         later.expires += 3600;
@@ -250,6 +314,9 @@ mod tests {
         let mut other_change = link.clone();
         other_change.preview_hash = "cd".repeat(32);
         assert_eq!(other_change.verify(&key(), 0), Err(LinkError::BadSignature));
+        let mut undo = link.clone();
+        undo.kind = LinkKind::Undo;
+        assert_eq!(undo.verify(&key(), 0), Err(LinkError::BadSignature));
         let mut other_task = link.clone();
         other_task.message_id = MessageId::derive("sys", Action::EnableKeyVaultFirewall, "kv2");
         assert_eq!(other_task.verify(&key(), 0), Err(LinkError::BadSignature));

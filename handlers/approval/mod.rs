@@ -1,5 +1,9 @@
 //! Approvals: signed, single-use, expiring decision links bound to a task's exact change, the
 //! approver's identity, and the desk that turns a verified link into one journal decision.
+//!
+//! The same links, of kind `undo` and `confirm`, act on a done task's applied change: undo
+//! restores the state before it (the worker carries it out), confirm keeps a containment past
+//! its expiry.
 
 pub mod endpoint;
 mod link;
@@ -15,7 +19,7 @@ use url::Url;
 use crate::error::Error;
 use crate::journal::{Journal, JournalEntry, JournalError, TaskState, Verdict};
 
-pub use link::{ApprovalKey, DecisionLink, LinkError, LinkParams};
+pub use link::{ApprovalKey, DecisionLink, LinkError, LinkKind, LinkParams};
 
 /// App setting: the key decision links are signed with (at least 32 characters).
 pub const KEY: &str = "RESPONDER_APPROVAL_KEY";
@@ -222,9 +226,12 @@ pub enum Refusal {
         /// The hash recorded now.
         current: String,
     },
-    /// The journal could not be read or written; try again.
+    /// The journal could not be read or written, or another undo of the task runs; try again.
     #[error("the journal is unavailable, try again: {0}")]
     Unavailable(String),
+    /// The undo was tried and failed; the task stays done and the undo may be tried again.
+    #[error("the undo failed; nothing is recorded as undone: {0}")]
+    NotUndone(String),
 }
 
 impl Refusal {
@@ -240,6 +247,7 @@ impl Refusal {
             Refusal::NotAllowed(_) => StatusCode::FORBIDDEN,
             Refusal::NotPending(_) | Refusal::ChangeDiffers { .. } => StatusCode::CONFLICT,
             Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::NotUndone(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -258,6 +266,38 @@ fn describe_not_pending(entry: &JournalEntry) -> String {
         ),
         (None, TaskState::Expired) => "the time to decide on this task ran out".to_string(),
         (None, state) => format!("this task is {state}; it is not waiting for a decision"),
+    }
+}
+
+fn stamp(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Why an undo or confirm link no longer applies to its task.
+fn describe_not_done(entry: &JournalEntry, kind: LinkKind) -> Option<String> {
+    match entry.state {
+        TaskState::Done => match (&entry.confirmation, kind) {
+            (Some(confirmed), LinkKind::Confirm) => Some(format!(
+                "this change was already confirmed by {} at {}",
+                confirmed.by,
+                stamp(confirmed.at)
+            )),
+            _ => None,
+        },
+        TaskState::Undone => {
+            let by = entry
+                .history
+                .iter()
+                .rev()
+                .find(|event| event.to == TaskState::Undone)
+                .map(|event| format!(" by {} at {}", event.actor, stamp(event.at)))
+                .unwrap_or_default();
+            Some(format!("this change was already undone{by}"))
+        }
+        state => Some(format!(
+            "this task is {state}; there is no applied change to {kind}"
+        )),
     }
 }
 
@@ -326,6 +366,30 @@ impl DecisionDesk {
             .collect())
     }
 
+    /// The undo and confirm links of a done task, bound to its applied change and valid for
+    /// the configured time from `now`. Fails when the task recorded no change.
+    pub fn change_links(
+        &self,
+        entry: &JournalEntry,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(LinkKind, Url)>, Error> {
+        let hash = entry.preview_hash.as_deref().ok_or_else(|| {
+            Error::Permanent(format!(
+                "task {} has no recorded change to undo",
+                entry.message_id
+            ))
+        })?;
+        let expires = (now + self.settings.ttl).unix_timestamp();
+        Ok([LinkKind::Undo, LinkKind::Confirm]
+            .into_iter()
+            .map(|kind| {
+                let link =
+                    DecisionLink::sign(&self.settings.key, &entry.message_id, kind, hash, expires);
+                (kind, link.url(&self.settings.decision_url))
+            })
+            .collect())
+    }
+
     /// Checks a link and reads its task for the page. Nothing is decided.
     pub async fn view(
         &self,
@@ -335,9 +399,9 @@ impl DecisionDesk {
     ) -> Result<DecisionView, Refusal> {
         let (link, entry) = self.check(params, now).await?;
         // An approve link offers approve and reject; a reject link offers only reject (it
-        // must not become a way to approve).
+        // must not become a way to approve). Undo and confirm links offer only themselves.
         let mut offers = vec![link.clone()];
-        if link.verdict == Verdict::Approve {
+        if link.kind == LinkKind::Approve {
             offers.push(DecisionLink::sign(
                 &self.settings.key,
                 &link.message_id,
@@ -364,29 +428,18 @@ impl DecisionDesk {
         now: OffsetDateTime,
     ) -> Result<JournalEntry, Refusal> {
         let (link, entry) = self.check(params, now).await?;
-        let actor = match self.settings.identity {
-            ApproverIdentity::Link => "link".to_string(),
-            ApproverIdentity::AppServiceAuth => {
-                let approver = approver.ok_or(Refusal::SignInRequired)?;
-                let allowed = entry
-                    .recipients
-                    .iter()
-                    .chain(&self.settings.approvers)
-                    .any(|who| who.eq_ignore_ascii_case(&approver.name));
-                if !allowed {
-                    return Err(Refusal::NotAllowed(approver.name));
-                }
-                approver.name
-            }
+        let actor = self.authorize(&entry, approver)?;
+        let Some(verdict) = link.kind.verdict() else {
+            return match link.kind {
+                LinkKind::Confirm => self.record_confirmation(&link, &actor).await,
+                _ => Err(Refusal::Unavailable(
+                    "undo links are carried out by the workers, which are not configured on this instance".into(),
+                )),
+            };
         };
         let decided = self
             .journal
-            .decide(
-                &link.message_id,
-                link.verdict,
-                Some(&link.preview_hash),
-                &actor,
-            )
+            .decide(&link.message_id, verdict, Some(&link.preview_hash), &actor)
             .await;
         match decided {
             Ok(entry) => Ok(entry),
@@ -405,6 +458,71 @@ impl DecisionDesk {
         }
     }
 
+    /// Checks an undo link for its POST: the link, the task still done on the change the link
+    /// names, and the approver (same rules as a decision). Answers the link and who acts; the
+    /// worker then carries the undo out once.
+    pub async fn authorize_undo(
+        &self,
+        params: &LinkParams,
+        approver: Option<Approver>,
+        now: OffsetDateTime,
+    ) -> Result<(DecisionLink, String), Refusal> {
+        let (link, entry) = self.check(params, now).await?;
+        if link.kind != LinkKind::Undo {
+            return Err(Refusal::Link(LinkError::Malformed(
+                "this is not an undo link".into(),
+            )));
+        }
+        let actor = self.authorize(&entry, approver)?;
+        Ok((link, actor))
+    }
+
+    /// Who acts on a task through a link: `link` when the link alone is the credential, else
+    /// the signed-in person, who must be a recipient of the task or a configured approver.
+    fn authorize(
+        &self,
+        entry: &JournalEntry,
+        approver: Option<Approver>,
+    ) -> Result<String, Refusal> {
+        match self.settings.identity {
+            ApproverIdentity::Link => Ok("link".to_string()),
+            ApproverIdentity::AppServiceAuth => {
+                let approver = approver.ok_or(Refusal::SignInRequired)?;
+                let allowed = entry
+                    .recipients
+                    .iter()
+                    .chain(&self.settings.approvers)
+                    .any(|who| who.eq_ignore_ascii_case(&approver.name));
+                if !allowed {
+                    return Err(Refusal::NotAllowed(approver.name));
+                }
+                Ok(approver.name)
+            }
+        }
+    }
+
+    async fn record_confirmation(
+        &self,
+        link: &DecisionLink,
+        actor: &str,
+    ) -> Result<JournalEntry, Refusal> {
+        match self.journal.confirm(&link.message_id, actor).await {
+            Ok(entry) if entry.confirmation.as_ref().is_some_and(|c| c.by == actor) => Ok(entry),
+            // Another confirmation landed first: that one stands.
+            Ok(entry) => Err(Refusal::NotPending(
+                describe_not_done(&entry, LinkKind::Confirm).unwrap_or_default(),
+            )),
+            Err(JournalError::IllegalTransition { .. }) => {
+                let entry = self.load(link).await?;
+                Err(Refusal::NotPending(
+                    describe_not_done(&entry, LinkKind::Confirm).unwrap_or_default(),
+                ))
+            }
+            Err(JournalError::NotFound(id)) => Err(Refusal::UnknownTask(id.to_string())),
+            Err(err) => Err(Refusal::Unavailable(err.to_string())),
+        }
+    }
+
     async fn load(&self, link: &DecisionLink) -> Result<JournalEntry, Refusal> {
         self.journal
             .get(&link.message_id)
@@ -413,7 +531,8 @@ impl DecisionDesk {
             .ok_or_else(|| Refusal::UnknownTask(link.message_id.to_string()))
     }
 
-    /// Verifies the link and that its task is pending on the change the link names.
+    /// Verifies the link and that its task is pending (approve, reject) or done (undo,
+    /// confirm) on the change the link names.
     async fn check(
         &self,
         params: &LinkParams,
@@ -422,8 +541,12 @@ impl DecisionDesk {
         let link = DecisionLink::parse(params)?;
         link.verify(&self.settings.key, now.unix_timestamp())?;
         let entry = self.load(&link).await?;
-        if entry.state != TaskState::PendingApproval {
-            return Err(Refusal::NotPending(describe_not_pending(&entry)));
+        if link.kind.verdict().is_some() {
+            if entry.state != TaskState::PendingApproval {
+                return Err(Refusal::NotPending(describe_not_pending(&entry)));
+            }
+        } else if let Some(reason) = describe_not_done(&entry, link.kind) {
+            return Err(Refusal::NotPending(reason));
         }
         let current = entry.preview_hash.clone().unwrap_or_else(|| "none".into());
         if current != link.preview_hash {

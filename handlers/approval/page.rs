@@ -1,10 +1,12 @@
 //! The HTML pages of the decision endpoint: the task and its change with Approve / Reject
-//! buttons (forms that POST), the outcome, and refusals. Everything shown is escaped.
+//! buttons (forms that POST), a done change with its Undo or Keep button, the outcome, and
+//! refusals. Everything shown is escaped.
 
 use std::fmt::Write;
 
-use super::{DecisionView, Refusal};
-use crate::journal::{JournalEntry, Verdict};
+use super::{DecisionView, LinkKind, Refusal};
+use crate::journal::JournalEntry;
+use crate::workers::undo::UndoReport;
 
 /// Escapes text for HTML element content and attribute values.
 pub(super) fn escape(text: &str) -> String {
@@ -58,25 +60,65 @@ fn task_facts(entry: &JournalEntry) -> String {
     out
 }
 
-/// The page for a pending task: its facts, the exact change, and a form per offered decision.
+fn pretty(value: Option<&serde_json::Value>) -> String {
+    value
+        .and_then(|v| serde_json::to_string_pretty(v).ok())
+        .unwrap_or_else(|| "(none recorded)".into())
+}
+
+/// The page of a link: a pending task's facts and exact change with a form per offered
+/// decision, or a done task's applied change and the state undo restores with its button.
 pub(super) fn decision_page(view: &DecisionView, form_action: &str) -> String {
     let entry = &view.entry;
+    let title = match view.link.kind {
+        LinkKind::Approve | LinkKind::Reject => "Decide",
+        LinkKind::Undo => "Undo",
+        LinkKind::Confirm => "Keep",
+    };
     let mut body = format!(
-        "<h1>Decide: {}</h1>{}",
+        "<h1>{title}: {}</h1>{}",
         escape(entry.action.as_str()),
         task_facts(entry)
     );
-    let preview = entry
-        .preview
-        .as_ref()
-        .and_then(|p| serde_json::to_string_pretty(p).ok())
-        .unwrap_or_else(|| "(none recorded)".into());
-    let _ = write!(
-        body,
-        "<h2>The exact change</h2><pre>{}</pre><p>Change hash <code>{}</code></p>",
-        escape(&preview),
-        escape(&view.link.preview_hash)
-    );
+    match view.link.kind {
+        LinkKind::Approve | LinkKind::Reject => {
+            let _ = write!(
+                body,
+                "<h2>The exact change</h2><pre>{}</pre><p>Change hash <code>{}</code></p>",
+                escape(&pretty(entry.preview.as_ref())),
+                escape(&view.link.preview_hash)
+            );
+        }
+        LinkKind::Undo | LinkKind::Confirm => {
+            let summary = entry
+                .preview
+                .as_ref()
+                .and_then(|p| p.get("summary"))
+                .and_then(|s| s.as_str())
+                .unwrap_or("(no summary recorded)");
+            let _ = write!(
+                body,
+                "<h2>The change that was made</h2><p>{}</p><pre>{}</pre><p>Change hash <code>{}</code></p>",
+                escape(summary),
+                escape(&pretty(
+                    entry
+                        .preview
+                        .as_ref()
+                        .and_then(|p| p.get("change"))
+                        .or(entry.preview.as_ref())
+                )),
+                escape(&view.link.preview_hash)
+            );
+            let _ = write!(
+                body,
+                "<h2>What undo restores</h2><p>The state read before the change, written back exactly:</p><pre>{}</pre>",
+                escape(&pretty(entry.prior_state.as_ref()))
+            );
+            if view.link.kind == LinkKind::Confirm {
+                body.push_str("<p>Keeping the change records that a person confirmed it: the containment expiry no longer undoes it. It can still be undone by hand.</p>");
+            }
+        }
+    }
     if let Some(approver) = &view.approver {
         let _ = write!(
             body,
@@ -85,9 +127,11 @@ pub(super) fn decision_page(view: &DecisionView, form_action: &str) -> String {
         );
     }
     for offer in &view.offers {
-        let label = match offer.verdict {
-            Verdict::Approve => "Approve",
-            Verdict::Reject => "Reject",
+        let label = match offer.kind {
+            LinkKind::Approve => "Approve",
+            LinkKind::Reject => "Reject",
+            LinkKind::Undo => "Undo the change",
+            LinkKind::Confirm => "Keep the change",
         };
         let _ = write!(
             body,
@@ -97,14 +141,14 @@ pub(super) fn decision_page(view: &DecisionView, form_action: &str) -> String {
 <input type=\"hidden\" name=\"sig\" value=\"{sig}\"><button type=\"submit\">{label}</button></form>",
             action = escape(form_action),
             m = escape(offer.message_id.as_str()),
-            d = offer.verdict.as_str(),
+            d = offer.kind.as_str(),
             h = escape(&offer.preview_hash),
             exp = offer.expires,
             sig = escape(&offer.signature),
         );
     }
     body.push_str("<p>Opening this page decides nothing; only a button does, once.</p>");
-    document(&format!("Decide: {}", entry.action.as_str()), &body)
+    document(&format!("{title}: {}", entry.action.as_str()), &body)
 }
 
 /// The page after a recorded decision.
@@ -123,6 +167,54 @@ pub(super) fn decided_page(entry: &JournalEntry) -> String {
         task_facts(entry)
     );
     document("Decision recorded", &body)
+}
+
+/// The page after a confirmation: the change stays.
+pub(super) fn confirmed_page(entry: &JournalEntry) -> String {
+    let by = entry
+        .confirmation
+        .as_ref()
+        .map(|c| c.by.as_str())
+        .unwrap_or("-");
+    let body = format!(
+        "<h1>Kept</h1><p>The change of task <code>{}</code> stays, confirmed by {}; the containment expiry will not undo it.</p>{}",
+        escape(entry.message_id.as_str()),
+        escape(by),
+        task_facts(entry)
+    );
+    document("Change kept", &body)
+}
+
+/// The page after an undo: what was written back and what could not be restored.
+pub(super) fn undone_page(report: &UndoReport) -> String {
+    let mut body = format!(
+        "<h1>Undone</h1><p>Task <code>{}</code> ({}) is now <strong>undone</strong>, by {}.</p><p>The change was: {}</p>",
+        escape(report.message_id.as_str()),
+        escape(report.action.as_str()),
+        escape(&report.by),
+        escape(&report.change),
+    );
+    body.push_str("<h2>Written back</h2><ul>");
+    for sent in &report.sent {
+        let _ = write!(
+            body,
+            "<li>{} {} → {}</li>",
+            escape(&sent.method),
+            escape(&sent.url),
+            sent.status
+        );
+    }
+    body.push_str("</ul>");
+    if report.not_restored.is_empty() {
+        body.push_str("<p>Everything recorded before the change was restored.</p>");
+    } else {
+        body.push_str("<h2>Not restored</h2><ul>");
+        for item in &report.not_restored {
+            let _ = write!(body, "<li>{}</li>", escape(item));
+        }
+        body.push_str("</ul>");
+    }
+    document("Change undone", &body)
 }
 
 /// The page of a refusal: the reason, in words.

@@ -1,5 +1,6 @@
-//! The human-readable (`--format table`) rendering of `plan` and `queues`: each alert, what it
-//! became, its tasks by queue with their step ids and reason, and what waits for a decision.
+//! The human-readable (`--format table`) rendering of `plan`, `queues` and `undo`: each alert,
+//! what it became, its tasks by queue with their step ids and reason, what waits for a
+//! decision; and what an undo restored.
 
 use std::fmt::Write as _;
 
@@ -25,6 +26,46 @@ pub(super) fn width() -> usize {
         .and_then(|columns| columns.trim().parse::<usize>().ok())
         .unwrap_or(100)
         .clamp(60, 200)
+}
+
+/// `undo` as text: the change reverted, the writes sent, the state restored, the read-back,
+/// and what could not be restored.
+pub(super) fn undo_report(report: &crate::workers::undo::UndoReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "undone: {} ({} on {}) by {}",
+        report.message_id, report.action, report.target, report.by
+    );
+    let _ = writeln!(out, "  reverted: {}", report.change);
+    for sent in &report.sent {
+        let _ = writeln!(
+            out,
+            "  wrote back: {} {} -> {}",
+            sent.method, sent.url, sent.status
+        );
+    }
+    let restored = serde_json::to_string(&report.prior_state).unwrap_or_default();
+    let _ = writeln!(out, "  restored: {restored}");
+    if let Some(verification) = &report.verification {
+        let _ = writeln!(
+            out,
+            "  read back: {}",
+            if verification.passed() {
+                "matches the state before the change"
+            } else {
+                "differs (see below)"
+            }
+        );
+    }
+    if report.not_restored.is_empty() {
+        let _ = writeln!(out, "  not restored: nothing");
+    } else {
+        for item in &report.not_restored {
+            let _ = writeln!(out, "  not restored: {item}");
+        }
+    }
+    out
 }
 
 /// `plan` as a table.

@@ -147,7 +147,8 @@ async fn service_bus(
 /// goes back on its queue (under `{id}-approved`) to be carried out. Used by both the axum
 /// route (`/api/decide`) and the `Decision` httpTrigger.
 pub async fn decide(state: &AppState, request: DecisionRequest<'_>) -> DecisionResponse {
-    let response = endpoint::handle(state.decisions.as_deref(), request).await;
+    let response =
+        endpoint::handle(state.decisions.as_deref(), state.worker.as_deref(), request).await;
     if *request.method != Method::POST || response.status != StatusCode::OK {
         return response;
     }

@@ -1,4 +1,5 @@
-//! The operator commands over the journal: `journal` (show) and `decide` (approve or reject).
+//! The operator commands over the journal: `journal` (show) and `decide` (approve or reject a
+//! pending task, confirm a done containment).
 
 use std::process::ExitCode;
 
@@ -15,6 +16,8 @@ pub enum DecisionArg {
     Approve,
     /// Do not.
     Reject,
+    /// Keep a done containment: its expiry does not undo it.
+    Confirm,
 }
 
 fn parse_id(text: &str) -> anyhow::Result<MessageId> {
@@ -61,11 +64,12 @@ pub async fn decide(
     preview_hash: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let id = parse_id(task)?;
+    let actor = format!("operator:{by}");
     let verdict = match decision {
         DecisionArg::Approve => Verdict::Approve,
         DecisionArg::Reject => Verdict::Reject,
+        DecisionArg::Confirm => return confirm(journal, &id, &actor).await,
     };
-    let actor = format!("operator:{by}");
     match journal.decide(&id, verdict, preview_hash, &actor).await {
         Ok(entry) => {
             print!("{}", render_table(std::slice::from_ref(&entry), true));
@@ -77,6 +81,27 @@ pub async fn decide(
             | JournalError::NotFound(_)),
         ) => {
             eprintln!("error: not decided: {err}");
+            Ok(ExitCode::from(2))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `decide TASK confirm`: a person's word that a done containment stays (its expiry does not
+/// undo it). Refused (exit 2) unless the task is done.
+async fn confirm(journal: &Journal, id: &MessageId, actor: &str) -> anyhow::Result<ExitCode> {
+    match journal.confirm(id, actor).await {
+        Ok(entry) => {
+            if let Some(confirmed) = &entry.confirmation {
+                println!(
+                    "confirmed: {id} stays in place (confirmed by {})",
+                    confirmed.by
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err @ (JournalError::IllegalTransition { .. } | JournalError::NotFound(_))) => {
+            eprintln!("error: not confirmed: {err}");
             Ok(ExitCode::from(2))
         }
         Err(err) => Err(err.into()),

@@ -149,6 +149,29 @@ pub struct Decision {
     pub at: OffsetDateTime,
 }
 
+/// Who confirmed that a done containment stays, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// A signed-in identity, `link` (the link alone), or `operator:<name>`.
+    pub by: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// An undo claimed on a done task: only one caller runs it; a failed one may be tried again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoAttempt {
+    /// Who started it.
+    pub by: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// Why it failed (`None` while it runs, and once it is done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// One transition in a task's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEvent {
@@ -215,6 +238,12 @@ pub struct JournalEntry {
     /// What the undo answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo_result: Option<Value>,
+    /// A person's word that a done containment stays: no containment expiry undoes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Confirmation>,
+    /// The undo started on this done task (and why it failed, when it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoAttempt>,
     /// Why the last run failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -244,6 +273,15 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
+    /// When the task became `done` (its last transition there), if it did.
+    pub fn done_at(&self) -> Option<OffsetDateTime> {
+        self.history
+            .iter()
+            .rev()
+            .find(|event| event.to == TaskState::Done)
+            .map(|event| event.at)
+    }
+
     /// The first record of a task.
     pub fn received(task: &Task, actor: &str, now: OffsetDateTime) -> Self {
         JournalEntry {
@@ -266,6 +304,8 @@ impl JournalEntry {
             result: None,
             verification: None,
             undo_result: None,
+            confirmation: None,
+            undo: None,
             error: None,
             retryable: None,
             attempts: 0,

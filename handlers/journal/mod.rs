@@ -28,7 +28,8 @@ use crate::error::Error;
 pub(crate) use blob::storage_credential;
 pub use blob::{BlobJournal, BlobJournalSettings};
 pub use entry::{
-    preview_hash, Decision, HistoryEvent, JournalEntry, Lease, TaskState, Verdict, Version,
+    preview_hash, Confirmation, Decision, HistoryEvent, JournalEntry, Lease, TaskState,
+    UndoAttempt, Verdict, Version,
 };
 pub use lease::HeldLease;
 pub use render::{render_json, render_table};
@@ -70,6 +71,16 @@ pub enum JournalError {
         /// The hash of the change now recorded (`none` when none is).
         current: String,
     },
+    /// Another caller is undoing the task now.
+    #[error("task {message_id} is being undone by {by} (started {started})")]
+    UndoInProgress {
+        /// The task.
+        message_id: MessageId,
+        /// Who started the undo.
+        by: String,
+        /// When (RFC 3339).
+        started: String,
+    },
     /// Another writer kept changing the entry; the caller should retry later.
     #[error("task {0}: too many concurrent writers, try again")]
     Contended(MessageId),
@@ -89,9 +100,10 @@ impl From<JournalError> for Error {
         match err {
             // The journal must never be skipped: a storage failure is redelivered, never
             // acknowledged without a record.
-            JournalError::Storage(_) | JournalError::Contended(_) | JournalError::LeaseLost(_) => {
-                Error::Transient(err.to_string())
-            }
+            JournalError::Storage(_)
+            | JournalError::Contended(_)
+            | JournalError::LeaseLost(_)
+            | JournalError::UndoInProgress { .. } => Error::Transient(err.to_string()),
             JournalError::NotFound(_)
             | JournalError::IllegalTransition { .. }
             | JournalError::PreviewChanged { .. }
@@ -445,9 +457,117 @@ impl Journal {
     ) -> Result<JournalEntry, JournalError> {
         self.transition(id, TaskState::Undone, actor, move |entry, _| {
             entry.undo_result = Some(result.clone());
+            if let Some(undo) = &mut entry.undo {
+                undo.error = None;
+            }
             Ok(())
         })
         .await
+    }
+
+    /// Claims the undo of a done task. Exactly one caller wins: a concurrent caller gets
+    /// [`JournalError::UndoInProgress`], a later one (the task is `undone`)
+    /// [`JournalError::IllegalTransition`]. An undo that failed may be claimed again, and so
+    /// may one left unfinished longer than the run timeout (a crashed instance).
+    pub async fn claim_undo(
+        &self,
+        id: &MessageId,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
+        let run_timeout = self.run_timeout;
+        let actor = actor.to_string();
+        self.update_in(id, TaskState::Done, TaskState::Undone, move |entry, now| {
+            if let Some(undo) = &entry.undo {
+                if undo.error.is_none() && now - undo.started_at < run_timeout {
+                    return Err(JournalError::UndoInProgress {
+                        message_id: entry.message_id.clone(),
+                        by: undo.by.clone(),
+                        started: undo
+                            .started_at
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+            entry.undo = Some(UndoAttempt {
+                by: actor.clone(),
+                started_at: now,
+                error: None,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records why a claimed undo failed; the task stays `done` and the undo may be tried
+    /// again.
+    pub async fn undo_failed(
+        &self,
+        id: &MessageId,
+        error: &str,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
+        let error = error.to_string();
+        let actor = actor.to_string();
+        self.update_in(id, TaskState::Done, TaskState::Undone, move |entry, now| {
+            let undo = entry.undo.get_or_insert_with(|| UndoAttempt {
+                by: actor.clone(),
+                started_at: now,
+                error: None,
+            });
+            undo.error = Some(error.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a person's word that a done containment stays (no expiry undoes it). The
+    /// first confirmation stands; a later one changes nothing.
+    pub async fn confirm(&self, id: &MessageId, actor: &str) -> Result<JournalEntry, JournalError> {
+        let actor = actor.to_string();
+        self.update_in(id, TaskState::Done, TaskState::Done, move |entry, now| {
+            if entry.confirmation.is_none() {
+                entry.confirmation = Some(Confirmation {
+                    by: actor.clone(),
+                    at: now,
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `mutate` to an entry in state `expected` without changing its state; an entry
+    /// in any other state is refused as the transition to `to` it would have been.
+    async fn update_in(
+        &self,
+        id: &MessageId,
+        expected: TaskState,
+        to: TaskState,
+        mutate: impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>,
+    ) -> Result<JournalEntry, JournalError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut entry, version) = self
+                .store
+                .load(id)
+                .await?
+                .ok_or_else(|| JournalError::NotFound(id.clone()))?;
+            if entry.state != expected {
+                return Err(JournalError::IllegalTransition {
+                    message_id: id.clone(),
+                    from: entry.state,
+                    to,
+                });
+            }
+            let now = OffsetDateTime::now_utc();
+            mutate(&mut entry, now)?;
+            entry.updated_at = now;
+            entry.write_id = uuid::Uuid::new_v4().to_string();
+            if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {
+                return Ok(entry);
+            }
+        }
+        Err(JournalError::Contended(id.clone()))
     }
 
     /// Applies `mutate` to a `running` entry without changing its state.

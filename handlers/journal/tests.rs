@@ -215,6 +215,89 @@ async fn a_stale_run_may_be_taken_over_and_a_failed_run_retried() {
 }
 
 #[tokio::test]
+async fn one_undo_claim_wins_a_failed_one_may_be_claimed_again_and_an_undone_task_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let task = task("kv-undo");
+    let id = &task.message_id;
+    journal.receive(&task, "w").await.unwrap();
+    assert!(
+        matches!(
+            journal.claim_undo(id, "alice").await,
+            Err(JournalError::IllegalTransition {
+                from: TaskState::Received,
+                ..
+            })
+        ),
+        "only a done task may be undone"
+    );
+    journal.begin_run(id, "w").await.unwrap();
+    journal
+        .finish(
+            id,
+            RunOutcome::Done {
+                result: json!({"sent": [{"method": "PATCH", "url": "u", "status": 200}]}),
+                verification: json!(null),
+            },
+            "w",
+        )
+        .await
+        .unwrap();
+    journal.claim_undo(id, "alice").await.unwrap();
+    let err = journal.claim_undo(id, "bob").await.unwrap_err();
+    assert!(
+        matches!(&err, JournalError::UndoInProgress { by, .. } if by == "alice"),
+        "a second undo must not run while the first does: {err}"
+    );
+    assert!(Error::from(err).is_retryable());
+    journal
+        .undo_failed(id, "ARM answered 503", "alice")
+        .await
+        .unwrap();
+    let entry = journal.claim_undo(id, "bob").await.unwrap();
+    assert_eq!(entry.undo.as_ref().map(|u| u.by.as_str()), Some("bob"));
+    let entry = journal
+        .undone(id, json!({"sent": []}), "bob")
+        .await
+        .unwrap();
+    assert_eq!(entry.state, TaskState::Undone);
+    assert_eq!(entry.undo.unwrap().error, None);
+    assert!(matches!(
+        journal.claim_undo(id, "carol").await,
+        Err(JournalError::IllegalTransition {
+            from: TaskState::Undone,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn the_first_confirmation_of_a_done_task_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let task = task("kv-confirm");
+    let id = &task.message_id;
+    journal.receive(&task, "w").await.unwrap();
+    assert!(journal.confirm(id, "alice").await.is_err(), "not done yet");
+    journal.begin_run(id, "w").await.unwrap();
+    journal
+        .finish(
+            id,
+            RunOutcome::Done {
+                result: json!({}),
+                verification: json!(null),
+            },
+            "w",
+        )
+        .await
+        .unwrap();
+    journal.confirm(id, "alice").await.unwrap();
+    let entry = journal.confirm(id, "bob").await.unwrap();
+    assert_eq!(entry.confirmation.unwrap().by, "alice");
+    assert_eq!(entry.state, TaskState::Done);
+}
+
+#[tokio::test]
 async fn a_decision_is_recorded_once_and_only_on_the_change_it_saw() {
     let dir = tempfile::tempdir().unwrap();
     let journal = journal(&dir);

@@ -55,6 +55,9 @@ pub struct PolicyFile {
     /// Cap on per-object rotation tasks.
     #[serde(default)]
     pub max_rotation_tasks: Option<usize>,
+    /// Hours after which a done, unconfirmed isolation change is undone (none: never).
+    #[serde(default)]
+    pub containment_expiry_hours: Option<u32>,
     /// Automation rules, in order.
     #[serde(default)]
     pub automation: Vec<RuleEntry>,
@@ -204,6 +207,14 @@ impl PolicyFile {
         if self.max_rotation_tasks == Some(0) {
             errors.push("max_rotation_tasks: must be at least 1".to_string());
         }
+        if let Some(hours) = self.containment_expiry_hours {
+            if !(1..=super::MAX_CONTAINMENT_EXPIRY_HOURS).contains(&hours) {
+                errors.push(format!(
+                    "containment_expiry_hours: {hours} must be a whole number of hours from 1 to {}",
+                    super::MAX_CONTAINMENT_EXPIRY_HOURS
+                ));
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -231,6 +242,7 @@ impl PolicyFile {
             max_rotation_tasks: self
                 .max_rotation_tasks
                 .unwrap_or(defaults.max_rotation_tasks),
+            containment_expiry_hours: self.containment_expiry_hours,
             automation,
             default_mode,
             notifications,

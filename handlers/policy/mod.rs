@@ -184,6 +184,9 @@ pub struct Policy {
     /// At most this many per-object rotation (and disable) tasks per alert; the rest are
     /// covered by one vault-wide task and listed in the impact report.
     pub max_rotation_tasks: usize,
+    /// Hours after which a done isolation change that no person confirmed is undone by the
+    /// sweeper (`None`, the default: containment stays until someone undoes it).
+    pub containment_expiry_hours: Option<u32>,
     /// The organisation's automation rules, consulted in order before [`builtin_rules`].
     pub automation: Vec<AutomationRule>,
     /// The mode when no rule covers a containment task.
@@ -192,6 +195,9 @@ pub struct Policy {
     /// when set, is the only channel).
     pub notifications: notifications::NotificationPolicy,
 }
+
+/// The longest [`Policy::containment_expiry_hours`] accepted (30 days).
+pub const MAX_CONTAINMENT_EXPIRY_HOURS: u32 = 720;
 
 /// Default for [`Policy::max_rotation_tasks`].
 pub const DEFAULT_MAX_ROTATION_TASKS: usize = 25;
@@ -212,6 +218,7 @@ impl Default for Policy {
             ask_admin_about_unknown_principals: true,
             self_object_ids: Vec::new(),
             max_rotation_tasks: DEFAULT_MAX_ROTATION_TASKS,
+            containment_expiry_hours: None,
             automation: Vec::new(),
             default_mode: Mode::Approval,
             notifications: notifications::NotificationPolicy::default(),
@@ -220,6 +227,12 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// How long an unconfirmed containment stays before the sweeper undoes it, if it expires.
+    pub fn containment_expiry(&self) -> Option<std::time::Duration> {
+        self.containment_expiry_hours
+            .map(|hours| std::time::Duration::from_secs(u64::from(hours) * 3600))
+    }
+
     /// Whether an address is trusted: inside a trusted range, or private when those count.
     pub fn is_trusted_ip(&self, address: &str) -> bool {
         let Ok(ip) = address.trim().parse::<IpAddr>() else {

@@ -360,7 +360,8 @@ fn policy_file_errors_name_every_bad_entry() {
             {"step": "KV-2a", "mode": "auto", "min_severity": "Critical-ish"}
         ],
         "default_mode": "yolo",
-        "max_rotation_tasks": 0
+        "max_rotation_tasks": 0,
+        "containment_expiry_hours": 0
     }"#;
     let err = parse_policy(text).unwrap_err();
     for expected in [
@@ -378,10 +379,23 @@ fn policy_file_errors_name_every_bad_entry() {
         "automation[6].min_severity: \"Critical-ish\"",
         "default_mode: \"yolo\"",
         "max_rotation_tasks: must be at least 1",
+        "containment_expiry_hours: 0 must be a whole number of hours from 1 to 720",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in {err}");
     }
     assert!(!err.contains("automation[0]"), "{err}");
+}
+
+#[test]
+fn containment_expires_only_when_the_policy_says_after_how_long() {
+    assert_eq!(Policy::default().containment_expiry(), None);
+    let policy = parse_policy(r#"{"containment_expiry_hours": 24}"#).unwrap();
+    assert_eq!(
+        policy.containment_expiry(),
+        Some(std::time::Duration::from_secs(24 * 3600))
+    );
+    let err = parse_policy(r#"{"containment_expiry_hours": 721}"#).unwrap_err();
+    assert!(err.contains("containment_expiry_hours: 721"), "{err}");
 }
 
 #[test]

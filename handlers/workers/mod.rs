@@ -6,8 +6,10 @@
 //! ([`queue_loop`]). The journal is what makes it safe under redelivery and scale-out: every
 //! step is a compare-and-set transition, and only one caller wins `begin_run`.
 
+pub mod expiry;
 pub mod queue_loop;
 pub mod sweeper;
+pub mod undo;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,6 +163,7 @@ pub struct Worker {
     dry_run: bool,
     instance: String,
     lease_ttl: Duration,
+    containment_expiry: Option<Duration>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -196,6 +199,7 @@ impl Worker {
             authenticate_alerts: true,
             dry_run: false,
             lease_ttl: Duration::from_secs(60),
+            containment_expiry: None,
             instance: format!("worker:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
         }
     }
@@ -275,6 +279,14 @@ impl Worker {
 
     fn executor(&self, task: &Task) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
         Some((self.executors.get(task.action)?, self.context.clone()?))
+    }
+
+    /// The executor of a task's action and the context it runs in (undo, expiry).
+    pub(crate) fn executor_for(
+        &self,
+        task: &Task,
+    ) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
+        self.executor(task)
     }
 
     /// `true`: every containment task only reports what it would do, whatever it says
@@ -502,6 +514,7 @@ impl Worker {
                         actor,
                     )
                     .await?;
+                self.announce_done(task).await;
                 Ok(Settlement::complete(format!("task {id} done and verified")))
             }
             Ok((_, verification)) if !verification.passed() => {

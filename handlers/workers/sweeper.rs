@@ -26,6 +26,8 @@ pub struct SweepReport {
     pub expired: Vec<String>,
     /// Approved tasks queued again.
     pub requeued: Vec<String>,
+    /// Done containment no person confirmed in time, now undone ([`super::expiry`]).
+    pub containment_undone: Vec<String>,
 }
 
 /// Expires every pending task older than `timeout` (and tells its recipients), and queues
@@ -60,5 +62,6 @@ pub async fn sweep(worker: &Worker, timeout: Duration) -> Result<SweepReport, Er
             _ => {}
         }
     }
+    report.containment_undone = super::expiry::expire_containment(worker).await?;
     Ok(report)
 }

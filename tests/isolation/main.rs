@@ -1,5 +1,6 @@
 //! The isolation executors against the in-process Azure simulator: success, dry run, undo,
-//! throttling, conflicts and the guard rails, one module per executor.
+//! throttling, conflicts and the guard rails, one module per executor; and undo through the
+//! worker (the command, the Undo link, the containment expiry).
 
 // Test helpers outside #[test] functions panic on purpose when the simulator's seed is broken.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,4 +17,5 @@ mod restrict_principal;
 mod revert_access_policy;
 mod role_assignments;
 mod runbook;
+mod undo;
 mod worker;

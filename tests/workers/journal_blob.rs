@@ -1,5 +1,5 @@
 //! The deployed journal on a real Azurite (Blob storage over HTTPS, bearer tokens): the
-//! compare-and-set race, redelivery, queries, and lease exclusivity and expiry.
+//! compare-and-set race, redelivery, queries, lease exclusivity and expiry, and the undo claim.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,4 +243,95 @@ async fn a_held_blob_lease_outlives_its_duration_until_released() {
     );
     held.release().await.unwrap();
     assert!(b.acquire_lease(resource, "b", ttl).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_racing_to_undo_give_exactly_one_winner_and_the_change_survives_the_trip() {
+    use defender_responder::azure::Api;
+    use defender_responder::executors::{Change, PlannedRequest, Preview, WriteMethod};
+    let first = blob_journal().await;
+    let second = blob_journal_on(&first);
+    let a = Journal::new(Arc::new(first));
+    let b = Journal::new(Arc::new(second));
+    let task = pending_task("sys-undo-race", "/subscriptions/s/kv-undo");
+    let id = &task.message_id;
+    a.receive(&task, "a").await.unwrap();
+    a.begin_run(id, "a").await.unwrap();
+    let preview = Preview {
+        change: Change::new(
+            "would PATCH kv-undo",
+            vec![PlannedRequest::new(
+                Api::Arm,
+                WriteMethod::Patch,
+                "https://management.azure.com/subscriptions/s/kv-undo?api-version=1",
+                Some(json!({"properties": {"networkAcls": {"defaultAction": "Deny"}}})),
+            )],
+        ),
+        prior_state: json!({"networkAcls": {"defaultAction": "Allow"}}),
+        leases: vec!["/subscriptions/s/kv-undo".into()],
+        subscriptions: vec![],
+    };
+    a.record_prior_state(
+        id,
+        preview.prior_state.clone(),
+        defender_responder::workers::recorded_preview(&task, &preview),
+    )
+    .await
+    .unwrap();
+    a.finish(
+        id,
+        RunOutcome::Done {
+            result: json!({"sent": [{"method": "PATCH", "url": "u", "status": 200}]}),
+            verification: json!(null),
+        },
+        "a",
+    )
+    .await
+    .unwrap();
+    // What undo rebuilds its inputs from, read by the other instance.
+    let entry = b.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        defender_responder::workers::task_of(&entry).unwrap(),
+        task,
+        "the task as carried out"
+    );
+    let recorded = entry.preview.clone().unwrap();
+    assert_eq!(recorded["leases"], json!(preview.leases));
+    assert_eq!(
+        recorded["change"],
+        serde_json::to_value(&preview.change).unwrap()
+    );
+    assert_eq!(entry.prior_state, Some(preview.prior_state.clone()));
+
+    let (ra, rb) = tokio::join!(
+        tokio::spawn({
+            let a = a.clone();
+            let id = id.clone();
+            async move { a.claim_undo(&id, "a").await }
+        }),
+        tokio::spawn({
+            let b = b.clone();
+            let id = id.clone();
+            async move { b.claim_undo(&id, "b").await }
+        }),
+    );
+    let results = [ra.unwrap(), rb.unwrap()];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+    assert!(
+        matches!(loser, JournalError::UndoInProgress { .. }),
+        "{loser}"
+    );
+    a.undone(id, json!({"sent": []}), "a").await.unwrap();
+    assert!(matches!(
+        b.claim_undo(id, "b").await,
+        Err(JournalError::IllegalTransition {
+            from: TaskState::Undone,
+            ..
+        })
+    ));
 }

@@ -5,7 +5,10 @@
 # then follows the loop: the in-process workers deliver notifications to a local receiver that
 # verifies their Standard Webhooks signatures, a decision is approved through its signed link
 # (POST), the approved task is recorded (done, or not_automated where no executor is
-# configured), and the journal shows every task's history.
+# configured), and the journal shows every task's history. Then the same responder acts on
+# Azure, played by the project's simulator: a Key Vault alert rotates the secret it exposed,
+# closes the vault's firewall after the rotation, disables the old versions once a shortened
+# grace window has passed, and `undo` opens the firewall to exactly its prior state.
 #
 # One function per step; main() at the bottom lists them in order. Needs Rust (cargo) and
 # python3. Usage: scripts/demo.sh
@@ -24,6 +27,9 @@ receiver=""
 receiver_url=""
 webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 approved_task=""
+azure_alert="2575094087140347022_83F891C3-F3FA-4DB4-AACA-DCF4DC5EF7A9"
+firewall_task=""
+sim_http=""
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -90,7 +96,8 @@ start_simulator() {
   [ -n "$work" ] || work=$(mktemp -d)
   local ready="$work/azure-sim.ready" started elapsed
   started=$(date +%s%N)
-  "$sim_binary" --port 0 --seed sim/seeds/example.json --ready-file "$ready" > "$work/azure-sim.log" 2>&1 &
+  "$sim_binary" --port 0 --seed sim/seeds/example.json --ready-file "$ready" \
+    --cert-out "$work/azure-sim.pem" > "$work/azure-sim.log" 2>&1 &
   simulator=$!
   for _ in $(seq 1 400); do
     # The ready line is printed once the ready file is complete.
@@ -99,6 +106,7 @@ start_simulator() {
     sleep 0.005
   done
   grep -q '^azure-sim ready ' "$work/azure-sim.log" || { echo "demo: azure-sim did not become ready" >&2; cat "$work/azure-sim.log" >&2; exit 1; }
+  sim_http=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["http"])' "$ready")
   elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
   python3 - "$ready" "$elapsed" <<'PY'
 import json, sys
@@ -157,7 +165,11 @@ start_receiver() {
 # Starts `serve` as the Functions host does: FUNCTIONS_CUSTOMHANDLER_PORT, then polls until the
 # port answers. A port taken between choosing and binding gets another try.
 start_handler() {
-  export RESPONDER_STORE_PATH="$work/store.sqlite3"
+  start_handler_with_store "$work/store.sqlite3"
+}
+
+start_handler_with_store() {
+  export RESPONDER_STORE_PATH="$1"
   export RESPONDER_WEBHOOK_URL="$receiver_url" RESPONDER_WEBHOOK_SECRET="$webhook_secret"
   export RESPONDER_APPROVAL_KEY="demo-decision-link-key-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
   export RESPONDER_WORKER_POLL_MS=100
@@ -308,6 +320,158 @@ show_journal() {
   "$binary" journal --alert "$alert" --format table
 }
 
+# ---- On Azure (the simulator) -------------------------------------------------------------
+
+# A policy that acts at once on a Key Vault alert (the defaults ask for a decision first).
+write_azure_policy() {
+  cat > "$work/azure-policy.json" <<'JSON'
+{
+  "dry_run": false,
+  "notify_recipients": ["secops@contoso.com"],
+  "automation": [
+    {"action": "enable_key_vault_firewall", "mode": "auto"},
+    {"action": "rotate_secret", "mode": "auto"},
+    {"action": "disable_secret", "mode": "auto"},
+    {"action": "restrict_principal", "mode": "notify_only"}
+  ],
+  "default_mode": "approval"
+}
+JSON
+}
+
+# The app settings that point the responder at the simulator, as a deployment points it at
+# Azure: endpoints, the managed-identity token endpoint, the vaults' data-plane addresses, the
+# simulator's certificate; and a grace window of 5 seconds instead of a day.
+azure_settings() {
+  local ready="$work/azure-sim.ready"
+  python3 - "$ready" "$work/azure-sim.pem" <<'PY'
+import json, sys
+ready = json.load(open(sys.argv[1]))
+vaults = ",".join(f"{name}={url}" for name, url in sorted(ready["vaults"].items()))
+settings = {
+    "RESPONDER_ARM_ENDPOINT": ready["https"],
+    "RESPONDER_GRAPH_ENDPOINT": ready["https"] + "/v1.0",
+    "RESPONDER_MDE_ENDPOINT": ready["https"] + "/api",
+    "RESPONDER_AZURE_EXTRA_ROOT_CERTIFICATE": sys.argv[2],
+    "RESPONDER_IDENTITY": "managed_identity",
+    "RESPONDER_IDENTITY_ENDPOINT": ready["http"] + "/msi/token",
+    "IDENTITY_HEADER": ready["identityHeader"],
+    "RESPONDER_KEY_VAULT_ENDPOINTS": vaults,
+}
+for name, value in settings.items():
+    print(f"export {name}='{value}'")
+PY
+}
+
+start_azure_handler() {
+  say "Starting the handler against the Azure simulator (live, not a dry run; grace window 5 s)"
+  write_azure_policy
+  eval "$(azure_settings)"
+  export RESPONDER_POLICY_FILE="$work/azure-policy.json"
+  export RESPONDER_ROTATION_GRACE_SECONDS=5
+  export RESPONDER_SWEEP_INTERVAL_SECONDS=2
+  mkdir -p "$work/azure"
+  local store_dir="$work/azure"
+  start_handler_with_store "$store_dir/store.sqlite3"
+  echo "   Resource Manager, Graph, Defender for Endpoint: $RESPONDER_ARM_ENDPOINT"
+}
+
+# Prints the vault's firewall as the simulator holds it.
+show_firewall() {
+  curl -fsS "${sim_http}/_sim/state" | python3 -c '
+import json, sys
+state = json.load(sys.stdin)
+vault = next(r for r in state["resources"] if r["id"].lower().endswith("/vaults/kv-contoso-payments"))
+acls = vault["properties"].get("networkAcls") or {}
+rules = ", ".join(rule["value"] for rule in acls.get("ipRules", [])) or "none"
+default, bypass = acls.get("defaultAction", "Allow"), acls.get("bypass", "-")
+print(f"   kv-contoso-payments firewall: defaultAction={default}, bypass={bypass}, ip rules: {rules}")
+'
+}
+
+# Prints the secret's versions (ids and whether enabled; never a value).
+show_secret_versions() {
+  curl -fsS "${sim_http}/_sim/state" | python3 -c '
+import json, sys
+state = json.load(sys.stdin)
+secret = state["vaults"]["kv-contoso-payments"]["secrets"]["payments-db-password"]
+versions = secret if isinstance(secret, list) else secret.get("versions", [])
+for v in versions:
+    enabled = v.get("enabled", (v.get("attributes") or {}).get("enabled", True))
+    tags = v.get("tags") or {}
+    marker = "  (written by the responder for " + tags["dr-message-id"] + ")" if "dr-message-id" in tags else ""
+    version = v["version"][:12]
+    print(f"   payments-db-password/{version}...  enabled={str(enabled).lower()}{marker}")
+'
+}
+
+deliver_to_azure() {
+  say "A Key Vault alert that Defender for Cloud (the simulator) really raised"
+  show_firewall
+  show_secret_versions
+  "$binary" send --url "$url" --as host "tests/fixtures/azure-sim/keyvault-KV_ListGetAnomaly.json" > "$work/azure-replies.txt"
+  summarise_replies "$work/azure-replies.txt"
+}
+
+# The journal entry (JSON) of the alert's task with this action.
+azure_task_field() {
+  "$binary" journal --alert "$azure_alert" --format json 2> /dev/null | python3 -c '
+import json, sys
+action, field = sys.argv[1], sys.argv[2]
+for entry in json.load(sys.stdin):
+    if entry.get("action") == action:
+        print(entry.get(field, "")); break
+' "$1" "$2" 2> /dev/null || true
+}
+
+await_azure_outcome() {
+  say "The workers read the alert back from Defender, rotate the secret, then close the firewall"
+  local rotate="" firewall=""
+  for _ in $(seq 1 400); do
+    rotate=$(azure_task_field rotate_secret state)
+    firewall=$(azure_task_field enable_key_vault_firewall state)
+    [ "$rotate" = done ] && [ "$firewall" = done ] && break
+    sleep 0.05
+  done
+  echo "   rotate_secret: $rotate; enable_key_vault_firewall: $firewall"
+  if [ "$rotate" != done ] || [ "$firewall" != done ]; then
+    echo "demo: the containment did not complete; handler log:" >&2
+    tail -30 "$work/handler.log" >&2
+    exit 1
+  fi
+  firewall_task=$(azure_task_field enable_key_vault_firewall message_id)
+  show_firewall
+  show_secret_versions
+}
+
+await_grace_window() {
+  say "After the grace window, the sweeper disables the versions the attacker read"
+  local disabled=""
+  for _ in $(seq 1 300); do
+    disabled=$(curl -fsS "${sim_http}/_sim/state" | python3 -c '
+import json, sys
+state = json.load(sys.stdin)
+secret = state["vaults"]["kv-contoso-payments"]["secrets"]["payments-db-password"]
+versions = secret if isinstance(secret, list) else secret.get("versions", [])
+print(sum(1 for v in versions if not v.get("enabled", (v.get("attributes") or {}).get("enabled", True))))
+')
+    [ "$disabled" -ge 1 ] && break
+    sleep 0.1
+  done
+  if [ "$disabled" -lt 1 ]; then
+    echo "demo: the old versions were not disabled after the grace window; handler log:" >&2
+    tail -30 "$work/handler.log" >&2
+    exit 1
+  fi
+  show_secret_versions
+}
+
+undo_firewall() {
+  say "Undo: defender-responder undo $firewall_task (restores the firewall exactly as it was)"
+  "$binary" undo "$firewall_task" --by "demo operator" --format table
+  show_firewall
+}
+
 main() {
   trap cleanup EXIT
   require
@@ -325,6 +489,12 @@ main() {
   stop_handler
   show_queues
   show_journal
+  start_azure_handler
+  deliver_to_azure
+  await_azure_outcome
+  await_grace_window
+  stop_handler
+  undo_firewall
   say "Done. Plan any alert offline: $binary plan --format table $alerts/<file>.json"
 }
 

@@ -935,6 +935,15 @@ pub fn notice_task(task: &Task, kind: &str, detail: &Value) -> Task {
             if said.is_empty() { "" } else { ": " }
         ),
     );
+    // The rest of what the notice carries (the undo command, the Undo and Keep links, the
+    // expiry) as facts the reader sees.
+    if let Value::Object(fields) = detail {
+        for (key, value) in fields {
+            if let Some(text) = value.as_str().filter(|text| *text != said) {
+                notice.facts.insert(key.replace('_', " "), text.to_string());
+            }
+        }
+    }
     notice.message_id = message_id(&format!("{}-{kind}", task.message_id));
     notice.recipients = task.recipients.clone();
     notice.dry_run = task.dry_run;

@@ -258,7 +258,8 @@ fn build_worker(
     let worker = Worker::new(journal, publisher)
         .with_webhook(webhook)
         .with_decisions(desk)
-        .with_dry_run(config.policy.dry_run);
+        .with_dry_run(config.policy.dry_run)
+        .with_timeout_policy(config.policy.clone());
     Ok(match executor_context(config)? {
         Some(context) => worker.with_executors(ExecutorRegistry::standard(), context),
         None => worker,

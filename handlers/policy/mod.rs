@@ -12,6 +12,7 @@
 
 pub mod file;
 pub mod notifications;
+pub mod timeouts;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::domain::{
 };
 
 pub use file::PolicyFile;
+pub use timeouts::{OnTimeout, TimeoutDecision, TimeoutRule};
 
 /// How a containment task is carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,6 +88,9 @@ pub struct AutomationRule {
     pub mode: Mode,
     /// Below this severity the mode is one notch milder (auto → approval → notify_only).
     pub min_severity: Option<Severity>,
+    /// What a decision timeout does to the tasks this rule makes wait (`None`: the policy's
+    /// `decisions`).
+    pub on_timeout: Option<TimeoutRule>,
 }
 
 impl AutomationRule {
@@ -132,6 +137,7 @@ pub fn builtin_rules() -> Vec<AutomationRule> {
         step: None,
         mode: Mode::Auto,
         min_severity: None,
+        on_timeout: None,
     }]
 }
 
@@ -191,6 +197,9 @@ pub struct Policy {
     /// Notification channels and routing (no channels: the signed webhook of the app settings,
     /// when set, is the only channel).
     pub notifications: notifications::NotificationPolicy,
+    /// What a decision timeout does when the rule of the task says nothing (`decisions` in
+    /// the file): `expire` by default; never `proceed`.
+    pub on_timeout: TimeoutRule,
 }
 
 /// Default for [`Policy::max_rotation_tasks`].
@@ -215,6 +224,7 @@ impl Default for Policy {
             automation: Vec::new(),
             default_mode: Mode::Approval,
             notifications: notifications::NotificationPolicy::default(),
+            on_timeout: TimeoutRule::default(),
         }
     }
 }
@@ -495,3 +505,5 @@ pub fn is_private(ip: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timeouts_tests;

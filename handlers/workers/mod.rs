@@ -6,6 +6,7 @@
 //! ([`queue_loop`]). The journal is what makes it safe under redelivery and scale-out: every
 //! step is a compare-and-set transition, and only one caller wins `begin_run`.
 
+pub mod follow_ups;
 pub mod queue_loop;
 pub mod sweeper;
 
@@ -152,6 +153,7 @@ pub struct Worker {
     dry_run: bool,
     instance: String,
     lease_ttl: Duration,
+    timeout_policy: Arc<crate::policy::Policy>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -180,7 +182,14 @@ impl Worker {
             dry_run: false,
             lease_ttl: Duration::from_secs(60),
             instance: format!("worker:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            timeout_policy: Arc::default(),
         }
+    }
+
+    /// Settles timed-out decisions as `policy` says (`on_timeout`; default: expire).
+    pub fn with_timeout_policy(mut self, policy: crate::policy::Policy) -> Self {
+        self.timeout_policy = Arc::new(policy);
+        self
     }
 
     /// Delivers notifications through `channel`.
@@ -203,7 +212,12 @@ impl Worker {
         self
     }
 
-    fn executor(&self, task: &Task) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
+    /// The executor of a task's action and the context it runs in (`None` without either):
+    /// for the sweeper's follow-ups and undo.
+    pub(crate) fn executor(
+        &self,
+        task: &Task,
+    ) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
         Some((self.executors.get(task.action)?, self.context.clone()?))
     }
 
@@ -411,13 +425,14 @@ impl Worker {
         match outcome {
             Ok((applied, verification)) if verification.passed() && !lost => {
                 self.journal
-                    .finish(
+                    .finish_scheduling(
                         id,
                         RunOutcome::Done {
                             result: serde_json::to_value(&applied).unwrap_or(Value::Null),
                             verification: serde_json::to_value(&verification)
                                 .unwrap_or(Value::Null),
                         },
+                        follow_ups::scheduled(task, &applied),
                         actor,
                     )
                     .await?;

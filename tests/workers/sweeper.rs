@@ -96,7 +96,7 @@ async fn an_escalating_timeout_asks_the_named_people_once_then_expires() {
     let Parameters::RequestDecision { pending, .. } = &request.parameters else {
         panic!("not a decision request: {request:?}");
     };
-    assert_eq!(pending, &[task.message_id.clone()]);
+    assert_eq!(pending, std::slice::from_ref(&task.message_id));
 
     // The second timeout counts from the escalation.
     let waiting = sweep(&worker, HOUR).await.unwrap();

@@ -603,13 +603,11 @@ pub fn print_work_report(
         Format::Table => {
             writeln!(
                 out,
-                "completed {}, retried later {}, dead-lettered {}; decisions expired {}, approved tasks queued again {}, containment undone at expiry {}",
+                "completed {}, retried later {}, dead-lettered {}; sweep: {}",
                 report.completed,
                 report.retried,
                 report.dead_lettered,
-                swept.expired.len(),
-                swept.requeued.len(),
-                swept.containment_undone.len()
+                swept.summary()
             )?;
             for line in &report.outcomes {
                 writeln!(out, "  {line}")?;

@@ -107,6 +107,7 @@ pub const SETTINGS: &[Setting] = &[
     workers::SETTINGS[15],
     workers::SETTINGS[16],
     workers::SETTINGS[17],
+    workers::SETTINGS[18],
     azure::SETTINGS[0],
     azure::SETTINGS[1],
     azure::SETTINGS[2],

@@ -206,15 +206,16 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
         let sweeper = worker.clone();
         let timeout = config.workers.decision_timeout;
+        let interval = config.workers.sweep_interval;
         let mut stopped = workers_stopped.clone();
         loops.push(tokio::spawn(async move {
             loop {
                 if let Err(err) = sweeper::sweep(&sweeper, timeout).await {
-                    tracing::warn!(error = %err, "sweep failed; next one in 5 minutes");
+                    tracing::warn!(error = %err, next_in_s = interval.as_secs(), "sweep failed; the next one tries again");
                 }
                 tokio::select! {
                     _ = stopped.changed() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => {}
+                    _ = tokio::time::sleep(interval) => {}
                 }
             }
         }));
@@ -278,7 +279,8 @@ async fn build_worker(
         .with_security_team(config.policy.notify_recipients.clone())
         .with_decisions(desk)
         .with_dry_run(config.policy.dry_run)
-        .with_containment_expiry(config.policy.containment_expiry());
+        .with_containment_expiry(config.policy.containment_expiry())
+        .with_timeout_policy(config.policy.clone());
     let Some(clients) = clients.filter(|_| config.executors_enabled) else {
         return Ok(worker);
     };

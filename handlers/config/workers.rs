@@ -32,6 +32,8 @@ pub const DECISION_TIMEOUT_HOURS: &str = "RESPONDER_DECISION_TIMEOUT_HOURS";
 pub const SWEEP_SCHEDULE: &str = "RESPONDER_SWEEP_SCHEDULE";
 /// How often the embedded workers look at their queues, in milliseconds.
 pub const WORKER_POLL_MS: &str = "RESPONDER_WORKER_POLL_MS";
+/// How often `serve` sweeps on the embedded default.
+pub const SWEEP_INTERVAL_SECONDS: &str = "RESPONDER_SWEEP_INTERVAL_SECONDS";
 /// Whether `serve` runs the workers in-process on the embedded queues.
 pub const EMBEDDED_WORKERS: &str = "RESPONDER_EMBEDDED_WORKERS";
 /// The default decision timeout: 72 hours.
@@ -60,11 +62,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: approval::DECISION_URL, default: "", description: "Public URL of the decision endpoint, e.g. https://<app>.azurewebsites.net/api/decide." },
     Setting { name: approval::TTL_HOURS, default: "72", description: "How long a decision link is valid, in hours (1 to 720)." },
     Setting { name: approval::IDENTITY, default: "", description: "app_service_auth (the approver signs in with App Service Authentication and must be a recipient or an approver) or link (the link alone is the credential). Empty: app_service_auth on App Service, link elsewhere." },
-    Setting { name: DECISION_TIMEOUT_HOURS, default: "72", description: "How long a task waits for a decision before the sweeper expires it (and tells its recipients), in hours (1 to 720)." },
-    Setting { name: SWEEP_SCHEDULE, default: "0 */5 * * * *", description: "NCRONTAB schedule of the DecisionSweeper timer (expires stale decisions, queues approved tasks again). Read by the Functions host; the embedded default sweeps every 5 minutes." },
+    Setting { name: DECISION_TIMEOUT_HOURS, default: "72", description: "How long a task waits for a decision before the sweeper settles it as the policy's on_timeout says (by default it expires and its recipients are told), in hours (1 to 720)." },
+    Setting { name: SWEEP_SCHEDULE, default: "0 */5 * * * *", description: "NCRONTAB schedule of the DecisionSweeper timer (settles timed-out decisions, queues approved tasks again, runs due follow-ups). Read by the Functions host; the embedded default sweeps every 5 minutes." },
     Setting { name: WORKER_POLL_MS, default: "500", description: "How often the embedded workers in serve look at their queues, in milliseconds (10 to 60000)." },
     Setting { name: EMBEDDED_WORKERS, default: "true", description: "false: serve only takes alerts in on the embedded default; the tasks wait on the embedded queues for work --once. Ignored with Service Bus (the host triggers the workers)." },
     Setting { name: approval::APPROVERS, default: "", description: "Comma-separated sign-in names who may decide on any task, besides each task's recipients." },
+    Setting { name: SWEEP_INTERVAL_SECONDS, default: "300", description: "How often serve sweeps on the embedded default (settles timed-out decisions, runs due follow-ups such as disabling old secret versions after the grace window), in seconds (1 to 3600). With Service Bus the DecisionSweeper timer's RESPONDER_SWEEP_SCHEDULE applies." },
 ];
 
 /// Where the journal lives.
@@ -127,6 +130,8 @@ pub struct WorkerSettings {
     pub decision_timeout: Duration,
     /// How often the embedded workers poll their queues.
     pub poll: Duration,
+    /// How often `serve` sweeps on the embedded default.
+    pub sweep_interval: Duration,
     /// Whether `serve` runs the workers on the embedded queues.
     pub embedded_workers: bool,
 }
@@ -149,6 +154,12 @@ impl WorkerSettings {
                 3600 * number(get, DECISION_TIMEOUT_HOURS, 72, 1..=720)?,
             ),
             poll: Duration::from_millis(number(get, WORKER_POLL_MS, 500, 10..=60_000)?),
+            sweep_interval: Duration::from_secs(number(
+                get,
+                SWEEP_INTERVAL_SECONDS,
+                300,
+                1..=3600,
+            )?),
             embedded_workers: match get(EMBEDDED_WORKERS).as_deref() {
                 None | Some("true") => true,
                 Some("false") => false,
@@ -374,6 +385,7 @@ mod tests {
             SWEEP_SCHEDULE,
             WORKER_POLL_MS,
             EMBEDDED_WORKERS,
+            SWEEP_INTERVAL_SECONDS,
         ] {
             assert!(listed.contains(&name), "{name}");
         }

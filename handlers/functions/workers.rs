@@ -263,11 +263,7 @@ pub async fn sweep(State(state): State<AppState>, _invocation: Invocation) -> Re
     let result = sweeper::sweep(&worker, state.decision_timeout)
         .await
         .map(|report| {
-            let log = format!(
-                "sweep: {} expired, {} queued again",
-                report.expired.len(),
-                report.requeued.len()
-            );
+            let log = format!("sweep: {}", report.summary());
             tracing::info!(%log);
             InvokeResponse::new(log, json!(report))
         });

@@ -6,6 +6,15 @@
 //! id>.json` lists an alert's message ids (kept the same way); `leases/<sha256 of the
 //! resource>` is an empty blob whose Blob lease (15 to 60 seconds) serialises work on one
 //! resource across every instance.
+//!
+//! The sweeper's queries read small marker blobs instead of every entry: `index/state/<state>/
+//! <message id>` exists while an entry is in a state the sweeper acts on (pending approval,
+//! approved), `index/due/<Unix second, 12 digits>/<message id>` while a follow-up waits, so a
+//! listing of `index/due/` comes in due order and stops at the first one not due. A marker
+//! is written before the entry that needs it and removed after the entry that no longer does,
+//! so an entry is never without its marker; a marker left over by a crash is recognised on
+//! reading (the entry no longer matches it) and deleted once it is older than
+//! [`STALE_MARKER_AGE`] (younger, it may belong to a write still under way).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +22,8 @@ use std::time::Duration;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, Etag, RequestContent, StatusCode, Url};
 use azure_storage_blob::models::{
-    BlobClientAcquireLeaseOptions, BlobClientDownloadOptions, BlobClientUploadOptions,
-    BlobContainerClientListBlobsOptions,
+    BlobClientAcquireLeaseOptions, BlobClientDeleteOptions, BlobClientDownloadOptions,
+    BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
 };
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use futures::TryStreamExt;
@@ -22,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{JournalEntry, JournalError, JournalStore, Lease, Version};
+use super::{JournalEntry, JournalError, JournalStore, Lease, TaskState, Version, INDEXED_STATES};
 use crate::domain::MessageId;
 
 /// Where the deployed journal lives.
@@ -70,6 +79,58 @@ struct AlertIndex {
 
 /// How many times an index update re-reads after losing a race.
 const INDEX_ATTEMPTS: usize = 16;
+
+/// How old a marker whose entry no longer matches it must be before a reader deletes it: a
+/// younger one may have been written by a writer whose entry write has not landed yet.
+const STALE_MARKER_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// The marker blobs an entry needs: its state's (when the sweeper acts on it) and its due
+/// follow-up's.
+fn markers(entry: &JournalEntry) -> Vec<String> {
+    let mut names = Vec::new();
+    if INDEXED_STATES.contains(&entry.state) {
+        names.push(state_marker(entry.state, &entry.message_id));
+    }
+    if let Some(due) = entry.follow_up_due() {
+        names.push(due_marker(due, &entry.message_id));
+    }
+    names
+}
+
+fn state_prefix(state: TaskState) -> String {
+    format!("index/state/{}/", state.as_str())
+}
+
+fn state_marker(state: TaskState, id: &MessageId) -> String {
+    format!("{}{}", state_prefix(state), id.as_str())
+}
+
+const DUE_PREFIX: &str = "index/due/";
+
+fn due_marker(due: i64, id: &MessageId) -> String {
+    // Zero-padded so names sort in due order (Unix seconds stay below 10^12 until year 33658).
+    format!("{DUE_PREFIX}{:012}/{}", due.max(0), id.as_str())
+}
+
+/// A marker found by a listing.
+struct Marker {
+    name: String,
+    etag: Option<Etag>,
+    last_modified: Option<OffsetDateTime>,
+}
+
+impl Marker {
+    /// The message id at the end of its name.
+    fn message_id(&self) -> Option<MessageId> {
+        let id = self.name.rsplit('/').next()?;
+        serde_json::from_value(serde_json::Value::String(id.to_string())).ok()
+    }
+
+    fn is_stale_enough(&self, now: OffsetDateTime) -> bool {
+        self.last_modified
+            .is_some_and(|at| now - at > STALE_MARKER_AGE)
+    }
+}
 
 impl BlobJournal {
     /// A journal on `settings`' container, authenticating with `credential`. `client_options`
@@ -187,6 +248,79 @@ impl BlobJournal {
         }
     }
 
+    /// Writes an (empty) marker blob; writing it again is harmless.
+    async fn put_marker(&self, name: &str) -> Result<(), JournalError> {
+        let options = BlobClientUploadOptions {
+            blob_content_type: Some("application/octet-stream".into()),
+            ..Default::default()
+        };
+        self.container
+            .blob_client(name)
+            .upload(RequestContent::from(Vec::new()), Some(options))
+            .await
+            .map(|_| ())
+            .map_err(|err| storage("write a journal marker", err))
+    }
+
+    /// Deletes a marker (only at `etag` when given); one already gone or rewritten since is
+    /// left alone.
+    async fn delete_marker(&self, name: &str, etag: Option<Etag>) -> Result<(), JournalError> {
+        let options = BlobClientDeleteOptions {
+            if_match: etag,
+            ..Default::default()
+        };
+        match self.container.blob_client(name).delete(Some(options)).await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.http_status(),
+                    Some(StatusCode::NotFound | StatusCode::PreconditionFailed)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(storage("delete a journal marker", err)),
+        }
+    }
+
+    /// Every marker under `prefix`, in name order.
+    async fn list_markers(&self, prefix: &str) -> Result<Vec<Marker>, JournalError> {
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(prefix.to_string()),
+            ..Default::default()
+        };
+        let mut blobs = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(|err| storage("list journal markers", err))?;
+        let mut markers = Vec::new();
+        while let Some(blob) = blobs
+            .try_next()
+            .await
+            .map_err(|err| storage("list journal markers", err))?
+        {
+            if let Some(name) = blob.name {
+                let properties = blob.properties;
+                markers.push(Marker {
+                    name,
+                    etag: properties.as_ref().and_then(|p| p.etag.clone()),
+                    last_modified: properties.as_ref().and_then(|p| p.last_modified),
+                });
+            }
+        }
+        Ok(markers)
+    }
+
+    /// A marker whose entry no longer matches it: deleted when old enough (see
+    /// [`STALE_MARKER_AGE`]).
+    async fn drop_stale(&self, marker: Marker) -> Result<(), JournalError> {
+        if marker.is_stale_enough(OffsetDateTime::now_utc()) {
+            tracing::info!(marker = %marker.name, "journal: stale marker deleted");
+            self.delete_marker(&marker.name, marker.etag).await?;
+        }
+        Ok(())
+    }
+
     async fn add_to_alert_index(&self, entry: &JournalEntry) -> Result<(), JournalError> {
         let name = Self::alert_blob(&entry.system_alert_id);
         for _ in 0..INDEX_ATTEMPTS {
@@ -254,6 +388,9 @@ impl JournalStore for BlobJournal {
         // The index first: an entry is never without its alert's index line, even if this
         // instance dies between the two writes (a redelivery completes the pair).
         self.add_to_alert_index(entry).await?;
+        for marker in markers(entry) {
+            self.put_marker(&marker).await?;
+        }
         let name = Self::task_blob(&entry.message_id);
         Ok(self
             .write(&name, encode(entry)?, None)
@@ -275,11 +412,28 @@ impl JournalStore for BlobJournal {
         expected: &Version,
     ) -> Result<Option<Version>, JournalError> {
         let name = Self::task_blob(&entry.message_id);
+        // The entry being replaced says which markers to remove once the write landed. One
+        // read costs less than leaving every marker to the readers' stale-marker cleanup.
+        let Some((bytes, current)) = self.read(&name).await? else {
+            return Ok(None);
+        };
+        if current.to_string() != expected.0 {
+            // Changed since the caller read it: the conditional write would be refused.
+            return Ok(None);
+        }
+        let before: JournalEntry = decode(&bytes, &name)?;
+        let (old, new) = (markers(&before), markers(entry));
+        for marker in new.iter().filter(|m| !old.contains(m)) {
+            self.put_marker(marker).await?;
+        }
         let etag = Etag::from(expected.0.clone());
-        Ok(self
-            .write(&name, encode(entry)?, Some(&etag))
-            .await?
-            .map(|etag| Version(etag.to_string())))
+        let written = self.write(&name, encode(entry)?, Some(&etag)).await?;
+        if written.is_some() {
+            for marker in old.iter().filter(|m| !new.contains(m)) {
+                self.delete_marker(marker, None).await?;
+            }
+        }
+        Ok(written.map(|etag| Version(etag.to_string())))
     }
 
     async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
@@ -324,6 +478,56 @@ impl JournalStore for BlobJournal {
         }
         entries.sort_by_key(|entry| std::cmp::Reverse(entry.updated_at));
         entries.truncate(limit);
+        Ok(entries)
+    }
+
+    async fn in_state(&self, state: TaskState) -> Result<Vec<JournalEntry>, JournalError> {
+        if !INDEXED_STATES.contains(&state) {
+            return Ok(Vec::new());
+        }
+        let mut entries = Vec::new();
+        for marker in self.list_markers(&state_prefix(state)).await? {
+            let Some(id) = marker.message_id() else {
+                continue;
+            };
+            match self.load(&id).await? {
+                Some((entry, _)) if entry.state == state => entries.push(entry),
+                _ => self.drop_stale(marker).await?,
+            }
+        }
+        entries.sort_by(|a, b| {
+            (a.updated_at, a.message_id.as_str()).cmp(&(b.updated_at, b.message_id.as_str()))
+        });
+        Ok(entries)
+    }
+
+    async fn follow_ups_due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        let mut entries = Vec::new();
+        for marker in self.list_markers(DUE_PREFIX).await? {
+            if entries.len() >= limit {
+                break;
+            }
+            let due = marker
+                .name
+                .strip_prefix(DUE_PREFIX)
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|digits| digits.parse::<i64>().ok());
+            let (Some(due), Some(id)) = (due, marker.message_id()) else {
+                continue;
+            };
+            if due > now {
+                // Names sort in due order: nothing after this one is due either.
+                break;
+            }
+            match self.load(&id).await? {
+                Some((entry, _)) if entry.follow_up_due() == Some(due) => entries.push(entry),
+                _ => self.drop_stale(marker).await?,
+            }
+        }
         Ok(entries)
     }
 

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::domain::{Action, MessageId, Queue, Task, TaskStatus};
+use crate::executors::FollowUp;
 
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,6 +185,9 @@ pub struct HistoryEvent {
     pub to: TaskState,
     /// Who caused it: a worker, an approver, an operator.
     pub actor: String,
+    /// What happened without a change of state (a follow-up step's result, an escalation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Everything the journal knows about one task.
@@ -266,10 +270,83 @@ pub struct JournalEntry {
     /// Every transition, oldest first.
     #[serde(default)]
     pub history: Vec<HistoryEvent>,
+    /// Work the run left for later (disable the old versions after the grace window), run by
+    /// the sweeper once due; kept with its error when it failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<ScheduledFollowUp>,
+    /// The decision was asked again of other people after the first timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
     /// A random id of the write that produced this version, so a writer can recognise its
     /// own write when the storage's answer to it was lost.
     #[serde(default)]
     pub write_id: String,
+}
+
+/// A follow-up step as the journal schedules it: the step, the task it belongs to (what
+/// [`crate::executors::Executor::follow_up`] is called with), when it is due, and its tries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledFollowUp {
+    /// The step and its `not_before` (Unix seconds), as the executor answered it.
+    pub follow_up: FollowUp,
+    /// The task whose executor performs it.
+    pub task: Task,
+    /// Unix seconds from which the sweeper may take it: `not_before`, a retry's backoff, or
+    /// the end of a claim whose sweeper died. `None` once it failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<i64>,
+    /// How many times a sweeper took it.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The sweeper running it now (until `claim.until`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<FollowUpClaim>,
+}
+
+impl ScheduledFollowUp {
+    /// A follow-up of `task`, due at its `not_before`.
+    pub fn new(task: &Task, follow_up: FollowUp) -> Self {
+        ScheduledFollowUp {
+            due_at: Some(follow_up.not_before),
+            follow_up,
+            task: task.clone(),
+            attempts: 0,
+            error: None,
+            claim: None,
+        }
+    }
+
+    /// The step's name (`disable_secret_versions`, …).
+    pub fn step_name(&self) -> String {
+        serde_json::to_value(&self.follow_up.step)
+            .ok()
+            .and_then(|v| v.get("step").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| "follow_up".to_string())
+    }
+}
+
+/// A sweeper's claim on a follow-up: only the holder of `id` records its result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpClaim {
+    /// A random id of this claim.
+    pub id: String,
+    /// The sweeper.
+    pub by: String,
+    /// Unix seconds at which the claim lapses (its sweeper died) and another may take it.
+    pub until: i64,
+}
+
+/// A decision asked again of other people after the first timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who was asked.
+    pub to: Vec<String>,
 }
 
 impl JournalEntry {
@@ -280,6 +357,11 @@ impl JournalEntry {
             .rev()
             .find(|event| event.to == TaskState::Done)
             .map(|event| event.at)
+    }
+
+    /// When its follow-up is due (Unix seconds), if one waits; what the stores index.
+    pub fn follow_up_due(&self) -> Option<i64> {
+        self.follow_up.as_ref().and_then(|f| f.due_at)
     }
 
     /// The first record of a task.
@@ -316,7 +398,10 @@ impl JournalEntry {
                 from: None,
                 to: TaskState::Received,
                 actor: actor.to_string(),
+                note: None,
             }],
+            follow_up: None,
+            escalation: None,
             write_id: uuid::Uuid::new_v4().to_string(),
         }
     }

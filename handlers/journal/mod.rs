@@ -9,10 +9,13 @@
 mod blob;
 pub mod command;
 mod entry;
+mod follow_ups;
 mod lease;
 mod render;
 mod sqlite;
 
+#[cfg(test)]
+mod follow_ups_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,9 +31,10 @@ use crate::error::Error;
 pub(crate) use blob::storage_credential;
 pub use blob::{BlobJournal, BlobJournalSettings};
 pub use entry::{
-    preview_hash, Confirmation, Decision, HistoryEvent, JournalEntry, Lease, TaskState,
-    UndoAttempt, Verdict, Version,
+    preview_hash, Confirmation, Decision, Escalation, FollowUpClaim, HistoryEvent, JournalEntry,
+    Lease, ScheduledFollowUp, TaskState, UndoAttempt, Verdict, Version,
 };
+pub use follow_ups::FollowUpOutcome;
 pub use lease::HeldLease;
 pub use render::{render_json, render_table};
 pub use sqlite::SqliteJournal;
@@ -139,6 +143,17 @@ pub trait JournalStore: Send + Sync {
     async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError>;
     /// The most recently changed entries, newest first.
     async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError>;
+    /// Every entry now in `state`, least recently changed first, however many entries the
+    /// journal holds (an index, not a scan of recent ones). Only [`INDEXED_STATES`] are
+    /// indexed; other states answer an empty list.
+    async fn in_state(&self, state: TaskState) -> Result<Vec<JournalEntry>, JournalError>;
+    /// Up to `limit` entries whose follow-up is due at or before `now` (Unix seconds),
+    /// earliest first (an index on the due time).
+    async fn follow_ups_due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, JournalError>;
     /// Takes the lease on `resource` for `ttl`; `None` while someone else holds it.
     async fn acquire_lease(
         &self,
@@ -151,6 +166,9 @@ pub trait JournalStore: Send + Sync {
     /// Gives a lease back; releasing a lease already lost is [`JournalError::LeaseLost`].
     async fn release_lease(&self, lease: &Lease) -> Result<(), JournalError>;
 }
+
+/// The states [`JournalStore::in_state`] finds: those the sweeper acts on.
+pub const INDEXED_STATES: [TaskState; 2] = [TaskState::PendingApproval, TaskState::Approved];
 
 /// Shared handle to a journal store.
 pub type SharedJournalStore = Arc<dyn JournalStore>;
@@ -284,6 +302,20 @@ impl Journal {
         self.store.recent(limit).await
     }
 
+    /// Every entry now in `state` (one of [`INDEXED_STATES`]), least recently changed first.
+    pub async fn in_state(&self, state: TaskState) -> Result<Vec<JournalEntry>, JournalError> {
+        self.store.in_state(state).await
+    }
+
+    /// Up to `limit` entries whose follow-up is due at `now` (Unix seconds), earliest first.
+    pub async fn follow_ups_due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.store.follow_ups_due(now, limit).await
+    }
+
     /// A task that waits for a person: records the exact change it would make (the preview)
     /// and its hash, which every decision link is bound to.
     pub async fn await_approval(
@@ -408,6 +440,18 @@ impl Journal {
         outcome: RunOutcome,
         actor: &str,
     ) -> Result<JournalEntry, JournalError> {
+        self.finish_scheduling(id, outcome, None, actor).await
+    }
+
+    /// [`Journal::finish`], scheduling `follow_up` in the same conditional write when the run
+    /// is done (the sweeper runs it once due; see [`Journal::claim_follow_up`]).
+    pub async fn finish_scheduling(
+        &self,
+        id: &MessageId,
+        outcome: RunOutcome,
+        follow_up: Option<ScheduledFollowUp>,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
         let to = match &outcome {
             RunOutcome::Done { .. } => TaskState::Done,
             RunOutcome::Failed { .. } => TaskState::Failed,
@@ -422,6 +466,7 @@ impl Journal {
                     entry.verification = Some(verification.clone());
                     entry.error = None;
                     entry.retryable = None;
+                    entry.follow_up = follow_up.clone();
                 }
                 RunOutcome::Failed { error, retryable } => {
                     entry.error = Some(error.clone());
@@ -644,6 +689,7 @@ impl Journal {
                 from: Some(from),
                 to,
                 actor: actor.to_string(),
+                note: None,
             });
             entry.write_id = uuid::Uuid::new_v4().to_string();
             if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {

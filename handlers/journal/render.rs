@@ -13,6 +13,12 @@ fn stamp(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
+fn unix_stamp(seconds: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map(stamp)
+        .unwrap_or_else(|_| seconds.to_string())
+}
+
 /// Entries as JSON (an array, pretty-printed).
 pub fn render_json(entries: &[JournalEntry]) -> String {
     serde_json::to_string_pretty(entries).unwrap_or_else(|_| "[]".to_string())
@@ -67,9 +73,14 @@ pub fn render_table(entries: &[JournalEntry], history: bool) -> String {
         if history {
             for event in &entry.history {
                 let from = event.from.map(|s| s.as_str()).unwrap_or("-");
+                let note = event
+                    .note
+                    .as_deref()
+                    .map(|note| format!(": {note}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "    {}  {from} -> {}  by {}",
+                    "    {}  {from} -> {}  by {}{note}",
                     stamp(event.at),
                     event.to,
                     event.actor
@@ -77,6 +88,18 @@ pub fn render_table(entries: &[JournalEntry], history: bool) -> String {
             }
             if let Some(error) = &entry.error {
                 let _ = writeln!(out, "    error: {error}");
+            }
+            if let Some(follow_up) = &entry.follow_up {
+                let when = match follow_up.due_at {
+                    Some(due) => format!("due at {}", unix_stamp(due)),
+                    None => "failed for good".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "    follow-up: {} {when} (attempts {})",
+                    follow_up.step_name(),
+                    follow_up.attempts
+                );
             }
         }
     }

@@ -3,6 +3,10 @@
 //!
 //! Several processes may open the same file: every compare-and-set is one statement, and
 //! SQLite serialises writers, so exactly one of two racing writers matches the version.
+//!
+//! The sweeper's queries use indexes, never a scan of recent rows: `journal_by_state` finds
+//! the entries in a state, `journal_by_follow_up` (on the `follow_up_due` column, the Unix
+//! second a scheduled follow-up is due, `NULL` when none waits) finds the due follow-ups.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use time::OffsetDateTime;
 
-use super::{JournalEntry, JournalError, JournalStore, Lease, Version};
+use super::{JournalEntry, JournalError, JournalStore, Lease, TaskState, Version};
 use crate::domain::MessageId;
 
 const SCHEMA: &str = "
@@ -22,10 +26,12 @@ CREATE TABLE IF NOT EXISTS journal (
     version         INTEGER NOT NULL,
     received_at     TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
-    entry           TEXT NOT NULL
+    entry           TEXT NOT NULL,
+    follow_up_due   INTEGER
 );
 CREATE INDEX IF NOT EXISTS journal_by_alert ON journal (system_alert_id, received_at);
 CREATE INDEX IF NOT EXISTS journal_by_update ON journal (updated_at);
+CREATE INDEX IF NOT EXISTS journal_by_state ON journal (state, updated_at);
 CREATE TABLE IF NOT EXISTS journal_leases (
     resource      TEXT PRIMARY KEY,
     lease_id      TEXT NOT NULL,
@@ -62,6 +68,7 @@ impl SqliteJournal {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.execute_batch(SCHEMA)?;
+        add_follow_up_column(&connection)?;
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             connection: Arc::new(Mutex::new(connection)),
@@ -88,6 +95,36 @@ impl SqliteJournal {
         .await
         .map_err(|err| JournalError::Storage(format!("journal worker: {err}")))?
     }
+}
+
+/// Adds `follow_up_due` (and its index) to a journal created before follow-ups were
+/// scheduled; such a journal holds none, so nothing needs filling in.
+fn add_follow_up_column(connection: &Connection) -> Result<(), JournalError> {
+    let has_column = connection
+        .prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = 'follow_up_due'")?
+        .exists([])?;
+    if !has_column {
+        match connection.execute_batch("ALTER TABLE journal ADD COLUMN follow_up_due INTEGER;") {
+            // Another process opening the same file added it first.
+            Err(err) if err.to_string().contains("duplicate column") => {}
+            other => other?,
+        }
+    }
+    connection.execute_batch(
+        "CREATE INDEX IF NOT EXISTS journal_by_follow_up ON journal (follow_up_due)
+         WHERE follow_up_due IS NOT NULL;",
+    )?;
+    Ok(())
+}
+
+fn entries(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<JournalEntry>, JournalError> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map(params, |row| row.get::<_, String>(0))?;
+    rows.map(|row| from_json(&row?)).collect()
 }
 
 fn to_json(entry: &JournalEntry) -> Result<String, JournalError> {
@@ -120,15 +157,16 @@ impl JournalStore for SqliteJournal {
         let entry = entry.clone();
         self.with(move |connection| {
             let inserted = connection.execute(
-                "INSERT INTO journal (message_id, system_alert_id, state, version, received_at, updated_at, entry)
-                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
+                "INSERT INTO journal (message_id, system_alert_id, state, version, received_at, updated_at, entry, follow_up_due)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7) ON CONFLICT (message_id) DO NOTHING",
                 params![
                     entry.message_id.as_str(),
                     entry.system_alert_id,
                     entry.state.as_str(),
                     stamp(entry.received_at),
                     stamp(entry.updated_at),
-                    json
+                    json,
+                    entry.follow_up_due()
                 ],
             )?;
             Ok((inserted == 1).then(|| Version("1".into())))
@@ -165,14 +203,16 @@ impl JournalStore for SqliteJournal {
             .map_err(|_| JournalError::Storage(format!("not a SQLite version: {expected}")))?;
         self.with(move |connection| {
             let changed = connection.execute(
-                "UPDATE journal SET state = ?1, version = version + 1, updated_at = ?2, entry = ?3
+                "UPDATE journal SET state = ?1, version = version + 1, updated_at = ?2, entry = ?3,
+                     follow_up_due = ?6
                  WHERE message_id = ?4 AND version = ?5",
                 params![
                     entry.state.as_str(),
                     stamp(entry.updated_at),
                     json,
                     entry.message_id.as_str(),
-                    expected
+                    expected,
+                    entry.follow_up_due()
                 ],
             )?;
             Ok((changed == 1).then(|| Version((expected + 1).to_string())))
@@ -200,6 +240,37 @@ impl JournalStore for SqliteJournal {
             )?;
             let rows = statement.query_map([limit], |row| row.get::<_, String>(0))?;
             rows.map(|row| from_json(&row?)).collect()
+        })
+        .await
+    }
+
+    async fn in_state(&self, state: TaskState) -> Result<Vec<JournalEntry>, JournalError> {
+        if !super::INDEXED_STATES.contains(&state) {
+            return Ok(Vec::new());
+        }
+        self.with(move |connection| {
+            entries(
+                connection,
+                "SELECT entry FROM journal WHERE state = ?1 ORDER BY updated_at, message_id",
+                [state.as_str()],
+            )
+        })
+        .await
+    }
+
+    async fn follow_ups_due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |connection| {
+            entries(
+                connection,
+                "SELECT entry FROM journal WHERE follow_up_due IS NOT NULL AND follow_up_due <= ?1
+                 ORDER BY follow_up_due, message_id LIMIT ?2",
+                params![now, limit],
+            )
         })
         .await
     }

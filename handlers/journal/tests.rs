@@ -439,6 +439,16 @@ impl JournalStore for LostAnswer {
     async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError> {
         self.inner.recent(limit).await
     }
+    async fn in_state(&self, state: TaskState) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.in_state(state).await
+    }
+    async fn follow_ups_due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.follow_ups_due(now, limit).await
+    }
     async fn acquire_lease(
         &self,
         resource: &str,

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::notifications::NotificationsEntry;
+use super::timeouts::{check_rule, OnTimeout, TimeoutRule};
 use super::{AutomationRule, KnownPrincipal, Mode, Policy};
 use crate::domain::{Action, PlaybookSteps, Severity};
 
@@ -67,6 +68,21 @@ pub struct PolicyFile {
     /// Notification channels and routing.
     #[serde(default)]
     pub notifications: Option<NotificationsEntry>,
+    /// What a decision timeout does when a task's rule says nothing.
+    #[serde(default)]
+    pub decisions: Option<DecisionsEntry>,
+}
+
+/// The `decisions` section as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsEntry {
+    /// `expire` or `escalate` (`proceed` only on a rule).
+    #[serde(default)]
+    pub on_timeout: Option<String>,
+    /// Who is asked again on `escalate`.
+    #[serde(default)]
+    pub escalate_to: Vec<String>,
 }
 
 /// One `known_principals` entry as written.
@@ -106,6 +122,12 @@ pub struct RuleEntry {
     /// Severity threshold.
     #[serde(default)]
     pub min_severity: Option<String>,
+    /// `expire`, `escalate` or `proceed`, for the tasks this rule makes wait.
+    #[serde(default)]
+    pub on_timeout: Option<String>,
+    /// Who is asked again on `escalate` (default: `decisions.escalate_to`).
+    #[serde(default)]
+    pub escalate_to: Vec<String>,
 }
 
 impl PolicyFile {
@@ -184,9 +206,13 @@ impl PolicyFile {
                 authorized: entry.authorized.unwrap_or(true),
             });
         }
+        let on_timeout = match &self.decisions {
+            None => TimeoutRule::default(),
+            Some(decisions) => parse_decisions(decisions, &mut errors),
+        };
         let mut automation = Vec::new();
         for (index, entry) in self.automation.into_iter().enumerate() {
-            match parse_rule(&entry, steps) {
+            match parse_rule(&entry, steps, &on_timeout.escalate_to) {
                 Ok(rule) => automation.push(rule),
                 Err(problem) => errors.push(format!("automation[{index}]{problem}")),
             }
@@ -246,6 +272,7 @@ impl PolicyFile {
             automation,
             default_mode,
             notifications,
+            on_timeout,
         })
     }
 }
@@ -258,7 +285,46 @@ pub fn parse_policy(text: &str, steps: &PlaybookSteps) -> Result<Policy, String>
         .map_err(|errors| errors.join("; "))
 }
 
-fn parse_rule(entry: &RuleEntry, steps: &PlaybookSteps) -> Result<AutomationRule, String> {
+fn parse_decisions(entry: &DecisionsEntry, errors: &mut Vec<String>) -> TimeoutRule {
+    let on_timeout = match entry.on_timeout.as_deref() {
+        None => OnTimeout::Expire,
+        Some(text) => match OnTimeout::parse(text) {
+            Some(OnTimeout::Proceed) => {
+                errors.push(
+                    "decisions.on_timeout: proceed is allowed only on an automation rule (for the tasks it covers), never for every task".to_string(),
+                );
+                OnTimeout::Expire
+            }
+            Some(on_timeout) => on_timeout,
+            None => {
+                errors.push(format!(
+                    "decisions.on_timeout: {text:?} is not expire or escalate"
+                ));
+                OnTimeout::Expire
+            }
+        },
+    };
+    if on_timeout == OnTimeout::Escalate && entry.escalate_to.is_empty() {
+        errors.push("decisions.escalate_to: escalate needs someone to ask".to_string());
+    }
+    if entry
+        .escalate_to
+        .iter()
+        .any(|person| person.trim().is_empty())
+    {
+        errors.push("decisions.escalate_to: an entry is empty".to_string());
+    }
+    TimeoutRule {
+        on_timeout,
+        escalate_to: entry.escalate_to.clone(),
+    }
+}
+
+fn parse_rule(
+    entry: &RuleEntry,
+    steps: &PlaybookSteps,
+    default_escalate_to: &[String],
+) -> Result<AutomationRule, String> {
     let action = match entry.action.as_deref() {
         None => None,
         Some(name) => Some(
@@ -304,11 +370,35 @@ fn parse_rule(entry: &RuleEntry, steps: &PlaybookSteps) -> Result<AutomationRule
                 })?,
         ),
     };
+    let on_timeout = match entry.on_timeout.as_deref() {
+        None if !entry.escalate_to.is_empty() => {
+            return Err(".escalate_to: only used with on_timeout escalate".to_string())
+        }
+        None => None,
+        Some(text) => {
+            let on_timeout = OnTimeout::parse(text).ok_or_else(|| {
+                format!(".on_timeout: {text:?} is not expire, escalate or proceed")
+            })?;
+            let rule = TimeoutRule {
+                on_timeout,
+                escalate_to: entry.escalate_to.clone(),
+            };
+            check_rule(
+                &rule,
+                mode,
+                min_severity.is_some(),
+                action,
+                default_escalate_to,
+            )?;
+            Some(rule)
+        }
+    };
     Ok(AutomationRule {
         action,
         step,
         mode,
         min_severity,
+        on_timeout,
     })
 }
 

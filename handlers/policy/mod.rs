@@ -12,6 +12,7 @@
 
 pub mod file;
 pub mod notifications;
+pub mod timeouts;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::domain::{
 };
 
 pub use file::PolicyFile;
+pub use timeouts::{OnTimeout, TimeoutDecision, TimeoutRule};
 
 /// How a containment task is carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,6 +88,9 @@ pub struct AutomationRule {
     pub mode: Mode,
     /// Below this severity the mode is one notch milder (auto → approval → notify_only).
     pub min_severity: Option<Severity>,
+    /// What a decision timeout does to the tasks this rule makes wait (`None`: the policy's
+    /// `decisions`).
+    pub on_timeout: Option<TimeoutRule>,
 }
 
 impl AutomationRule {
@@ -132,6 +137,7 @@ pub fn builtin_rules() -> Vec<AutomationRule> {
         step: None,
         mode: Mode::Auto,
         min_severity: None,
+        on_timeout: None,
     }]
 }
 
@@ -194,6 +200,9 @@ pub struct Policy {
     /// Notification channels and routing (no channels: the signed webhook of the app settings,
     /// when set, is the only channel).
     pub notifications: notifications::NotificationPolicy,
+    /// What a decision timeout does when the rule of the task says nothing (`decisions` in
+    /// the file): `expire` by default; never `proceed`.
+    pub on_timeout: TimeoutRule,
 }
 
 /// The longest [`Policy::containment_expiry_hours`] accepted (30 days).
@@ -222,6 +231,7 @@ impl Default for Policy {
             automation: Vec::new(),
             default_mode: Mode::Approval,
             notifications: notifications::NotificationPolicy::default(),
+            on_timeout: TimeoutRule::default(),
         }
     }
 }
@@ -532,3 +542,6 @@ fn order_rotations_first(tasks: &mut [Task]) {
             .collect();
     }
 }
+
+#[cfg(test)]
+mod timeouts_tests;

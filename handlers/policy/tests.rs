@@ -91,6 +91,7 @@ fn rule(
         step: step.map(str::to_string),
         mode,
         min_severity: min,
+        on_timeout: None,
     }
 }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::sweeper::SWEEP_WINDOW;
 use super::undo::UndoError;
 use super::Worker;
 use crate::domain::Queue;
@@ -54,6 +53,10 @@ pub fn expires_at(entry: &JournalEntry, expiry: Option<Duration>) -> Option<Offs
 /// One expiry pass (the sweeper runs it): every done, unconfirmed isolation change older than
 /// the worker's containment expiry is undone and announced. Answers the ids undone. A change
 /// whose undo fails stays done, is announced (`containment_expiry_failed`), and is tried again
+/// How many of the most recently changed journal entries one sweep checks for expired
+/// containment.
+const EXPIRY_WINDOW: usize = 1000;
+
 /// on the next sweep; one another caller is changing is left for the next sweep.
 pub async fn expire_containment(worker: &Worker) -> Result<Vec<String>, Error> {
     let Some(expiry) = worker.containment_expiry() else {
@@ -61,7 +64,7 @@ pub async fn expire_containment(worker: &Worker) -> Result<Vec<String>, Error> {
     };
     let now = OffsetDateTime::now_utc();
     let mut undone = Vec::new();
-    for entry in worker.journal().recent(SWEEP_WINDOW).await? {
+    for entry in worker.journal().recent(EXPIRY_WINDOW).await? {
         let Some(due) = expires_at(&entry, Some(expiry)) else {
             continue;
         };

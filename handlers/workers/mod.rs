@@ -7,6 +7,7 @@
 //! step is a compare-and-set transition, and only one caller wins `begin_run`.
 
 pub mod expiry;
+pub mod follow_ups;
 pub mod queue_loop;
 pub mod sweeper;
 pub mod undo;
@@ -41,6 +42,10 @@ pub const APPROVED_SUFFIX: &str = "-approved";
 /// pending task has no preview yet) is kept away before it is delivered again, when nothing
 /// says otherwise.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// How many of the most recently changed journal entries a starting worker reads to count the
+/// last hour's containment changes against the blast-radius budget.
+const BLAST_RADIUS_HISTORY: usize = 1000;
 
 /// How long a task waits for its `run_after` tasks before it runs regardless.
 pub const RUN_AFTER_WAIT: time::Duration = time::Duration::minutes(10);
@@ -164,6 +169,7 @@ pub struct Worker {
     instance: String,
     lease_ttl: Duration,
     containment_expiry: Option<Duration>,
+    timeout_policy: Arc<crate::policy::Policy>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -201,7 +207,14 @@ impl Worker {
             lease_ttl: Duration::from_secs(60),
             containment_expiry: None,
             instance: format!("worker:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            timeout_policy: Arc::default(),
         }
+    }
+
+    /// Settles timed-out decisions as `policy` says (`on_timeout`; default: expire).
+    pub fn with_timeout_policy(mut self, policy: crate::policy::Policy) -> Self {
+        self.timeout_policy = Arc::new(policy);
+        self
     }
 
     /// Delivers notifications through `channel`.
@@ -258,7 +271,7 @@ impl Worker {
         let since = OffsetDateTime::now_utc() - time::Duration::hours(1);
         let history: Vec<(String, std::time::SystemTime)> = self
             .journal
-            .recent(sweeper::SWEEP_WINDOW)
+            .recent(BLAST_RADIUS_HISTORY)
             .await?
             .into_iter()
             .filter(|entry| entry.queue == Queue::Isolation && entry.updated_at >= since)
@@ -277,7 +290,12 @@ impl Worker {
         Ok(self)
     }
 
-    fn executor(&self, task: &Task) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
+    /// The executor of a task's action and the context it runs in (`None` without either):
+    /// for the sweeper's follow-ups and undo.
+    pub(crate) fn executor(
+        &self,
+        task: &Task,
+    ) -> Option<(Arc<dyn Executor>, Arc<ExecutorContext>)> {
         Some((self.executors.get(task.action)?, self.context.clone()?))
     }
 
@@ -504,13 +522,14 @@ impl Worker {
         match outcome {
             Ok((applied, verification)) if verification.passed() && !lost => {
                 self.journal
-                    .finish(
+                    .finish_scheduling(
                         id,
                         RunOutcome::Done {
                             result: serde_json::to_value(&applied).unwrap_or(Value::Null),
                             verification: serde_json::to_value(&verification)
                                 .unwrap_or(Value::Null),
                         },
+                        follow_ups::scheduled(task, &applied),
                         actor,
                     )
                     .await?;

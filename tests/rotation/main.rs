@@ -9,6 +9,7 @@ mod canaries;
 mod certificates;
 mod credentials;
 mod disable;
+mod follow_ups;
 mod helpers;
 mod keys;
 mod machines;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use defender_responder::journal::{
-    Journal, JournalError, JournalStore, RunOutcome, TaskState, Verdict,
+    FollowUpOutcome, Journal, JournalError, JournalStore, RunOutcome, ScheduledFollowUp, TaskState,
+    Verdict,
 };
 use serde_json::json;
 
@@ -334,4 +335,162 @@ async fn two_instances_racing_to_undo_give_exactly_one_winner_and_the_change_sur
             ..
         })
     ));
+}
+
+fn scheduled_disable(
+    task: &defender_responder::domain::Task,
+    not_before: i64,
+) -> ScheduledFollowUp {
+    use defender_responder::domain::ids::SecretUri;
+    use defender_responder::executors::{FollowUp, FollowUpStep};
+    ScheduledFollowUp::new(
+        task,
+        FollowUp {
+            not_before,
+            step: FollowUpStep::DisableSecretVersions {
+                secret: SecretUri::parse("https://kv-a.vault.azure.net/secrets/db-password")
+                    .unwrap(),
+                versions: vec!["0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5".into()],
+                replacement: None,
+            },
+        },
+    )
+}
+
+#[tokio::test]
+async fn the_sweeper_queries_find_entries_by_state_through_their_markers() {
+    let journal = Journal::new(Arc::new(blob_journal().await));
+    let old = pending_task("sys-state", "/subscriptions/s/kv-state");
+    journal.receive(&old, "w").await.unwrap();
+    assert!(journal
+        .in_state(TaskState::PendingApproval)
+        .await
+        .unwrap()
+        .is_empty());
+    journal
+        .await_approval(&old.message_id, json!({"task": old}), "w")
+        .await
+        .unwrap();
+    // Newer entries in other states are not listed at all.
+    for n in 0..30 {
+        let task = pending_task(
+            &format!("sys-state-{n}"),
+            &format!("/subscriptions/s/kv-{n}"),
+        );
+        journal.receive(&task, "w").await.unwrap();
+    }
+    let ids = |entries: Vec<defender_responder::journal::JournalEntry>| -> Vec<String> {
+        entries.iter().map(|e| e.message_id.to_string()).collect()
+    };
+    assert_eq!(
+        ids(journal.in_state(TaskState::PendingApproval).await.unwrap()),
+        [old.message_id.to_string()]
+    );
+    journal
+        .decide(&old.message_id, Verdict::Approve, None, "alice")
+        .await
+        .unwrap();
+    assert!(
+        journal
+            .in_state(TaskState::PendingApproval)
+            .await
+            .unwrap()
+            .is_empty(),
+        "its pending marker went with the transition"
+    );
+    assert_eq!(
+        ids(journal.in_state(TaskState::Approved).await.unwrap()),
+        [old.message_id.to_string()]
+    );
+    journal.begin_run(&old.message_id, "w").await.unwrap();
+    assert!(journal
+        .in_state(TaskState::Approved)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_follow_up_is_found_by_its_marker_and_claimed_by_one_of_two_instances() {
+    let first = blob_journal().await;
+    let second = blob_journal_on(&first);
+    let a = Journal::new(Arc::new(first));
+    let b = Journal::new(Arc::new(second));
+    let mut tasks = Vec::new();
+    for round in 0..5 {
+        let mut task = pending_task("sys-follow", &format!("/subscriptions/s/kv-f{round}"));
+        task.status = defender_responder::domain::TaskStatus::Ready;
+        a.receive(&task, "w").await.unwrap();
+        a.begin_run(&task.message_id, "w").await.unwrap();
+        a.finish_scheduling(
+            &task.message_id,
+            RunOutcome::Done {
+                result: json!({}),
+                verification: json!(null),
+            },
+            Some(scheduled_disable(&task, 100 + round)),
+            "w",
+        )
+        .await
+        .unwrap();
+        tasks.push(task);
+    }
+    assert!(a.follow_ups_due(99, 10).await.unwrap().is_empty());
+    let due: Vec<String> = b
+        .follow_ups_due(102, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.message_id.to_string())
+        .collect();
+    let expected: Vec<String> = tasks[..3]
+        .iter()
+        .map(|t| t.message_id.to_string())
+        .collect();
+    assert_eq!(due, expected, "due ones only, earliest first");
+    assert_eq!(
+        a.follow_ups_due(200, 2).await.unwrap().len(),
+        2,
+        "the limit holds"
+    );
+
+    for task in &tasks {
+        let (ra, rb) = tokio::join!(
+            tokio::spawn({
+                let a = a.clone();
+                let id = task.message_id.clone();
+                async move { a.claim_follow_up(&id, 200, "sweeper-a").await }
+            }),
+            tokio::spawn({
+                let b = b.clone();
+                let id = task.message_id.clone();
+                async move { b.claim_follow_up(&id, 200, "sweeper-b").await }
+            }),
+        );
+        let claims = [ra.unwrap().unwrap(), rb.unwrap().unwrap()];
+        assert_eq!(
+            claims.iter().filter(|c| c.is_some()).count(),
+            1,
+            "{claims:?}"
+        );
+        let claim = claims.into_iter().flatten().next().unwrap().claim.unwrap();
+        let journal = if claim.by == "sweeper-a" { &a } else { &b };
+        journal
+            .settle_follow_up(
+                &task.message_id,
+                &claim.id,
+                FollowUpOutcome::Done {
+                    summary: "nothing to change".into(),
+                    next: None,
+                },
+                &claim.by,
+            )
+            .await
+            .unwrap()
+            .expect("settled by its claimer");
+    }
+    assert!(
+        a.follow_ups_due(i64::MAX, 10).await.unwrap().is_empty(),
+        "every due marker went with its settlement"
+    );
 }

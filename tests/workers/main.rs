@@ -9,5 +9,6 @@ mod approvals;
 mod journal_blob;
 mod journal_events;
 mod support;
+mod sweeper;
 mod webhook_channel;
 mod worker_loop;

@@ -8,7 +8,7 @@
 # configured), and the journal shows every task's history. Then the same responder acts on
 # Azure, played by the project's simulator: a Key Vault alert rotates the secret it exposed,
 # closes the vault's firewall after the rotation, disables the old versions once a shortened
-# grace window has passed, and `undo` opens the firewall to exactly its prior state.
+# grace window (15 s) has passed, and `undo` opens the firewall to exactly its prior state.
 #
 # One function per step; main() at the bottom lists them in order. Needs Rust (cargo) and
 # python3. Usage: scripts/demo.sh
@@ -341,7 +341,7 @@ JSON
 
 # The app settings that point the responder at the simulator, as a deployment points it at
 # Azure: endpoints, the managed-identity token endpoint, the vaults' data-plane addresses, the
-# simulator's certificate; and a grace window of 5 seconds instead of a day.
+# simulator's certificate; and a grace window of 15 seconds instead of a day.
 azure_settings() {
   local ready="$work/azure-sim.ready"
   python3 - "$ready" "$work/azure-sim.pem" <<'PY'
@@ -364,12 +364,15 @@ PY
 }
 
 start_azure_handler() {
-  say "Starting the handler against the Azure simulator (live, not a dry run; grace window 5 s)"
+  say "Starting the handler against the Azure simulator (live, not a dry run; grace window 15 s)"
   write_azure_policy
   eval "$(azure_settings)"
   export RESPONDER_POLICY_FILE="$work/azure-policy.json"
-  export RESPONDER_ROTATION_GRACE_SECONDS=5
+  export RESPONDER_ROTATION_GRACE_SECONDS=15
   export RESPONDER_SWEEP_INTERVAL_SECONDS=2
+  # The responder's own address: the firewall keeps it while the vault's rotation follow-ups
+  # (disabling the old versions) are still due.
+  export RESPONDER_EGRESS_IP_RANGES=127.0.0.1/32
   mkdir -p "$work/azure"
   local store_dir="$work/azure"
   start_handler_with_store "$store_dir/store.sqlite3"
@@ -447,7 +450,7 @@ await_azure_outcome() {
 await_grace_window() {
   say "After the grace window, the sweeper disables the versions the attacker read"
   local disabled=""
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 400); do
     disabled=$(curl -fsS "${sim_http}/_sim/state" | python3 -c '
 import json, sys
 state = json.load(sys.stdin)
@@ -468,7 +471,7 @@ print(sum(1 for v in versions if not v.get("enabled", (v.get("attributes") or {}
 
 undo_firewall() {
   say "Undo: defender-responder undo $firewall_task (restores the firewall exactly as it was)"
-  "$binary" undo "$firewall_task" --by "demo operator" --format table
+  RUST_LOG=warn "$binary" undo "$firewall_task" --by "demo operator" --format table
   show_firewall
 }
 

@@ -583,7 +583,12 @@ impl Worker {
             .for_alert(task.alert.system_alert_id.as_str())
             .await?
             .into_iter()
-            .filter(|entry| entry.queue == Queue::Rotation && !rotation_settled(entry))
+            // A rotation still to run, or with a follow-up still due (disabling the old
+            // versions after the grace window), needs the vault reachable.
+            .filter(|entry| {
+                entry.queue == Queue::Rotation
+                    && (!rotation_settled(entry) || entry.follow_up.is_some())
+            })
             // A rotation not previewed yet names no vault: it may be this one's.
             .any(|entry| {
                 task.run_after.contains(&entry.message_id)

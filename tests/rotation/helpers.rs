@@ -23,6 +23,8 @@ use defender_responder::services::KeyVault;
 use serde_json::{json, Value};
 
 pub(crate) const PAYMENTS: &str = "kv-contoso-payments";
+/// Its ARM id.
+pub(crate) const PAYMENTS_VAULT_ID: &str = "/subscriptions/4a9d62b4-c70d-4263-9280-1c7fce8ab0e7/resourceGroups/rg-payments-prod/providers/Microsoft.KeyVault/vaults/kv-contoso-payments";
 pub(crate) const DB_PASSWORD: &str =
     "https://kv-contoso-payments.vault.azure.net/secrets/payments-db-password";
 pub(crate) const DB_OLD: &str = "0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5";
@@ -154,7 +156,9 @@ pub(crate) fn task_ending(parameters: Parameters, end: &str) -> Task {
         service: KeyVault::NAME,
         severity: Severity::High,
         status: AlertStatus::Active,
-        resource: "kv-contoso-payments".into(),
+        // The vault as the alert names it: the worker reads the alert back from Defender in
+        // the vault's subscription before any live rotation.
+        resource: PAYMENTS_VAULT_ID.into(),
         alert_uri: None,
     };
     let mut task = Task::new(&alert, parameters, &["KV-4a"], "test");

@@ -191,10 +191,14 @@ impl BlobLedger {
         match err.http_status() {
             // The identity lacks its role, or the container is missing: an operator fixes the
             // deployment; meanwhile every delivery is redelivered.
-            Some(
-                status @ (StatusCode::Unauthorized | StatusCode::Forbidden | StatusCode::NotFound),
-            ) => Error::configuration(format!(
-                "the intake ledger cannot {what} in {} (HTTP {status}; the app's identity needs Storage Blob Data Contributor on the container): {err}",
+            Some(status @ (StatusCode::Unauthorized | StatusCode::Forbidden)) => {
+                Error::configuration(format!(
+                    "the intake ledger cannot {what} in {} (HTTP {status}; the app's identity needs Storage Blob Data Contributor on the container): {err}",
+                    self.location
+                ))
+            }
+            Some(StatusCode::NotFound) => Error::configuration(format!(
+                "the intake ledger cannot {what} in {}: the container does not exist (HTTP 404; the deployment creates it): {err}",
                 self.location
             )),
             Some(status) => Error::transient(format!(
@@ -335,7 +339,10 @@ impl AlertLedger for BlobLedger {
                 if left.is_zero() {
                     return Err(Error::transient(format!(
                         "alert {system_alert_id} is being handled by another instance (its claim expires at {}); retry",
-                        claim.expires_at
+                        claim
+                            .expires_at
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
                     ))
                     .with_retry_after(Duration::from_secs(1)));
                 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,10 +71,11 @@ fn ledger_on(journal: &BlobJournal, container: Option<&str>) -> BlobLedger {
 }
 
 /// Stores tasks in an instance's embedded queues, counting every message id published, after
-/// a pause that widens any race.
+/// a pause that widens any race; the first `failures` publishes fail as a broker outage does.
 struct CountingPublisher {
     store: EmbeddedStore,
     pause: Duration,
+    failures: AtomicUsize,
     published: Arc<Mutex<HashMap<String, usize>>>,
 }
 
@@ -81,6 +83,13 @@ struct CountingPublisher {
 impl Publisher for CountingPublisher {
     async fn publish(&self, tasks: &[Task]) -> Result<(), Error> {
         tokio::time::sleep(self.pause).await;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::transient("the broker is unreachable (test)"));
+        }
         {
             let mut published = self.published.lock().unwrap();
             for task in tasks {
@@ -120,12 +129,24 @@ impl Instance {
         claim_wait: Duration,
         published: &Arc<Mutex<HashMap<String, usize>>>,
     ) -> Instance {
+        Self::failing(ledger, pause, claim_wait, published, 0).await
+    }
+
+    /// An instance whose first `failures` publishes fail.
+    async fn failing(
+        ledger: Arc<dyn AlertLedger>,
+        pause: Duration,
+        claim_wait: Duration,
+        published: &Arc<Mutex<HashMap<String, usize>>>,
+        failures: usize,
+    ) -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let store =
             EmbeddedStore::open(&dir.path().join("store.sqlite3"), QueueNames::default()).unwrap();
         let publisher = Arc::new(CountingPublisher {
             store: store.clone(),
             pause,
+            failures: AtomicUsize::new(failures),
             published: published.clone(),
         });
         let state = AppState::new(
@@ -280,6 +301,41 @@ async fn a_crashed_instances_claim_expires_and_the_next_delivery_plans() {
         (200, "duplicate".into()),
         "{reply}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publish_gives_the_claim_back_so_another_instance_plans_at_once() {
+    let journal = blob_journal().await;
+    let (event, _) = alert();
+    let published = Arc::new(Mutex::new(HashMap::new()));
+    let wait = Duration::from_millis(500);
+    let broken = Instance::failing(
+        Arc::new(ledger_on(&journal, None)),
+        Duration::ZERO,
+        wait,
+        &published,
+        1,
+    )
+    .await;
+    let healthy = Instance::start(
+        Arc::new(ledger_on(&journal, None)),
+        Duration::ZERO,
+        wait,
+        &published,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let (status, reply) = deliver(&client, &broken.url, &copy(&event, 1)).await;
+    assert_eq!(status, 503, "a failed publish is retryable: {reply}");
+    // The redelivery reaches the other instance, which need not wait out the claim.
+    let (status, reply) = deliver(&client, &healthy.url, &copy(&event, 2)).await;
+    assert_eq!(
+        (status, outcome(&reply)),
+        (200, "planned".into()),
+        "{reply}"
+    );
+    assert_eq!(broken.stored(), 0);
+    assert!(healthy.stored() > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

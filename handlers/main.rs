@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use defender_responder::adapters::identity;
 use defender_responder::adapters::{
-    EmbeddedStore, QueueOptions, ServiceBusPublisher, SharedPublisher,
+    EmbeddedStore, QueueOptions, ServiceBusPublisher, SharedLedger, SharedPublisher,
 };
 use defender_responder::approval::DecisionDesk;
 use defender_responder::azure::AzureClients;
@@ -138,9 +138,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    // The embedded store is always the ledger: each instance's duplicate memory. With Service
-    // Bus, the deterministic message ids and the queues' duplicate detection are what keep
-    // instances from publishing a task twice. The file is held exclusively while serving.
+    // The embedded store holds the local queues (and, locally, the ledger); the file is held
+    // exclusively while serving.
     let store = EmbeddedStore::open_with(
         &config.store_path,
         config.queue_names.clone(),
@@ -179,11 +178,22 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
         None => (store.clone(), None),
     };
+    // The intake ledger goes where the journal is: deployed (journal in Blob storage) every
+    // instance shares it in the journal's container and claims each alert there, so exactly
+    // one instance plans and publishes it; locally it is the embedded store, this process's own.
+    let (ledger, ledger_location): (SharedLedger, String) =
+        match config.workers.journal.open_ledger()? {
+            Some(blob) => {
+                let location = blob.location().to_string();
+                (Arc::new(blob), location)
+            }
+            None => (store.clone(), config.store_path.display().to_string()),
+        };
     let mut state = AppState::new(
         Pipeline::new(Registry::standard(), config.policy.clone())
             .with_claim_wait(config.limits.duplicate_wait),
         publisher.clone(),
-        store.clone(),
+        ledger.clone(),
     );
     if let Some(approvals) = &config.workers.approvals {
         let journal = config.workers.journal.open()?;
@@ -227,6 +237,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         store = %config.store_path.display(),
         dry_run = config.policy.dry_run,
         journal = %config.workers.journal.describe(),
+        ledger = ledger.name(),
+        ledger_location = %ledger_location,
         decision_links = config.workers.approvals.is_some(),
         webhook = config.workers.webhook.is_some(),
         header_timeout_s = config.limits.header_timeout.as_secs_f64(),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::adapters::{
-    shared_store, AlertCommit, AlertLedger, EmbeddedStore, LedgerEntry, SharedLedger,
+    shared_store, AlertCommit, EmbeddedStore, LedgerEntry, MemoryLedger, SharedLedger,
     SharedPublisher,
 };
 use crate::decode::{EventKind, InboundEvent};
@@ -165,11 +165,12 @@ impl Pipeline {
         &self.policy
     }
 
-    /// Decides what an event calls for, reading (never writing) the ledger.
+    /// Decides what an event calls for, reading (never writing) the in-memory ledger of the
+    /// offline paths (`plan`, samples, tests).
     pub fn assess(
         &self,
         event: &InboundEvent,
-        ledger: &dyn AlertLedger,
+        ledger: &MemoryLedger,
     ) -> Result<EventReport, Error> {
         let known = match &event.kind {
             EventKind::Alert(decoded) => ledger.lookup(&decoded.alert.system_alert_id)?,
@@ -348,7 +349,7 @@ impl Pipeline {
     }
 
     /// Records the outcome of a handled event, so a redelivery is recognised.
-    pub fn remember(&self, report: &EventReport, ledger: &dyn AlertLedger) -> Result<(), Error> {
+    pub fn remember(&self, report: &EventReport, ledger: &MemoryLedger) -> Result<(), Error> {
         match ledger_entry(report) {
             Some((id, status, planned)) => ledger.record(&id, status, planned),
             None => Ok(()),
@@ -382,6 +383,7 @@ impl Pipeline {
         ledger: SharedLedger,
         publisher: SharedPublisher,
     ) -> Result<EventReport, Error> {
+        let started = std::time::Instant::now();
         let _claim = match &event.kind {
             EventKind::Alert(decoded) => Some(
                 ledger
@@ -394,20 +396,32 @@ impl Pipeline {
         if let Some(store) = shared_store(ledger.as_ref(), publisher.as_ref()) {
             return self.handle_in_store(event, store.clone()).await;
         }
+        // A ledger shared by instances claims the alert there too, within what is left of the
+        // claim wait.
+        let known = match &event.kind {
+            EventKind::Alert(decoded) => {
+                let wait = self.claim_wait.saturating_sub(started.elapsed());
+                ledger
+                    .claim_and_lookup(&decoded.alert.system_alert_id, wait)
+                    .await?
+            }
+            _ => None,
+        };
         let report = {
-            let (pipeline, ledger) = (self.clone(), ledger.clone());
-            self.run_cpu(move || pipeline.assess(&event, ledger.as_ref()))
-                .await??
+            let pipeline = self.clone();
+            self.run_cpu(move || pipeline.assess_known(&event, known))
+                .await?
         };
         if !report.tasks.is_empty() {
-            publisher.publish(&report.tasks).await?;
+            if let Err(err) = publisher.publish(&report.tasks).await {
+                if let Some(alert) = &report.alert {
+                    ledger.release(&alert.system_alert_id).await;
+                }
+                return Err(err);
+            }
         }
         if let Some((id, status, planned)) = ledger_entry(&report) {
-            // A durable ledger write waits for its commit (an fsync): keep it off the async
-            // workers, or one slow disk stalls every other invocation on that worker.
-            tokio::task::spawn_blocking(move || ledger.record(&id, status, planned))
-                .await
-                .map_err(|err| Error::Transient(format!("ledger write did not finish: {err}")))??;
+            ledger.record(&id, status, planned).await?;
         }
         Ok(report)
     }

@@ -921,8 +921,9 @@ impl Publisher for EmbeddedStore {
     }
 }
 
-impl AlertLedger for EmbeddedStore {
-    fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
+impl EmbeddedStore {
+    /// What the ledger knows of an alert (a blocking read: call it off the async workers).
+    pub fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
         let row: Option<(String, bool)> = self.with_connection(|connection| {
             Ok(connection
                 .prepare_cached("SELECT status, planned FROM alerts WHERE system_alert_id = ?1")?
@@ -937,7 +938,9 @@ impl AlertLedger for EmbeddedStore {
         }))
     }
 
-    fn record(
+    /// Records an alert's latest status, durably (a blocking commit: call it off the async
+    /// workers); `planned` is sticky once true.
+    pub fn record(
         &self,
         system_alert_id: &str,
         status: AlertStatus,
@@ -950,9 +953,37 @@ impl AlertLedger for EmbeddedStore {
         })
         .map(|_| ())
     }
+}
+
+#[async_trait::async_trait]
+impl AlertLedger for EmbeddedStore {
+    async fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
+        let (store, id) = (self.clone(), system_alert_id.to_string());
+        tokio::task::spawn_blocking(move || EmbeddedStore::lookup(&store, &id))
+            .await
+            .map_err(|err| Error::Transient(format!("ledger read did not finish: {err}")))?
+    }
+
+    async fn record(
+        &self,
+        system_alert_id: &str,
+        status: AlertStatus,
+        planned: bool,
+    ) -> Result<(), Error> {
+        // A durable write waits for its commit (an fsync): keep it off the async workers, or
+        // one slow disk stalls every other invocation on that worker.
+        let (store, id) = (self.clone(), system_alert_id.to_string());
+        tokio::task::spawn_blocking(move || EmbeddedStore::record(&store, &id, status, planned))
+            .await
+            .map_err(|err| Error::Transient(format!("ledger write did not finish: {err}")))?
+    }
 
     fn claims(&self) -> &Claims {
         &self.inner.claims
+    }
+
+    fn name(&self) -> &'static str {
+        "embedded"
     }
 
     fn embedded_store(&self) -> Option<&EmbeddedStore> {

@@ -14,8 +14,9 @@ pub struct MemoryLedger {
     claims: Claims,
 }
 
-impl AlertLedger for MemoryLedger {
-    fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
+impl MemoryLedger {
+    /// What is known of an alert (the offline paths call this directly: nothing waits).
+    pub fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
         let entries = self
             .entries
             .lock()
@@ -23,7 +24,8 @@ impl AlertLedger for MemoryLedger {
         Ok(entries.get(system_alert_id).copied())
     }
 
-    fn record(
+    /// Records an alert's latest status; `planned` is sticky once true.
+    pub fn record(
         &self,
         system_alert_id: &str,
         status: AlertStatus,
@@ -40,8 +42,28 @@ impl AlertLedger for MemoryLedger {
         entry.planned |= planned;
         Ok(())
     }
+}
+
+#[async_trait::async_trait]
+impl AlertLedger for MemoryLedger {
+    async fn lookup(&self, system_alert_id: &str) -> Result<Option<LedgerEntry>, Error> {
+        MemoryLedger::lookup(self, system_alert_id)
+    }
+
+    async fn record(
+        &self,
+        system_alert_id: &str,
+        status: AlertStatus,
+        planned: bool,
+    ) -> Result<(), Error> {
+        MemoryLedger::record(self, system_alert_id, status, planned)
+    }
 
     fn claims(&self) -> &Claims {
         &self.claims
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
     }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use super::{Lookup, Setting};
 use crate::error::Error;
 
-/// Path of the embedded SQLite store (queues when no Service Bus is set, and the alert ledger).
+/// Path of the embedded SQLite store (queues when no Service Bus is set, and the alert ledger
+/// when the journal is not in Blob storage).
 pub const STORE_PATH: &str = "RESPONDER_STORE_PATH";
 /// The store path used when none is set.
 pub const DEFAULT_STORE_PATH: &str = ".responder/store.sqlite3";
@@ -14,7 +15,7 @@ pub const DEFAULT_STORE_PATH: &str = ".responder/store.sqlite3";
 pub(super) const SETTINGS: &[Setting] = &[Setting {
     name: STORE_PATH,
     default: DEFAULT_STORE_PATH,
-    description: "SQLite file of the embedded queues and the alert ledger.",
+    description: "SQLite file of the embedded queues and the alert ledger (the ledger is in the Blob journal's container when the journal is).",
 }];
 
 /// Where the embedded store lives.

@@ -4,9 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use azure_core::credentials::TokenCredential;
+use azure_core::http::ClientOptions;
 use url::Url;
 
 use super::Setting;
+use crate::adapters::BlobLedger;
 use crate::approval::{self, ApprovalSettings};
 use crate::error::Error;
 use crate::journal::{
@@ -82,6 +85,8 @@ pub enum JournalSettings {
     Blob {
         /// Endpoint, container and identity.
         settings: BlobJournalSettings,
+        /// The setting the endpoint came from (named in storage errors).
+        endpoint_setting: &'static str,
         /// Whether a managed identity endpoint is present (on Azure).
         on_platform: bool,
     },
@@ -97,6 +102,7 @@ impl JournalSettings {
             JournalSettings::Blob {
                 settings,
                 on_platform,
+                ..
             } => {
                 let credential =
                     crate::journal::storage_credential(*on_platform, settings.client_id.clone())?;
@@ -104,6 +110,51 @@ impl JournalSettings {
             }
         };
         Ok(Journal::new(store))
+    }
+
+    /// The intake ledger that goes with this journal: in the journal's Blob container, shared
+    /// by every instance, when the journal is in Blob storage; `None` when it is the embedded
+    /// SQLite journal (the embedded store is then the ledger, as it is each process's own).
+    pub fn open_ledger(&self) -> Result<Option<BlobLedger>, Error> {
+        let JournalSettings::Blob {
+            settings,
+            on_platform,
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        let credential =
+            crate::journal::storage_credential(*on_platform, settings.client_id.clone())?;
+        self.open_ledger_with(credential, None)
+    }
+
+    /// [`JournalSettings::open_ledger`] with the given credential and client options (tests
+    /// pass a transport that trusts a local certificate).
+    pub fn open_ledger_with(
+        &self,
+        credential: Arc<dyn TokenCredential>,
+        client_options: Option<ClientOptions>,
+    ) -> Result<Option<BlobLedger>, Error> {
+        let JournalSettings::Blob {
+            settings,
+            endpoint_setting,
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        // Storage errors name the settings an operator would check.
+        let location = format!(
+            "{endpoint_setting}={} and {JOURNAL_CONTAINER}={}",
+            settings.endpoint, settings.container
+        );
+        Ok(Some(BlobLedger::new(
+            settings,
+            location,
+            credential,
+            client_options,
+        )?))
     }
 
     /// A short description for the start-up log (no secrets).
@@ -273,6 +324,7 @@ fn journal_settings(
             container,
             client_id: get(JOURNAL_CLIENT_ID).or_else(|| get(HOST_CLIENT_ID)),
         },
+        endpoint_setting: name,
         on_platform,
     })
 }
@@ -316,11 +368,13 @@ mod tests {
         .unwrap();
         let JournalSettings::Blob {
             settings,
+            endpoint_setting,
             on_platform,
-        } = workers.journal
+        } = &workers.journal
         else {
             panic!("blob expected");
         };
+        assert_eq!(*endpoint_setting, HOST_ACCOUNT_NAME);
         assert_eq!(
             settings.endpoint.as_str(),
             "https://stresponder.blob.core.windows.net/"
@@ -331,6 +385,30 @@ mod tests {
         assert_eq!(
             settings.container_url().unwrap().as_str(),
             "https://stresponder.blob.core.windows.net/journal"
+        );
+    }
+
+    #[test]
+    fn the_ledger_follows_the_journal_and_names_the_setting_of_its_storage() {
+        assert!(settings(&[])
+            .unwrap()
+            .journal
+            .open_ledger()
+            .unwrap()
+            .is_none());
+        let workers = settings(&[
+            (HOST_BLOB_URI, "https://stresponder.blob.core.windows.net/"),
+            (JOURNAL_CONTAINER, "journal-a"),
+        ])
+        .unwrap();
+        let ledger = workers
+            .journal
+            .open_ledger()
+            .unwrap()
+            .expect("a Blob ledger");
+        assert_eq!(
+            ledger.location(),
+            "AzureWebJobsStorage__blobServiceUri=https://stresponder.blob.core.windows.net/ and RESPONDER_JOURNAL_CONTAINER=journal-a"
         );
     }
 

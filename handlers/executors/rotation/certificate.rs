@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{
-    bound_to_alert, carried_tags, current, foreign_step, lease_of, marked, not_found_refused,
-    saved_str, still_current, vault_of, wrong_parameters, FollowUp, FollowUpStep, MARKER_TAG,
-    REPLACES_TAG,
+    already_done, bound_to_alert, carried_tags, current, foreign_step, lease_of, marked,
+    not_found_refused, saved_str, still_current, vault_of, wrong_parameters, FollowUp,
+    FollowUpStep, MARKER_TAG, REPLACES_TAG,
 };
 use crate::azure::key_vault::{ObjectVersion, PendingCertificate, VaultClient};
 use crate::azure::Api;
@@ -121,19 +121,13 @@ impl Executor for RotateCertificate {
             .map_err(not_found_refused(certificate.as_str()))?;
         let leases = vec![lease_of(certificate.uri())];
         if let Some(done) = marked(&versions, task) {
-            return Ok(Preview {
-                change: Change::new(
-                    format!(
-                        "{} was already renewed by this task: version {} carries its marker",
-                        certificate.as_str(),
-                        done.version
-                    ),
-                    Vec::new(),
-                ),
-                prior_state: json!({"certificate": certificate.as_str(), "rotated_version": done.version, "current_version": done.tag(REPLACES_TAG)}),
+            return Ok(already_done(
+                "certificate",
+                certificate.as_str(),
+                "renewed",
+                done,
                 leases,
-                subscriptions: Vec::new(),
-            });
+            ));
         }
         let current = current(&versions, certificate.as_str())?;
         bound_to_alert(&current, versions_read, task, certificate.as_str())?;

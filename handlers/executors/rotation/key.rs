@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{
-    bound_to_alert, carried_tags, current, foreign_step, lease_of, marked, not_found_refused,
-    not_yet, reader_of, saved_str, still_current, vault_of, window_of, wrong_parameters, FollowUp,
-    FollowUpStep, MARKER_TAG, REPLACES_TAG, ROTATING_TAG,
+    already_done, bound_to_alert, carried_tags, current, foreign_step, lease_of, marked,
+    not_found_refused, not_yet, reader_of, saved_str, still_current, vault_of, window_of,
+    wrong_parameters, FollowUp, FollowUpStep, MARKER_TAG, REPLACES_TAG, ROTATING_TAG,
 };
 use crate::azure::key_vault::{ObjectVersion, VaultClient};
 use crate::azure::Api;
@@ -134,19 +134,7 @@ impl Executor for RotateKey {
             .map_err(not_found_refused(key.as_str()))?;
         let leases = vec![lease_of(key.uri())];
         if let Some(done) = marked(&versions, task) {
-            return Ok(Preview {
-                change: Change::new(
-                    format!(
-                        "{} was already rotated by this task: version {} carries its marker",
-                        key.as_str(),
-                        done.version
-                    ),
-                    Vec::new(),
-                ),
-                prior_state: json!({"key": key.as_str(), "rotated_version": done.version, "current_version": done.tag(REPLACES_TAG)}),
-                leases,
-                subscriptions: Vec::new(),
-            });
+            return Ok(already_done("key", key.as_str(), "rotated", done, leases));
         }
         let current = current(&versions, key.as_str())?;
         let interrupted = versions

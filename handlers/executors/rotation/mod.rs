@@ -241,6 +241,34 @@ pub(crate) fn marked<'v>(versions: &'v [ObjectVersion], task: &Task) -> Option<&
         .find(|v| v.tag(MARKER_TAG) == Some(task.message_id.as_str()))
 }
 
+/// The preview of a rotation a redelivery finds done (a version carries the task's marker):
+/// nothing more to send. `kind` names the object in the prior state (`secret`, `key`,
+/// `certificate`), `done_as` what was done to it (`rotated`, `renewed`).
+pub(crate) fn already_done(
+    kind: &str,
+    object: &str,
+    done_as: &str,
+    done: &ObjectVersion,
+    leases: Vec<String>,
+) -> super::Preview {
+    super::Preview {
+        change: super::Change::new(
+            format!(
+                "{object} was already {done_as} by this task: version {} carries its marker",
+                done.version
+            ),
+            Vec::new(),
+        ),
+        prior_state: serde_json::json!({
+            kind: object,
+            "rotated_version": done.version,
+            "current_version": done.tag(REPLACES_TAG),
+        }),
+        leases,
+        subscriptions: Vec::new(),
+    }
+}
+
 /// Unix seconds of an RFC 3339 time.
 pub(crate) fn unix_of(text: &str) -> Option<i64> {
     azure_core::time::parse_rfc3339(text)

@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use super::generator::{random_value, storage_key_name, substitute, Generator};
 use super::storage::{key_created, storage_keys, REGENERATE, STORAGE_API_VERSION};
 use super::{
-    bound_to_alert, carried_tags, current, lease_of, marked, not_found_refused, reader_of, saved,
-    saved_str, still_current, vault_of, window_of, wrong_parameters, MARKER_TAG, REPLACES_TAG,
+    already_done, bound_to_alert, carried_tags, current, lease_of, marked, not_found_refused,
+    reader_of, saved, saved_str, still_current, vault_of, window_of, wrong_parameters, MARKER_TAG,
+    REPLACES_TAG,
 };
 use crate::azure::key_vault::{ObjectVersion, SecretValue, VaultClient};
 use crate::azure::Api;
@@ -201,23 +202,13 @@ impl Executor for RotateSecret {
         let leases = vec![lease_of(secret.uri())];
         if let Some(done) = marked(&versions, task) {
             // A redelivery after the write: the rotation is done; nothing more to send.
-            return Ok(Preview {
-                change: Change::new(
-                    format!(
-                        "{} was already rotated by this task: version {} carries its marker",
-                        secret.as_str(),
-                        done.version
-                    ),
-                    Vec::new(),
-                ),
-                prior_state: json!({
-                    "secret": secret.as_str(),
-                    "rotated_version": done.version,
-                    "current_version": done.tag(REPLACES_TAG),
-                }),
+            return Ok(already_done(
+                "secret",
+                secret.as_str(),
+                "rotated",
+                done,
                 leases,
-                subscriptions: Vec::new(),
-            });
+            ));
         }
         let current = current(&versions, secret.as_str())?;
         bound_to_alert(&current, versions_read, task, secret.as_str())?;

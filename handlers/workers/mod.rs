@@ -562,16 +562,14 @@ impl Worker {
         }
     }
 
-    /// The context a task runs in: for an isolation task, the vaults of its alert whose
-    /// rotations are still to run (their firewall keeps the responder's own egress open).
+    /// The context a task runs in: for a vault's firewall, whether the alert's rotations of
+    /// that vault (or their follow-ups) are still due (the firewall then keeps the
+    /// responder's own egress open).
     async fn context_for(
         &self,
         task: &Task,
         context: &Arc<ExecutorContext>,
     ) -> Result<Arc<ExecutorContext>, Error> {
-        if task.queue != Queue::Isolation {
-            return Ok(context.clone());
-        }
         if task.action != Action::EnableKeyVaultFirewall {
             return Ok(context.clone());
         }

@@ -91,9 +91,13 @@ fn full_path(iterations: u64) {
         }
     });
     let queued: u64 = store.counts().expect("counts").iter().map(|(_, n)| n).sum();
+    let checkpoints = store.checkpoint_stats();
     println!(
-        "{iterations} alerts through the full path, {queued} tasks queued, {} bytes replied per alert",
-        reply_bytes / iterations.max(1) as usize
+        "{iterations} alerts through the full path, {queued} tasks queued, {} bytes replied per alert, {} checkpoints off the commit path ({} pages, longest {} µs)",
+        reply_bytes / iterations.max(1) as usize,
+        checkpoints.count,
+        checkpoints.pages,
+        checkpoints.longest_us
     );
     drop(app);
     let _ = std::fs::remove_dir_all(&dir);

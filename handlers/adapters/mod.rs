@@ -17,8 +17,8 @@ pub use crate::config::QueueNames;
 pub use blob_ledger::{BlobLedger, DEFAULT_CLAIM_TTL};
 pub use claims::{ClaimGuard, Claims};
 pub use embedded_store::{
-    AlertCommit, DeadLetteredMessage, EmbeddedStore, EncodedTasks, LockToken, QueueOptions,
-    ReceivedMessage, StoredMessage, MAX_DELIVERY_COUNT_EXCEEDED,
+    AlertCommit, CheckpointStats, DeadLetteredMessage, EmbeddedStore, EncodedTasks, LockToken,
+    QueueOptions, ReceivedMessage, StoredMessage, MAX_DELIVERY_COUNT_EXCEEDED,
 };
 pub use memory_ledger::MemoryLedger;
 pub use service_bus::{ServiceBusPublisher, ServiceBusSettings};

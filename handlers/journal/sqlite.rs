@@ -67,8 +67,20 @@ impl SqliteJournal {
         connection.busy_timeout(Duration::from_secs(10))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.execute_batch(SCHEMA)?;
-        add_follow_up_column(&connection)?;
+        // The whole schema in one transaction: one sync on a new journal instead of one per
+        // statement, none on an existing one.
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        let created = connection
+            .execute_batch(SCHEMA)
+            .map_err(JournalError::from)
+            .and_then(|()| add_follow_up_column(&connection));
+        match created {
+            Ok(()) => connection.execute_batch("COMMIT")?,
+            Err(err) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                return Err(err);
+            }
+        }
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             connection: Arc::new(Mutex::new(connection)),

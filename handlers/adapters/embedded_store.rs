@@ -1579,7 +1579,7 @@ mod tests {
         // The ledger and the message ids are what they were.
         assert!(store.lookup("sys-1").unwrap().unwrap().planned);
         assert_eq!(
-            store.enqueue(&[kept.clone()]).unwrap(),
+            store.enqueue(std::slice::from_ref(&kept)).unwrap(),
             0,
             "a known message id"
         );

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request as HttpRequest;
 use defender_responder::adapters::{EmbeddedStore, MemoryLedger, QueueNames};
-use defender_responder::decode::decode_event;
-use defender_responder::invoke::InvokeRequest;
+use defender_responder::decode::decode_event_json;
+use defender_responder::invoke::BorrowedInvokeRequest;
 use defender_responder::state::AppState;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -42,8 +42,9 @@ fn main() {
     let ledger = MemoryLedger::default();
     let mut tasks = 0;
     for _ in 0..iterations {
-        let request: InvokeRequest = serde_json::from_slice(black_box(&body)).expect("invocation");
-        let inbound = decode_event(request.binding("event").expect("binding"), 0);
+        // As `/DefenderAlert` reads it: the payload in place, the event decoded from it.
+        let request = BorrowedInvokeRequest::parse(black_box(&body)).expect("invocation");
+        let inbound = decode_event_json(request.binding("event").expect("binding"), 0);
         let report = pipeline.assess(&inbound, &ledger).expect("assess");
         tasks += black_box(report).tasks.len();
     }

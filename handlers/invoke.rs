@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::decode::JsonTree;
 use crate::error::{Error, ErrorKind};
 
 /// Largest invocation payload read (Service Bus Premium allows 100 MB messages; Event Grid
@@ -76,6 +77,41 @@ impl<M> InvokeRequest<M> {
     pub fn binding_as<T: DeserializeOwned>(&self, name: &str) -> Result<T, Error> {
         serde_json::from_value(self.binding_json(name)?)
             .map_err(|err| Error::bad_input(format!("Data.{name}: {err}")))
+    }
+}
+
+/// An [`InvokeRequest`] read in place: the bindings' strings borrow from the payload and the
+/// metadata is skipped unparsed. `DefenderAlert` reads its event this way: building the
+/// payload as `Value`s (and dropping them) cost more than decoding the event itself.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BorrowedInvokeRequest<'a> {
+    /// One entry per input binding, keyed by binding name.
+    #[serde(rename = "Data", alias = "data", default, borrow)]
+    pub data: BTreeMap<String, JsonTree<'a>>,
+    /// Trigger metadata, skipped.
+    #[serde(rename = "Metadata", alias = "metadata", default)]
+    pub metadata: IgnoredAny,
+}
+
+impl<'a> BorrowedInvokeRequest<'a> {
+    /// Parses a payload; the error is the reason [`Invocation`]'s extractor gives for one
+    /// that is not the host's shape.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, String> {
+        serde_json::from_slice(payload)
+            .map_err(|err| format!("invocation payload is not the host's JSON shape: {err}"))
+    }
+
+    /// The value of an input binding, found as [`InvokeRequest::binding`] finds it.
+    pub fn binding(&self, name: &str) -> Option<&JsonTree<'a>> {
+        self.data
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+            .or_else(|| {
+                (self.data.len() == 1)
+                    .then(|| self.data.values().next())
+                    .flatten()
+            })
     }
 }
 
@@ -296,10 +332,26 @@ impl<M> Invocation<M> {
     }
 }
 
-impl<S, M> FromRequest<S> for Invocation<M>
+/// One invocation with its payload unparsed, for a function that reads the payload in place
+/// ([`BorrowedInvokeRequest`]). Read (and refused) as [`Invocation`] reads it.
+#[derive(Clone, Debug)]
+pub struct RawInvocation {
+    /// The host's invocation id, `-` when absent (a hand-made request).
+    pub id: String,
+    /// The payload, at most [`MAX_INVOCATION_BYTES`].
+    pub payload: Bytes,
+}
+
+impl RawInvocation {
+    /// The tracing span of this invocation of `function`.
+    pub fn span(&self, function: &'static str) -> tracing::Span {
+        tracing::info_span!("invocation", function, invocation_id = %self.id)
+    }
+}
+
+impl<S> FromRequest<S> for RawInvocation
 where
     S: Send + Sync,
-    M: DeserializeOwned + Default + Send,
 {
     type Rejection = Response;
 
@@ -322,6 +374,20 @@ where
                 return Err(crate::functions::incomplete(reason))
             }
         };
+        Ok(RawInvocation { id, payload: bytes })
+    }
+}
+
+impl<S, M> FromRequest<S> for Invocation<M>
+where
+    S: Send + Sync,
+    M: DeserializeOwned + Default + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawInvocation { id, payload: bytes } =
+            RawInvocation::from_request(request, state).await?;
         let request = serde_json::from_slice(&bytes).map_err(|err| {
             reply(
                 "invocation",
@@ -339,9 +405,10 @@ where
 }
 
 /// `{"Outputs": …, "Logs": […], "ReturnValue": …}`: always a JSON object, even on failure,
-/// because the host waits forever on an empty 2xx body.
+/// because the host waits forever on an empty 2xx body. `R` is the type of `ReturnValue`: a
+/// `Value`, or a type serialised straight into the reply ([`reply_with`]).
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct InvokeResponse {
+pub struct InvokeResponse<R = Value> {
     /// Output bindings (none for the queues: tasks are published by the adapters).
     #[serde(rename = "Outputs")]
     pub outputs: Map<String, Value>,
@@ -350,7 +417,18 @@ pub struct InvokeResponse {
     pub logs: Vec<String>,
     /// The invocation's result.
     #[serde(rename = "ReturnValue")]
-    pub return_value: Value,
+    pub return_value: R,
+}
+
+impl<R> InvokeResponse<R> {
+    /// A success carrying `return_value`, of any serialisable type, and one log line.
+    pub fn with_return(log: impl Into<String>, return_value: R) -> Self {
+        InvokeResponse {
+            outputs: Map::new(),
+            logs: vec![log.into()],
+            return_value,
+        }
+    }
 }
 
 impl InvokeResponse {
@@ -386,6 +464,15 @@ impl InvokeResponse {
 /// and on stderr (the host drops the body of a non-2xx reply), and `Retry-After` when the
 /// error carries one. `subject` names what failed (e.g. `event <id>`).
 pub fn reply(subject: &str, result: Result<InvokeResponse, Error>) -> Response {
+    reply_with(subject, result)
+}
+
+/// [`reply`] of a response whose `ReturnValue` is any serialisable type: it is written into
+/// the reply in one pass, never built as a `Value` first.
+pub fn reply_with<R: Serialize>(
+    subject: &str,
+    result: Result<InvokeResponse<R>, Error>,
+) -> Response {
     match result {
         Ok(response) => (StatusCode::OK, Json(response)).into_response(),
         Err(err) => {

@@ -6,8 +6,8 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use defender_responder::decode::{decode_event, EventKind};
-use defender_responder::invoke::InvokeRequest;
+use defender_responder::decode::{decode_event_json, EventKind};
+use defender_responder::invoke::BorrowedInvokeRequest;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -59,11 +59,14 @@ async fn floor(body: Bytes) -> Json<Value> {
 
 /// Parses the invocation and decodes the event exactly as `/DefenderAlert` does; nothing more.
 async fn parse_only(body: Bytes) -> Json<Value> {
-    let request: InvokeRequest = match serde_json::from_slice(&body) {
+    let request = match BorrowedInvokeRequest::parse(&body) {
         Ok(request) => request,
         Err(_) => return Json(json!({"Outputs": {}, "Logs": ["bad"], "ReturnValue": null})),
     };
-    let kind = match request.binding("event").map(|event| decode_event(event, 0)) {
+    let kind = match request
+        .binding("event")
+        .map(|event| decode_event_json(event, 0))
+    {
         Some(event) => match event.kind {
             EventKind::Alert(_) => "alert",
             _ => "other",

@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::json::{describe, get, get_any, get_str, to_text};
+use super::tree::{JsonObject, JsonTree};
 use crate::domain::{AlertStatus, AzureResourceId, Entity, Guid, SecurityAlert, Severity};
 
 /// A decoded alert and what was wrong but survivable in it.
@@ -31,14 +32,14 @@ pub(crate) struct EnvelopeHints<'a> {
 
 /// Decodes an alert object. `Err` names the field that makes it undecodable.
 pub fn decode_alert(data: &Value) -> Result<DecodedAlert, String> {
-    decode_alert_with(data, &EnvelopeHints::default())
+    decode_alert_with(&JsonTree::from_value(data), &EnvelopeHints::default())
 }
 
 pub(crate) fn decode_alert_with(
-    data: &Value,
+    data: &JsonTree<'_>,
     hints: &EnvelopeHints<'_>,
 ) -> Result<DecodedAlert, String> {
-    let Value::Object(root) = data else {
+    let JsonTree::Object(root) = data else {
         return Err(format!(
             "data: expected an alert object, got {}",
             describe(data)
@@ -46,7 +47,7 @@ pub(crate) fn decode_alert_with(
     };
     // REST shape: { id, name, type, properties: {...} }; flat shape: the fields at the top.
     let (props, prefix) = match get(root, "properties") {
-        Some(Value::Object(properties))
+        Some(JsonTree::Object(properties))
             if get(properties, "alertType").is_some() || get(properties, "alertName").is_some() =>
         {
             (properties, "data.properties.")
@@ -56,7 +57,7 @@ pub(crate) fn decode_alert_with(
     let mut warnings = Vec::new();
 
     let alert_type = match get(props, "alertType") {
-        Some(Value::String(text)) if !text.trim().is_empty() => text.trim().to_string(),
+        Some(JsonTree::String(text)) if !text.trim().is_empty() => text.trim().to_string(),
         Some(other) => {
             return Err(format!(
                 "{prefix}alertType: expected the alert type name, got {}",
@@ -92,7 +93,7 @@ pub(crate) fn decode_alert_with(
 
     let severity = match get(props, "severity") {
         None => Severity::Unknown,
-        Some(Value::String(text)) => Severity::parse(text).unwrap_or_else(|| {
+        Some(JsonTree::String(text)) => Severity::parse(text).unwrap_or_else(|| {
             warnings.push(format!(
                 "{prefix}severity: unknown severity {text:?}; treated as Unknown"
             ));
@@ -109,7 +110,7 @@ pub(crate) fn decode_alert_with(
 
     let status = match get(props, "status") {
         None => AlertStatus::Active,
-        Some(Value::String(text)) => AlertStatus::parse(text).ok_or_else(|| {
+        Some(JsonTree::String(text)) => AlertStatus::parse(text).ok_or_else(|| {
             format!("{prefix}status: unknown status {text:?} (expected Active, New, InProgress, Resolved or Dismissed)")
         })?,
         Some(other) => {
@@ -121,10 +122,10 @@ pub(crate) fn decode_alert_with(
     };
 
     let intent = match get(props, "intent") {
-        Some(Value::String(text)) => split_list(text),
-        Some(Value::Array(items)) => items
+        Some(JsonTree::String(text)) => split_list(text),
+        Some(JsonTree::Array(items)) => items
             .iter()
-            .filter_map(Value::as_str)
+            .filter_map(JsonTree::as_str)
             .map(str::to_string)
             .collect(),
         Some(other) => {
@@ -155,7 +156,7 @@ pub(crate) fn decode_alert_with(
             }
         });
     let resource_identifiers = match get(props, "resourceIdentifiers") {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
+        Some(JsonTree::Array(items)) => items.iter().filter_map(JsonTree::as_object).collect(),
         Some(other) => {
             warnings.push(format!(
                 "{prefix}resourceIdentifiers: expected an array, got {}; ignored",
@@ -321,14 +322,14 @@ fn split_list(text: &str) -> Vec<String> {
 }
 
 fn decode_time(
-    props: &Map<String, Value>,
+    props: &JsonObject<'_>,
     key: &str,
     prefix: &str,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
     match get(props, key) {
-        Some(Value::String(text)) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
-        Some(Value::Number(number)) => {
+        Some(JsonTree::String(text)) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+        Some(JsonTree::Number(number)) => {
             warnings.push(format!(
                 "{prefix}{key}: expected an RFC 3339 time, got number {number}; kept as sent"
             ));
@@ -346,17 +347,17 @@ fn decode_time(
 }
 
 fn decode_text_list(
-    props: &Map<String, Value>,
+    props: &JsonObject<'_>,
     key: &str,
     prefix: &str,
     warnings: &mut Vec<String>,
 ) -> Vec<String> {
     match get(props, key) {
-        Some(Value::Array(items)) => items.iter().map(to_text).collect(),
+        Some(JsonTree::Array(items)) => items.iter().map(to_text).collect(),
         // The activity-log shape JSON-encodes lists into strings.
-        Some(Value::String(text)) => match serde_json::from_str::<Vec<String>>(text) {
+        Some(JsonTree::String(text)) => match serde_json::from_str::<Vec<String>>(text) {
             Ok(items) => items,
-            Err(_) => vec![text.clone()],
+            Err(_) => vec![text.to_string()],
         },
         Some(other) => {
             warnings.push(format!(
@@ -370,25 +371,25 @@ fn decode_text_list(
 }
 
 fn decode_extended_properties(
-    props: &Map<String, Value>,
+    props: &JsonObject<'_>,
     prefix: &str,
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     match get(props, "extendedProperties") {
-        Some(Value::Object(map)) => {
-            for (key, value) in map {
+        Some(JsonTree::Object(map)) => {
+            for (key, value) in map.iter() {
                 match value {
-                    Value::Null => {}
-                    Value::String(text) => {
-                        out.insert(key.clone(), text.clone());
+                    JsonTree::Null => {}
+                    JsonTree::String(text) => {
+                        out.insert(key.to_string(), text.to_string());
                     }
                     other => {
                         warnings.push(format!(
                             "{prefix}extendedProperties.{key}: expected text, got {}; kept as JSON text",
                             describe(other)
                         ));
-                        out.insert(key.clone(), other.to_string());
+                        out.insert(key.to_string(), other.to_string());
                     }
                 }
             }
@@ -403,13 +404,13 @@ fn decode_extended_properties(
 }
 
 fn decode_entities(
-    props: &Map<String, Value>,
+    props: &JsonObject<'_>,
     prefix: &str,
     warnings: &mut Vec<String>,
 ) -> Vec<Entity> {
-    let raw: Vec<&Map<String, Value>> = match get(props, "entities") {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
-        Some(Value::Object(single)) => {
+    let raw: Vec<&JsonObject<'_>> = match get(props, "entities") {
+        Some(JsonTree::Array(items)) => items.iter().filter_map(JsonTree::as_object).collect(),
+        Some(JsonTree::Object(single)) => {
             warnings.push(format!(
                 "{prefix}entities: expected an array, got a single object; read as a list of one"
             ));
@@ -425,8 +426,10 @@ fn decode_entities(
         None => Vec::new(),
     };
     // Entities reference each other with {"$ref": "n"} pointing at another's "$id".
-    let mut by_id: HashMap<String, &Map<String, Value>> = HashMap::new();
-    collect_ids(&raw, &mut by_id);
+    let mut by_id: HashMap<&str, &JsonObject<'_>> = HashMap::new();
+    for object in &raw {
+        collect_ids(object, &mut by_id);
+    }
     let mut entities = Vec::new();
     for object in raw {
         let resolved = match get_str(object, "$ref") {
@@ -450,44 +453,41 @@ fn decode_entities(
     entities
 }
 
-fn collect_ids<'a>(
-    objects: &[&'a Map<String, Value>],
-    by_id: &mut HashMap<String, &'a Map<String, Value>>,
+fn collect_ids<'o, 'j>(
+    object: &'o JsonObject<'j>,
+    by_id: &mut HashMap<&'o str, &'o JsonObject<'j>>,
 ) {
-    for object in objects {
-        if let Some(id) = get_str(object, "$id") {
-            by_id.insert(id.to_string(), object);
-        }
-        // Nested entities (an ip inside a host, say) may be referenced from elsewhere.
-        for value in object.values() {
-            match value {
-                Value::Object(inner) if get_str(inner, "$id").is_some() => {
-                    collect_ids(&[inner], by_id)
+    if let Some(id) = get_str(object, "$id") {
+        by_id.insert(id, object);
+    }
+    // Nested entities (an ip inside a host, say) may be referenced from elsewhere.
+    for value in object.values() {
+        match value {
+            JsonTree::Object(inner) if get_str(inner, "$id").is_some() => collect_ids(inner, by_id),
+            JsonTree::Array(items) => {
+                for inner in items
+                    .iter()
+                    .filter_map(JsonTree::as_object)
+                    .filter(|inner| get_str(inner, "$id").is_some())
+                {
+                    collect_ids(inner, by_id);
                 }
-                Value::Array(items) => {
-                    let inner: Vec<&Map<String, Value>> = items
-                        .iter()
-                        .filter_map(Value::as_object)
-                        .filter(|inner| get_str(inner, "$id").is_some())
-                        .collect();
-                    collect_ids(&inner, by_id);
-                }
-                _ => {}
             }
+            _ => {}
         }
     }
 }
 
-fn decode_entity(object: &Map<String, Value>) -> Option<Entity> {
+fn decode_entity(object: &JsonObject<'_>) -> Option<Entity> {
     let kind = get_str(object, "type")?.to_ascii_lowercase();
     let text = |key: &str| get_str(object, key).map(str::to_string);
     let entity = match kind.as_str() {
         "ip" => Entity::Ip {
             address: text("address")?,
             threat_names: match get(object, "threatIntelligence") {
-                Some(Value::Array(items)) => items
+                Some(JsonTree::Array(items)) => items
                     .iter()
-                    .filter_map(Value::as_object)
+                    .filter_map(JsonTree::as_object)
                     .filter_map(|item| {
                         get_str(item, "threatName").or_else(|| get_str(item, "threatType"))
                     })
@@ -513,20 +513,20 @@ fn decode_entity(object: &Map<String, Value>) -> Option<Entity> {
             domain_name: text("domainName")?,
             // Defender's schema misspells it `ipAdresses`; accept the correct spelling too.
             ip_addresses: match get_any(object, &["ipAdresses", "ipAddresses"]) {
-                Some(Value::Array(items)) => items
+                Some(JsonTree::Array(items)) => items
                     .iter()
                     .filter_map(|item| match item {
-                        Value::String(address) => Some(address.clone()),
-                        Value::Object(ip) => get_str(ip, "address").map(str::to_string),
+                        JsonTree::String(address) => Some(address.to_string()),
+                        JsonTree::Object(ip) => get_str(ip, "address").map(str::to_string),
                         _ => None,
                     })
                     .collect(),
-                Some(Value::String(list)) => split_list(list),
+                Some(JsonTree::String(list)) => split_list(list),
                 _ => Vec::new(),
             },
             host_ip_address: match get(object, "hostIpAddress") {
-                Some(Value::String(address)) => Some(address.clone()),
-                Some(Value::Object(ip)) => get_str(ip, "address").map(str::to_string),
+                Some(JsonTree::String(address)) => Some(address.to_string()),
+                Some(JsonTree::Object(ip)) => get_str(ip, "address").map(str::to_string),
                 _ => None,
             },
         },
@@ -536,9 +536,9 @@ fn decode_entity(object: &Map<String, Value>) -> Option<Entity> {
 }
 
 fn find_resource_id(
-    props: &Map<String, Value>,
-    root: &Map<String, Value>,
-    resource_identifiers: &[&Map<String, Value>],
+    props: &JsonObject<'_>,
+    root: &JsonObject<'_>,
+    resource_identifiers: &[&JsonObject<'_>],
     entities: &[Entity],
     extended: &BTreeMap<String, String>,
     hints: &EnvelopeHints<'_>,
@@ -589,10 +589,7 @@ fn find_resource_id(
         .or(from_envelope)
 }
 
-fn find_tenant_ids(
-    resource_identifiers: &[&Map<String, Value>],
-    entities: &[Entity],
-) -> Vec<String> {
+fn find_tenant_ids(resource_identifiers: &[&JsonObject<'_>], entities: &[Entity]) -> Vec<String> {
     let mut tenants: Vec<String> = Vec::new();
     let mut add = |tenant: &str| {
         let tenant = tenant.trim().to_ascii_lowercase();

@@ -1,9 +1,9 @@
 //! Case-insensitive access to JSON objects, and readable descriptions of JSON values for errors.
 
-use serde_json::{Map, Value};
+use super::tree::{JsonObject, JsonTree};
 
 /// Looks a key up exactly, then case-insensitively; `null` counts as absent.
-pub(crate) fn get<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub(crate) fn get<'o, 'a>(object: &'o JsonObject<'a>, key: &str) -> Option<&'o JsonTree<'a>> {
     let found = match object.get(key) {
         Some(value) => Some(value),
         None => object
@@ -15,35 +15,38 @@ pub(crate) fn get<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a V
 }
 
 /// The first of several keys present.
-pub(crate) fn get_any<'a>(object: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
+pub(crate) fn get_any<'o, 'a>(
+    object: &'o JsonObject<'a>,
+    keys: &[&str],
+) -> Option<&'o JsonTree<'a>> {
     keys.iter().find_map(|key| get(object, key))
 }
 
 /// A string value, trimmed and non-empty.
-pub(crate) fn get_str<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+pub(crate) fn get_str<'o>(object: &'o JsonObject<'_>, key: &str) -> Option<&'o str> {
     get(object, key)
-        .and_then(Value::as_str)
+        .and_then(JsonTree::as_str)
         .map(str::trim)
         .filter(|text| !text.is_empty())
 }
 
 /// Describes a value's kind for an error message ("number 2", "an object", ...).
-pub(crate) fn describe(value: &Value) -> String {
+pub(crate) fn describe(value: &JsonTree<'_>) -> String {
     match value {
-        Value::Null => "null".to_string(),
-        Value::Bool(flag) => format!("boolean {flag}"),
-        Value::Number(number) => format!("number {number}"),
-        Value::String(text) if text.chars().count() > 40 => "a long string".to_string(),
-        Value::String(text) => format!("string {text:?}"),
-        Value::Array(items) => format!("an array of {} items", items.len()),
-        Value::Object(_) => "an object".to_string(),
+        JsonTree::Null => "null".to_string(),
+        JsonTree::Bool(flag) => format!("boolean {flag}"),
+        JsonTree::Number(number) => format!("number {number}"),
+        JsonTree::String(text) if text.chars().count() > 40 => "a long string".to_string(),
+        JsonTree::String(text) => format!("string {:?}", text.as_ref()),
+        JsonTree::Array(items) => format!("an array of {} items", items.len()),
+        JsonTree::Object(_) => "an object".to_string(),
     }
 }
 
 /// A value as text: strings as they are, everything else as compact JSON.
-pub(crate) fn to_text(value: &Value) -> String {
+pub(crate) fn to_text(value: &JsonTree<'_>) -> String {
     match value {
-        Value::String(text) => text.clone(),
+        JsonTree::String(text) => text.to_string(),
         other => other.to_string(),
     }
 }

@@ -6,12 +6,14 @@
 mod alert;
 mod envelope;
 mod json;
+mod tree;
 
 pub use alert::{decode_alert, DecodedAlert};
 pub use envelope::{
-    decode_body, decode_delivery, decode_event, BodyError, EventKind, InboundEvent,
-    MAX_EVENTS_PER_DELIVERY, SUBSCRIPTION_VALIDATION,
+    decode_body, decode_delivery, decode_event, decode_event_json, BodyError, EventKind,
+    InboundEvent, MAX_EVENTS_PER_DELIVERY, SUBSCRIPTION_VALIDATION,
 };
+pub use tree::{JsonObject, JsonTree};
 
 /// Largest Event Grid event we accept (Event Grid's own limit is 1 MiB per event).
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;

@@ -5,17 +5,16 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{post, MethodRouter};
 use serde::Serialize;
-use serde_json::Value;
 use tracing::Instrument;
 
 use std::sync::Arc;
 
 use super::{bounded, REPLY_MAX_REASON_BYTES, REPLY_MAX_TASKS, REPLY_MAX_WARNINGS};
-use crate::decode::decode_event;
-use crate::domain::{Action, Queue, TaskStatus};
+use crate::decode::decode_event_json;
+use crate::domain::{Action, AlertStatus, Queue, ServiceName, Severity, TaskStatus};
 use crate::error::Error;
-use crate::invoke::{reply, Invocation, InvokeResponse};
-use crate::pipeline::{AlertSummary, EventReport, Outcome};
+use crate::invoke::{reply, reply_with, BorrowedInvokeRequest, InvokeResponse, RawInvocation};
+use crate::pipeline::{EventReport, Outcome};
 use crate::state::AppState;
 
 /// The route the host posts invocations of the `DefenderAlert` function to.
@@ -31,17 +30,19 @@ pub fn handler() -> MethodRouter<AppState> {
 }
 
 /// Handles one invocation: exactly one Event Grid event.
-pub async fn invoke(State(state): State<AppState>, invocation: Invocation) -> Response {
+pub async fn invoke(State(state): State<AppState>, invocation: RawInvocation) -> Response {
     let span = invocation.span(FUNCTION_NAME);
     async move {
-        let (request, bytes) = (invocation.request, invocation.bytes);
-        // Decoding a multi-megabyte event is CPU work: off the async workers.
+        let payload = invocation.payload;
+        // Decoding a multi-megabyte event is CPU work: off the async workers. The payload is
+        // read in place: the event is decoded from its text, never built as a `Value`.
         let decoded = state
             .pipeline
-            .run_cpu_sized(bytes, move || {
+            .run_cpu_sized(payload.len(), move || {
+                let request = BorrowedInvokeRequest::parse(&payload)?;
                 request
                     .binding(TRIGGER)
-                    .map(|event| decode_event(event, 0))
+                    .map(|event| decode_event_json(event, 0))
                     .ok_or_else(|| format!("invocation payload has no Data.{TRIGGER} binding"))
             })
             .await;
@@ -52,29 +53,46 @@ pub async fn invoke(State(state): State<AppState>, invocation: Invocation) -> Re
             Err(err) => return reply("invocation", Err(err)),
         };
         let subject = format!("event {}", event.event_id);
-        let result = state
+        let report = match state
             .pipeline
             .handle(event, &state.ledger, &state.publisher)
             .await
-            .map(|report| {
-                log_report(&report);
-                InvokeResponse::new(summary_line(&report), reply_value(&report))
-            });
-        reply(&subject, result)
+        {
+            Ok(report) => report,
+            Err(err) => return reply(&subject, Err(err)),
+        };
+        log_report(&report);
+        let response = InvokeResponse::with_return(summary_line(&report), reply_value(&report));
+        reply_with(&subject, Ok(response))
     }
     .instrument(span)
     .await
 }
 
+// The reply types are serialised straight into the reply. Their fields are in name order:
+// the bytes are those of the `serde_json::Value` (whose objects are sorted) that the reply
+// was once built as; a test compares the two.
+
 /// One task as a reply lists it: enough to find it on its queue (the message there is the
 /// whole task).
 #[derive(Serialize)]
 struct TaskLine<'a> {
+    action: Action,
     message_id: &'a str,
     queue: Queue,
-    action: Action,
     status: TaskStatus,
     target: &'a str,
+}
+
+/// The alert as a reply names it: the report's [`AlertSummary`](crate::pipeline::AlertSummary).
+#[derive(Serialize)]
+struct AlertLine<'a> {
+    alert_type: &'a str,
+    service: ServiceName,
+    severity: Severity,
+    simulated: bool,
+    status: AlertStatus,
+    system_alert_id: &'a str,
 }
 
 /// The `ReturnValue`: a summary of the event's report. The tasks themselves are on their
@@ -83,43 +101,49 @@ struct TaskLine<'a> {
 /// with `task_count` / `warning_count` for the whole.
 #[derive(Serialize)]
 struct ReplyValue<'a> {
+    alert: Option<AlertLine<'a>>,
     event_id: String,
     outcome: Outcome,
     reason: String,
-    alert: Option<&'a AlertSummary>,
-    tasks: Vec<TaskLine<'a>>,
     task_count: usize,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
-    warning_count: usize,
+    tasks: Vec<TaskLine<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     validation_code: Option<&'a str>,
+    warning_count: usize,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
-fn reply_value(report: &EventReport) -> Value {
-    let shown = ReplyValue {
+fn reply_value(report: &EventReport) -> ReplyValue<'_> {
+    ReplyValue {
+        alert: report.alert.as_ref().map(|alert| AlertLine {
+            alert_type: &alert.alert_type,
+            service: alert.service,
+            severity: alert.severity,
+            simulated: alert.simulated,
+            status: alert.status,
+            system_alert_id: &alert.system_alert_id,
+        }),
         event_id: bounded(&report.event_id, REPLY_MAX_REASON_BYTES),
         outcome: report.outcome,
         reason: bounded(&report.reason, REPLY_MAX_REASON_BYTES),
-        alert: report.alert.as_ref(),
+        task_count: report.tasks.len(),
         tasks: report
             .tasks
             .iter()
             .take(REPLY_MAX_TASKS)
             .map(|task| TaskLine {
+                action: task.action,
                 message_id: task.message_id.as_str(),
                 queue: task.queue,
-                action: task.action,
                 status: task.status,
                 target: &task.target,
             })
             .collect(),
-        task_count: report.tasks.len(),
-        warnings: &report.warnings[..report.warnings.len().min(REPLY_MAX_WARNINGS)],
-        warning_count: report.warnings.len(),
         validation_code: report.validation_code.as_deref(),
-    };
-    serde_json::to_value(&shown).unwrap_or(Value::Null)
+        warning_count: report.warnings.len(),
+        warnings: &report.warnings[..report.warnings.len().min(REPLY_MAX_WARNINGS)],
+    }
 }
 
 /// Logs one event's outcome in the project's log style.
@@ -151,4 +175,48 @@ pub(crate) fn summary_line(report: &EventReport) -> String {
         report.tasks.len(),
         bounded(&report.reason, REPLY_MAX_REASON_BYTES)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AlertRef, Task};
+    use crate::pipeline::AlertSummary;
+
+    #[test]
+    fn the_reply_value_has_the_bytes_of_the_value_it_was_once_built_as() {
+        let alert = AlertRef::sample("sys-1");
+        let planned = EventReport {
+            event_id: "e1".into(),
+            outcome: Outcome::Planned,
+            reason: "KV_UserAnomaly routed".into(),
+            alert: Some(AlertSummary {
+                alert_type: alert.alert_type.clone(),
+                system_alert_id: alert.system_alert_id.clone(),
+                service: alert.service,
+                severity: alert.severity,
+                status: alert.status,
+                simulated: false,
+            }),
+            tasks: vec![Task::notice(&alert, "kv", "why \"quoted\"")],
+            warnings: vec!["data.severity: odd".into()],
+            validation_code: Some("code".into()),
+        };
+        let rejected = EventReport {
+            event_id: "#0".into(),
+            outcome: Outcome::Rejected,
+            reason: "data is missing".into(),
+            alert: None,
+            tasks: Vec::new(),
+            warnings: Vec::new(),
+            validation_code: None,
+        };
+        for report in [planned, rejected] {
+            let direct = serde_json::to_string(&reply_value(&report)).unwrap();
+            let via_value = serde_json::to_value(reply_value(&report))
+                .unwrap()
+                .to_string();
+            assert_eq!(direct, via_value);
+        }
+    }
 }

@@ -132,14 +132,17 @@ pub fn step_covers(rule_step: &str, task_step: &str) -> bool {
 /// Only the antimalware scan runs automatically: it changes nothing an application depends
 /// on and its result is needed for every later decision. Everything else waits for a person.
 pub fn builtin_rules() -> Vec<AutomationRule> {
-    vec![AutomationRule {
-        action: Some(Action::RunAntimalwareScan),
-        step: None,
-        mode: Mode::Auto,
-        min_severity: None,
-        on_timeout: None,
-    }]
+    BUILTIN_RULES.to_vec()
 }
+
+/// [`builtin_rules`], built once (every containment task of every plan consults them).
+static BUILTIN_RULES: [AutomationRule; 1] = [AutomationRule {
+    action: Some(Action::RunAntimalwareScan),
+    step: None,
+    mode: Mode::Auto,
+    min_severity: None,
+    on_timeout: None,
+}];
 
 /// A security principal the organisation knows (a user, group, service principal or app).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -314,7 +317,6 @@ impl Policy {
 
     /// The mode for a containment task of an alert of `severity`, and the rule that decided.
     pub fn mode_for(&self, task: &Task, severity: Severity) -> (Mode, String) {
-        let builtin = builtin_rules();
         if let Some((index, rule)) = self
             .automation
             .iter()
@@ -323,7 +325,7 @@ impl Policy {
         {
             return (rule.mode_for(severity), format!("automation[{index}]"));
         }
-        if let Some(rule) = builtin.iter().find(|rule| rule.covers(task)) {
+        if let Some(rule) = BUILTIN_RULES.iter().find(|rule| rule.covers(task)) {
             return (rule.mode_for(severity), "built-in default".to_string());
         }
         (self.default_mode, "default_mode".to_string())
@@ -371,8 +373,9 @@ impl Policy {
         let simulated = alert.is_simulated();
         let own_doing = self.caused_by_self(alert);
         let tasks = plan.take_tasks();
-        let mut kept: Vec<Task> = Vec::with_capacity(tasks.len());
-        let mut pending: Vec<Task> = Vec::new();
+        let mut kept: Vec<Task> = Vec::with_capacity(tasks.len() + 1);
+        // Where in `kept` the tasks waiting for approval are (not copies of them).
+        let mut pending: Vec<usize> = Vec::new();
         let mut left_to_people: Vec<Task> = Vec::new();
         for mut task in tasks {
             if !task.queue.is_containment() {
@@ -401,14 +404,16 @@ impl Policy {
                 }
                 Mode::Approval => {
                     task.status = TaskStatus::PendingApproval;
-                    pending.push(task.clone());
+                    pending.push(kept.len());
                     kept.push(task);
                 }
                 Mode::NotifyOnly => left_to_people.push(task),
             }
         }
         if !pending.is_empty() || !left_to_people.is_empty() {
-            kept.push(self.decision_request(alert, &kept, &pending, &left_to_people));
+            let pending: Vec<&Task> = pending.iter().map(|&index| &kept[index]).collect();
+            let request = self.decision_request(alert, &kept, &pending, &left_to_people);
+            kept.push(request);
         }
         order_rotations_first(&mut kept);
         for task in kept {
@@ -420,15 +425,16 @@ impl Policy {
         &self,
         alert: &SecurityAlert,
         kept: &[Task],
-        pending: &[Task],
+        pending: &[&Task],
         left_to_people: &[Task],
     ) -> Task {
         let first = pending
             .first()
+            .copied()
             .or_else(|| left_to_people.first())
             .expect("called with at least one task");
         let mut steps: Vec<&str> = Vec::new();
-        for task in pending.iter().chain(left_to_people) {
+        for task in pending.iter().copied().chain(left_to_people) {
             for step in &task.steps {
                 if !steps.contains(&step.as_str()) {
                     steps.push(step);

@@ -1,5 +1,7 @@
 //! Defender for Key Vault alerts → playbook steps KV-1 … KV-4c.
 
+use std::cell::OnceCell;
+
 use super::facts::{self, Principal, VaultObject};
 use super::{owner_lookup, PlanInput, ServiceHandler};
 use crate::domain::catalog::{entry, CatalogEntry, Traits};
@@ -58,6 +60,20 @@ struct KvFacts {
     end: Option<String>,
     denied: bool,
     reads_shown: bool,
+    /// What [`principal_facts`] adds to each task, computed for the first and cloned after.
+    caller: OnceCell<CallerFacts>,
+}
+
+/// The caller's facts and the activity, as every task of the plan carries them.
+struct CallerFacts {
+    caller: String,
+    caller_ips: String,
+    object_id: String,
+    user_principal_name: String,
+    application_id: String,
+    application_name: &'static str,
+    tenant_id: String,
+    activity: Activity,
 }
 
 impl KvFacts {
@@ -118,6 +134,7 @@ impl KvFacts {
                 .or_else(|| alert.end_time.clone()),
             denied,
             reads_shown: accessed_listed || (read_counts > 0 && !signature_denied),
+            caller: OnceCell::new(),
         }
     }
 
@@ -231,36 +248,49 @@ fn source_in_tenant(
         .map(|tenant| policy.is_own_tenant(tenant))
 }
 
-fn principal_facts(task: Task, f: &KvFacts) -> Task {
-    let app = f
-        .principal
-        .app_id
-        .as_ref()
-        .map(|id| id.as_str().to_string())
-        .unwrap_or_default();
-    let app_name = facts::first_party_app(&app).unwrap_or_default();
-    task.fact("caller", f.principal.label())
-        .fact("caller_ips", f.caller_ips.join(", "))
-        .fact(
-            "object_id",
-            f.principal
+impl CallerFacts {
+    fn of(f: &KvFacts) -> Self {
+        let application_id = f
+            .principal
+            .app_id
+            .as_ref()
+            .map(|id| id.as_str().to_string())
+            .unwrap_or_default();
+        CallerFacts {
+            caller: f.principal.label(),
+            caller_ips: f.caller_ips.join(", "),
+            object_id: f
+                .principal
                 .object_id
                 .as_ref()
                 .map(|id| id.as_str().to_string())
                 .unwrap_or_default(),
-        )
-        .fact(
-            "user_principal_name",
-            f.principal.upn.clone().unwrap_or_default(),
-        )
-        .fact("application_id", app)
-        .fact("application_name", app_name)
-        .fact(
-            "tenant_id",
-            f.principal.tenant_id.clone().unwrap_or_default(),
-        )
-        .fact("vault", f.vault_label.clone())
-        .activity(f.activity())
+            user_principal_name: f.principal.upn.clone().unwrap_or_default(),
+            application_name: facts::first_party_app(&application_id).unwrap_or_default(),
+            application_id,
+            tenant_id: f.principal.tenant_id.clone().unwrap_or_default(),
+            activity: f.activity(),
+        }
+    }
+}
+
+/// The caller's facts (notification tasks) and the activity (every task).
+fn principal_facts(task: Task, f: &KvFacts) -> Task {
+    let caller = f.caller.get_or_init(|| CallerFacts::of(f));
+    // Containment tasks carry no facts (`Task::fact` skips them): nothing to copy.
+    let task = if task.queue.is_containment() {
+        task
+    } else {
+        task.fact("caller", caller.caller.as_str())
+            .fact("caller_ips", caller.caller_ips.as_str())
+            .fact("object_id", caller.object_id.as_str())
+            .fact("user_principal_name", caller.user_principal_name.as_str())
+            .fact("application_id", caller.application_id.as_str())
+            .fact("application_name", caller.application_name)
+            .fact("tenant_id", caller.tenant_id.as_str())
+            .fact("vault", f.vault_label.as_str())
+    };
+    task.activity(caller.activity.clone())
 }
 
 /// KV-1: contact the owner (always: the vault owner hears of every alert on the vault).

@@ -878,6 +878,30 @@ impl EmbeddedStore {
         })
     }
 
+    /// Completes several received messages in one transaction (one fsync): as [`Self::complete`]
+    /// for each; every message whose lock is still held is completed, and the first whose lock
+    /// was lost is then reported as the error.
+    pub fn complete_all(&self, tokens: &[LockToken]) -> Result<(), Error> {
+        self.with_connection(|connection| {
+            let transaction = connection.transaction()?;
+            let now = now_ms();
+            let mut lost = None;
+            for token in tokens {
+                let completed = transaction
+                    .prepare_cached(
+                        "UPDATE messages SET completed_at = ?2, lock_token = NULL, locked_until = 0
+                         WHERE lock_token = ?1 AND locked_until > ?2",
+                    )?
+                    .execute(params![token.as_str(), now])?;
+                if completed == 0 && lost.is_none() {
+                    lost = Some(token);
+                }
+            }
+            transaction.commit()?;
+            lost.map_or(Ok(()), |token| Err(lock_lost(token)))
+        })
+    }
+
     /// Gives a received message back: visible again after `delay` (zero: at once), or
     /// dead-lettered when it has been delivered the maximum number of times.
     pub fn abandon(&self, token: &LockToken, delay: Duration) -> Result<(), Error> {
@@ -1434,6 +1458,24 @@ mod tests {
             store.complete(&second[0].lock_token).is_err(),
             "completing twice fails"
         );
+    }
+
+    #[test]
+    fn complete_all_completes_every_held_message_and_reports_a_lost_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path(), QueueOptions::default());
+        store.enqueue(&[task("a"), task("b"), task("c")]).unwrap();
+        let got = store.receive(Queue::Rotation, 3, LONG).unwrap();
+        store.complete(&got[0].lock_token).unwrap();
+        let tokens: Vec<LockToken> = got.iter().map(|m| m.lock_token.clone()).collect();
+        let err = store.complete_all(&tokens).unwrap_err();
+        assert!(err.to_string().contains("is not held"), "{err}");
+        assert!(store.receive(Queue::Rotation, 10, LONG).unwrap().is_empty());
+        assert!(
+            store.complete(&got[2].lock_token).is_err(),
+            "the held ones were completed all the same"
+        );
+        store.complete_all(&[]).unwrap();
     }
 
     #[test]

@@ -85,7 +85,16 @@ impl HeldLease {
     }
 
     /// Stops renewing and gives the lease back.
-    pub async fn release(mut self) -> Result<(), JournalError> {
+    pub async fn release(self) -> Result<(), JournalError> {
+        let store = self.store.clone();
+        let lease = self.stop().await?;
+        store.release_lease(&lease).await
+    }
+
+    /// Stops renewing and hands the lease over, still held, to be given back in a write of its
+    /// own ([`crate::journal::Journal::finish_releasing`]); [`JournalError::LeaseLost`] when
+    /// a renewal failed.
+    pub async fn stop(mut self) -> Result<Lease, JournalError> {
         let _ = self.stop.send(true);
         if let Some(renewer) = self.renewer.take() {
             let _ = renewer.await;
@@ -94,7 +103,7 @@ impl HeldLease {
         if self.is_lost() {
             return Err(JournalError::LeaseLost(lease.resource));
         }
-        self.store.release_lease(&lease).await
+        Ok(lease)
     }
 }
 

@@ -139,6 +139,37 @@ pub trait JournalStore: Send + Sync {
         entry: &JournalEntry,
         expected: &Version,
     ) -> Result<Option<Version>, JournalError>;
+    /// Reads the entry of a task, applies `update` to it and stores the result if no other
+    /// writer changed the entry in between ([`Updated::Conflict`] when one did: nothing
+    /// written). An error from `update` writes nothing. The default is [`JournalStore::load`]
+    /// then [`JournalStore::replace`]; a store that can read and write in one step (SQLite: one
+    /// transaction, one trip off the async threads) does so.
+    async fn update(&self, id: &MessageId, update: EntryUpdate) -> Result<Updated, JournalError> {
+        let (entry, version) = self
+            .load(id)
+            .await?
+            .ok_or_else(|| JournalError::NotFound(id.clone()))?;
+        let entry = update(entry)?;
+        Ok(match self.replace(&entry, &version).await? {
+            Some(_) => Updated::Written(entry),
+            None => Updated::Conflict(entry),
+        })
+    }
+    /// [`JournalStore::update`], giving `leases` back when the entry is written (SQLite: in the
+    /// same transaction). Nothing is given back when nothing is written. The default updates,
+    /// then releases each lease; a lease that cannot be released is logged (it lapses).
+    async fn update_releasing(
+        &self,
+        id: &MessageId,
+        update: EntryUpdate,
+        leases: &[Lease],
+    ) -> Result<Updated, JournalError> {
+        let updated = self.update(id, update).await?;
+        if let Updated::Written(_) = &updated {
+            release_each(self, leases).await;
+        }
+        Ok(updated)
+    }
     /// Every entry of an alert, oldest first.
     async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError>;
     /// The most recently changed entries, newest first.
@@ -165,6 +196,30 @@ pub trait JournalStore: Send + Sync {
     async fn renew_lease(&self, lease: &Lease) -> Result<Lease, JournalError>;
     /// Gives a lease back; releasing a lease already lost is [`JournalError::LeaseLost`].
     async fn release_lease(&self, lease: &Lease) -> Result<(), JournalError>;
+}
+
+/// Gives each lease back on its own, logging those that cannot be (they lapse by themselves).
+async fn release_each<S: JournalStore + ?Sized>(store: &S, leases: &[Lease]) {
+    for lease in leases {
+        if let Err(err) = store.release_lease(lease).await {
+            tracing::warn!(resource = %lease.resource, error = %err, "lease release failed; it lapses by itself");
+        }
+    }
+}
+
+/// How [`JournalStore::update`] changes an entry: the stored entry in, the entry to store in
+/// its place out (or an error: nothing is written). Called again after a lost race.
+pub type EntryUpdate =
+    Arc<dyn Fn(JournalEntry) -> Result<JournalEntry, JournalError> + Send + Sync + 'static>;
+
+/// What [`JournalStore::update`] did.
+#[derive(Clone, Debug)]
+pub enum Updated {
+    /// The entry is stored as updated.
+    Written(JournalEntry),
+    /// Another writer changed the entry between the read and the write, or so the storage
+    /// answered (see [`Journal::landed`]): the entry that was to be written.
+    Conflict(JournalEntry),
 }
 
 /// The states [`JournalStore::in_state`] finds: those the sweeper acts on.
@@ -284,6 +339,61 @@ impl Journal {
         }
     }
 
+    /// [`Journal::receive`] for a task its worker runs at once: a first delivery is recorded
+    /// already claimed for the run (`received`, then `running`, both in its history) in one
+    /// write, as [`Journal::begin_run`] right after [`Journal::receive`] would leave it. A
+    /// redelivery finds the entry as it is, not claimed: the caller goes on as after
+    /// [`Journal::receive`]. The second value tells whether the run is claimed.
+    pub async fn receive_claiming_run(
+        &self,
+        task: &Task,
+        actor: &str,
+    ) -> Result<(Received, bool), JournalError> {
+        let now = OffsetDateTime::now_utc();
+        let received = JournalEntry::received(task, actor, now);
+        let entry = moved(
+            received.clone(),
+            &task.message_id,
+            TaskState::Running,
+            actor,
+            &claim_run(self.run_timeout, actor.to_string()),
+        )?;
+        if self.store.create(&entry).await?.is_some() {
+            log_transition(&entry, None, TaskState::Received, actor);
+            log_transition(&entry, Some(TaskState::Received), TaskState::Running, actor);
+            return Ok((
+                Received {
+                    entry,
+                    first_time: true,
+                },
+                true,
+            ));
+        }
+        let (stored, _) = self
+            .store
+            .load(&task.message_id)
+            .await?
+            .ok_or_else(|| JournalError::NotFound(task.message_id.clone()))?;
+        // A retried create whose first attempt landed finds this very entry, claimed.
+        let landed = stored.write_id == entry.write_id;
+        if landed {
+            log_transition(&stored, None, TaskState::Received, actor);
+            log_transition(
+                &stored,
+                Some(TaskState::Received),
+                TaskState::Running,
+                actor,
+            );
+        }
+        Ok((
+            Received {
+                entry: stored,
+                first_time: landed,
+            },
+            landed,
+        ))
+    }
+
     /// The entry of one task.
     pub async fn get(&self, id: &MessageId) -> Result<Option<JournalEntry>, JournalError> {
         Ok(self.store.load(id).await?.map(|(entry, _)| entry))
@@ -387,34 +497,8 @@ impl Journal {
         id: &MessageId,
         actor: &str,
     ) -> Result<JournalEntry, JournalError> {
-        let run_timeout = self.run_timeout;
-        let actor_owned = actor.to_string();
-        self.transition(id, TaskState::Running, actor, move |entry, now| {
-            if entry.state == TaskState::Failed && entry.retryable != Some(true) {
-                // A permanent failure was acknowledged; a stray duplicate must not run it again.
-                return Err(JournalError::IllegalTransition {
-                    message_id: entry.message_id.clone(),
-                    from: TaskState::Failed,
-                    to: TaskState::Running,
-                });
-            }
-            if entry.state == TaskState::Running {
-                let started = entry.run_started_at.unwrap_or(entry.updated_at);
-                if now - started < run_timeout {
-                    return Err(JournalError::IllegalTransition {
-                        message_id: entry.message_id.clone(),
-                        from: TaskState::Running,
-                        to: TaskState::Running,
-                    });
-                }
-            }
-            entry.attempts += 1;
-            entry.run_started_at = Some(now);
-            entry.run_by = Some(actor_owned.clone());
-            entry.error = None;
-            Ok(())
-        })
-        .await
+        let claim = claim_run(self.run_timeout, actor.to_string());
+        self.transition(id, TaskState::Running, actor, claim).await
     }
 
     /// Saves what the running task is about to change: the state before the change (for
@@ -452,11 +536,26 @@ impl Journal {
         follow_up: Option<ScheduledFollowUp>,
         actor: &str,
     ) -> Result<JournalEntry, JournalError> {
+        self.finish_releasing(id, outcome, follow_up, Vec::new(), actor)
+            .await
+    }
+
+    /// [`Journal::finish_scheduling`], giving the run's `leases` back (stopped, still held:
+    /// [`HeldLease::stop`]) in the same write; when the entry cannot be written they are
+    /// given back on their own.
+    pub async fn finish_releasing(
+        &self,
+        id: &MessageId,
+        outcome: RunOutcome,
+        follow_up: Option<ScheduledFollowUp>,
+        leases: Vec<Lease>,
+        actor: &str,
+    ) -> Result<JournalEntry, JournalError> {
         let to = match &outcome {
             RunOutcome::Done { .. } => TaskState::Done,
             RunOutcome::Failed { .. } => TaskState::Failed,
         };
-        self.transition(id, to, actor, move |entry, _| {
+        let finish = move |entry: &mut JournalEntry, _| {
             match &outcome {
                 RunOutcome::Done {
                     result,
@@ -474,8 +573,9 @@ impl Journal {
                 }
             }
             Ok(())
-        })
-        .await
+        };
+        self.transition_releasing(id, to, actor, finish, leases)
+            .await
     }
 
     /// A task no executor carries out yet: recorded, never silently dropped.
@@ -589,59 +689,95 @@ impl Journal {
         id: &MessageId,
         expected: TaskState,
         to: TaskState,
-        mutate: impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>,
+        mutate: impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>
+            + Send
+            + Sync
+            + 'static,
     ) -> Result<JournalEntry, JournalError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let (mut entry, version) = self
-                .store
-                .load(id)
-                .await?
-                .ok_or_else(|| JournalError::NotFound(id.clone()))?;
-            if entry.state != expected {
-                return Err(JournalError::IllegalTransition {
-                    message_id: id.clone(),
-                    from: entry.state,
-                    to,
-                });
-            }
-            let now = OffsetDateTime::now_utc();
-            mutate(&mut entry, now)?;
-            entry.updated_at = now;
-            entry.write_id = uuid::Uuid::new_v4().to_string();
-            if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {
-                return Ok(entry);
-            }
-        }
-        Err(JournalError::Contended(id.clone()))
+        let id_owned = id.clone();
+        self.update(
+            id,
+            Arc::new(move |mut entry: JournalEntry| {
+                if entry.state != expected {
+                    return Err(JournalError::IllegalTransition {
+                        message_id: id_owned.clone(),
+                        from: entry.state,
+                        to,
+                    });
+                }
+                let now = OffsetDateTime::now_utc();
+                mutate(&mut entry, now)?;
+                entry.updated_at = now;
+                entry.write_id = uuid::Uuid::new_v4().to_string();
+                Ok(entry)
+            }),
+        )
+        .await
     }
 
     /// Applies `mutate` to a `running` entry without changing its state.
     async fn update_running(
         &self,
         id: &MessageId,
-        mutate: impl Fn(&mut JournalEntry),
+        mutate: impl Fn(&mut JournalEntry) + Send + Sync + 'static,
     ) -> Result<JournalEntry, JournalError> {
+        self.update_in(
+            id,
+            TaskState::Running,
+            TaskState::Running,
+            move |entry, _| {
+                mutate(entry);
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// One read-modify-write through [`JournalStore::update`], re-read and re-decided after a
+    /// lost race (up to [`CAS_ATTEMPTS`] times).
+    async fn update(
+        &self,
+        id: &MessageId,
+        update: EntryUpdate,
+    ) -> Result<JournalEntry, JournalError> {
+        self.update_releasing(id, update, Vec::new()).await
+    }
+
+    /// [`Journal::update`], giving `leases` back in the write that lands (or on their own when
+    /// none does).
+    async fn update_releasing(
+        &self,
+        id: &MessageId,
+        update: EntryUpdate,
+        leases: Vec<Lease>,
+    ) -> Result<JournalEntry, JournalError> {
+        let mut result = Err(JournalError::Contended(id.clone()));
         for _ in 0..CAS_ATTEMPTS {
-            let (mut entry, version) = self
+            match self
                 .store
-                .load(id)
-                .await?
-                .ok_or_else(|| JournalError::NotFound(id.clone()))?;
-            if entry.state != TaskState::Running {
-                return Err(JournalError::IllegalTransition {
-                    message_id: id.clone(),
-                    from: entry.state,
-                    to: TaskState::Running,
-                });
-            }
-            mutate(&mut entry);
-            entry.updated_at = OffsetDateTime::now_utc();
-            entry.write_id = uuid::Uuid::new_v4().to_string();
-            if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {
-                return Ok(entry);
+                .update_releasing(id, update.clone(), &leases)
+                .await
+            {
+                Ok(Updated::Written(entry)) => return Ok(entry),
+                Ok(Updated::Conflict(entry)) => match self.landed(&entry).await {
+                    Ok(true) => {
+                        result = Ok(entry);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        result = Err(err);
+                        break;
+                    }
+                },
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
             }
         }
-        Err(JournalError::Contended(id.clone()))
+        release_each(self.store.as_ref(), &leases).await;
+        result
     }
 
     /// After a refused conditional write: whether the stored entry is exactly the one this
@@ -664,41 +800,107 @@ impl Journal {
         id: &MessageId,
         to: TaskState,
         actor: &str,
-        mutate: impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>,
+        mutate: impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>
+            + Send
+            + Sync
+            + 'static,
     ) -> Result<JournalEntry, JournalError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let (mut entry, version) = self
-                .store
-                .load(id)
-                .await?
-                .ok_or_else(|| JournalError::NotFound(id.clone()))?;
-            let from = entry.state;
-            if !from.may_become(to) {
+        self.transition_releasing(id, to, actor, mutate, Vec::new())
+            .await
+    }
+
+    /// [`Journal::transition`], giving `leases` back in the same write.
+    async fn transition_releasing(
+        &self,
+        id: &MessageId,
+        to: TaskState,
+        actor: &str,
+        mutate: impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>
+            + Send
+            + Sync
+            + 'static,
+        leases: Vec<Lease>,
+    ) -> Result<JournalEntry, JournalError> {
+        let id_owned = id.clone();
+        let actor_owned = actor.to_string();
+        let entry = self
+            .update_releasing(
+                id,
+                Arc::new(move |entry: JournalEntry| {
+                    moved(entry, &id_owned, to, &actor_owned, &mutate)
+                }),
+                leases,
+            )
+            .await?;
+        let from = entry.history.last().and_then(|event| event.from);
+        log_transition(&entry, from, to, actor);
+        Ok(entry)
+    }
+}
+
+/// What [`Journal::begin_run`] changes in an entry it claims, refusing a run that may not
+/// start (failed for good, or running and not timed out).
+fn claim_run(
+    run_timeout: Duration,
+    actor: String,
+) -> impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError> + Send + Sync + 'static
+{
+    move |entry, now| {
+        if entry.state == TaskState::Failed && entry.retryable != Some(true) {
+            // A permanent failure was acknowledged; a stray duplicate must not run it again.
+            return Err(JournalError::IllegalTransition {
+                message_id: entry.message_id.clone(),
+                from: TaskState::Failed,
+                to: TaskState::Running,
+            });
+        }
+        if entry.state == TaskState::Running {
+            let started = entry.run_started_at.unwrap_or(entry.updated_at);
+            if now - started < run_timeout {
                 return Err(JournalError::IllegalTransition {
-                    message_id: id.clone(),
-                    from,
-                    to,
+                    message_id: entry.message_id.clone(),
+                    from: TaskState::Running,
+                    to: TaskState::Running,
                 });
             }
-            let now = OffsetDateTime::now_utc();
-            mutate(&mut entry, now)?;
-            entry.state = to;
-            entry.updated_at = now;
-            entry.history.push(HistoryEvent {
-                at: now,
-                from: Some(from),
-                to,
-                actor: actor.to_string(),
-                note: None,
-            });
-            entry.write_id = uuid::Uuid::new_v4().to_string();
-            if self.store.replace(&entry, &version).await?.is_some() || self.landed(&entry).await? {
-                log_transition(&entry, Some(from), to, actor);
-                return Ok(entry);
-            }
         }
-        Err(JournalError::Contended(id.clone()))
+        entry.attempts += 1;
+        entry.run_started_at = Some(now);
+        entry.run_by = Some(actor.clone());
+        entry.error = None;
+        Ok(())
     }
+}
+
+/// `entry` moved to `to` by `actor` with `mutate` applied, if its state allows it.
+fn moved(
+    mut entry: JournalEntry,
+    id: &MessageId,
+    to: TaskState,
+    actor: &str,
+    mutate: &impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>,
+) -> Result<JournalEntry, JournalError> {
+    let from = entry.state;
+    if !from.may_become(to) {
+        return Err(JournalError::IllegalTransition {
+            message_id: id.clone(),
+            from,
+            to,
+        });
+    }
+    let now = OffsetDateTime::now_utc();
+    mutate(&mut entry, now)?;
+    entry.state = to;
+    entry.updated_at = now;
+    entry.history.push(HistoryEvent {
+        at: now,
+        from: Some(from),
+        to,
+        actor: actor.to_string(),
+        note: None,
+    });
+    entry.write_id = uuid::Uuid::new_v4().to_string();
+    Ok(entry)
 }
 
 /// The structured log event of a transition (Application Insights receives it as a trace

@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
-use super::{JournalEntry, JournalError, JournalStore, Lease, TaskState, Version};
+use super::{
+    EntryUpdate, JournalEntry, JournalError, JournalStore, Lease, TaskState, Updated, Version,
+};
 use crate::domain::MessageId;
 
 const SCHEMA: &str = "
@@ -95,14 +97,14 @@ impl SqliteJournal {
     /// Runs `work` on the connection off the async worker threads.
     async fn with<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T, JournalError> + Send + 'static,
     ) -> Result<T, JournalError> {
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = connection
+            let mut connection = connection
                 .lock()
                 .map_err(|_| JournalError::Storage("the journal connection is poisoned".into()))?;
-            work(&connection)
+            work(&mut connection)
         })
         .await
         .map_err(|err| JournalError::Storage(format!("journal worker: {err}")))?
@@ -134,9 +136,56 @@ fn entries(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<JournalEntry>, JournalError> {
-    let mut statement = connection.prepare(sql)?;
+    let mut statement = connection.prepare_cached(sql)?;
     let rows = statement.query_map(params, |row| row.get::<_, String>(0))?;
     rows.map(|row| from_json(&row?)).collect()
+}
+
+const INSERT: &str = "INSERT INTO journal (message_id, system_alert_id, state, version, received_at, updated_at, entry, follow_up_due)
+     VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7) ON CONFLICT (message_id) DO NOTHING";
+
+/// The entry of a task and its version.
+fn load(
+    connection: &Connection,
+    id: &MessageId,
+) -> Result<Option<(JournalEntry, i64)>, JournalError> {
+    let row: Option<(String, i64)> = connection
+        .prepare_cached("SELECT entry, version FROM journal WHERE message_id = ?1")?
+        .query_row([id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    row.map(|(text, version)| Ok((from_json(&text)?, version)))
+        .transpose()
+}
+
+/// Replaces an entry (encoded as `json`) if its version is still `expected`; whether it did.
+fn replace(
+    connection: &Connection,
+    entry: &JournalEntry,
+    json: &str,
+    expected: i64,
+) -> Result<bool, JournalError> {
+    let changed = connection
+        .prepare_cached(
+            "UPDATE journal SET state = ?1, version = version + 1, updated_at = ?2, entry = ?3,
+                 follow_up_due = ?6
+             WHERE message_id = ?4 AND version = ?5",
+        )?
+        .execute(params![
+            entry.state.as_str(),
+            stamp(entry.updated_at),
+            json,
+            entry.message_id.as_str(),
+            expected,
+            entry.follow_up_due()
+        ])?;
+    Ok(changed == 1)
+}
+
+/// Deletes a lease if it is still the one given; how many rows went (0 or 1).
+fn release(connection: &Connection, lease: &Lease) -> Result<usize, JournalError> {
+    Ok(connection
+        .prepare_cached("DELETE FROM journal_leases WHERE resource = ?1 AND lease_id = ?2")?
+        .execute(params![lease.resource, lease.lease_id])?)
 }
 
 fn to_json(entry: &JournalEntry) -> Result<String, JournalError> {
@@ -168,19 +217,15 @@ impl JournalStore for SqliteJournal {
         let json = to_json(entry)?;
         let entry = entry.clone();
         self.with(move |connection| {
-            let inserted = connection.execute(
-                "INSERT INTO journal (message_id, system_alert_id, state, version, received_at, updated_at, entry, follow_up_due)
-                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7) ON CONFLICT (message_id) DO NOTHING",
-                params![
-                    entry.message_id.as_str(),
-                    entry.system_alert_id,
-                    entry.state.as_str(),
-                    stamp(entry.received_at),
-                    stamp(entry.updated_at),
-                    json,
-                    entry.follow_up_due()
-                ],
-            )?;
+            let inserted = connection.prepare_cached(INSERT)?.execute(params![
+                entry.message_id.as_str(),
+                entry.system_alert_id,
+                entry.state.as_str(),
+                stamp(entry.received_at),
+                stamp(entry.updated_at),
+                json,
+                entry.follow_up_due()
+            ])?;
             Ok((inserted == 1).then(|| Version("1".into())))
         })
         .await
@@ -189,14 +234,8 @@ impl JournalStore for SqliteJournal {
     async fn load(&self, id: &MessageId) -> Result<Option<(JournalEntry, Version)>, JournalError> {
         let id = id.clone();
         self.with(move |connection| {
-            let row: Option<(String, i64)> = connection
-                .query_row(
-                    "SELECT entry, version FROM journal WHERE message_id = ?1",
-                    [id.as_str()],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            row.map(|(text, version)| Ok((from_json(&text)?, Version(version.to_string()))))
+            load(connection, &id)?
+                .map(|(entry, version)| Ok((entry, Version(version.to_string()))))
                 .transpose()
         })
         .await
@@ -214,20 +253,44 @@ impl JournalStore for SqliteJournal {
             .parse()
             .map_err(|_| JournalError::Storage(format!("not a SQLite version: {expected}")))?;
         self.with(move |connection| {
-            let changed = connection.execute(
-                "UPDATE journal SET state = ?1, version = version + 1, updated_at = ?2, entry = ?3,
-                     follow_up_due = ?6
-                 WHERE message_id = ?4 AND version = ?5",
-                params![
-                    entry.state.as_str(),
-                    stamp(entry.updated_at),
-                    json,
-                    entry.message_id.as_str(),
-                    expected,
-                    entry.follow_up_due()
-                ],
-            )?;
-            Ok((changed == 1).then(|| Version((expected + 1).to_string())))
+            let changed = replace(connection, &entry, &json, expected)?;
+            Ok(changed.then(|| Version((expected + 1).to_string())))
+        })
+        .await
+    }
+
+    async fn update(&self, id: &MessageId, update: EntryUpdate) -> Result<Updated, JournalError> {
+        self.update_releasing(id, update, &[]).await
+    }
+
+    async fn update_releasing(
+        &self,
+        id: &MessageId,
+        update: EntryUpdate,
+        leases: &[Lease],
+    ) -> Result<Updated, JournalError> {
+        let id = id.clone();
+        let leases = leases.to_vec();
+        self.with(move |connection| {
+            // IMMEDIATE: the write lock first, so no other writer can slip in between the
+            // read and the write (a deferred read would fail to upgrade if one did).
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (entry, version) =
+                load(&transaction, &id)?.ok_or_else(|| JournalError::NotFound(id.clone()))?;
+            let entry = update(entry)?;
+            let json = to_json(&entry)?;
+            if !replace(&transaction, &entry, &json, version)? {
+                return Ok(Updated::Conflict(entry));
+            }
+            for lease in &leases {
+                // A lease lost since (lapsed and taken) is someone else's now: left alone.
+                if release(&transaction, lease)? == 0 {
+                    tracing::warn!(resource = %lease.resource, "lease release failed; it was lost");
+                }
+            }
+            transaction.commit()?;
+            Ok(Updated::Written(entry))
         })
         .await
     }
@@ -235,7 +298,7 @@ impl JournalStore for SqliteJournal {
     async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
         let alert = system_alert_id.to_string();
         self.with(move |connection| {
-            let mut statement = connection.prepare(
+            let mut statement = connection.prepare_cached(
                 "SELECT entry FROM journal WHERE system_alert_id = ?1 ORDER BY received_at, message_id",
             )?;
             let rows = statement.query_map([alert], |row| row.get::<_, String>(0))?;
@@ -247,7 +310,7 @@ impl JournalStore for SqliteJournal {
     async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |connection| {
-            let mut statement = connection.prepare(
+            let mut statement = connection.prepare_cached(
                 "SELECT entry FROM journal ORDER BY updated_at DESC, message_id LIMIT ?1",
             )?;
             let rows = statement.query_map([limit], |row| row.get::<_, String>(0))?;
@@ -309,13 +372,14 @@ impl JournalStore for SqliteJournal {
         let row = lease.clone();
         self.with(move |connection| {
             // Insert, or take over a lapsed lease; a live one is left alone (0 rows changed).
-            let changed = connection.execute(
-                "INSERT INTO journal_leases (resource, lease_id, holder, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (resource) DO UPDATE SET lease_id = excluded.lease_id,
-                     holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
-                 WHERE journal_leases.expires_at_ms <= ?5",
-                params![row.resource, row.lease_id, row.holder, unix_ms(row.expires_at), unix_ms(now)],
-            )?;
+            let changed = connection
+                .prepare_cached(
+                    "INSERT INTO journal_leases (resource, lease_id, holder, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (resource) DO UPDATE SET lease_id = excluded.lease_id,
+                         holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
+                     WHERE journal_leases.expires_at_ms <= ?5",
+                )?
+                .execute(params![row.resource, row.lease_id, row.holder, unix_ms(row.expires_at), unix_ms(now)])?;
             Ok((changed == 1).then_some(row))
         })
         .await
@@ -329,10 +393,11 @@ impl JournalStore for SqliteJournal {
         let changed = self
             .with(move |connection| {
                 // A lapsed lease nobody took since is still ours to renew (as with Blob leases).
-                Ok(connection.execute(
-                    "UPDATE journal_leases SET expires_at_ms = ?1 WHERE resource = ?2 AND lease_id = ?3",
-                    params![unix_ms(row.expires_at), row.resource, row.lease_id],
-                )?)
+                Ok(connection
+                    .prepare_cached(
+                        "UPDATE journal_leases SET expires_at_ms = ?1 WHERE resource = ?2 AND lease_id = ?3",
+                    )?
+                    .execute(params![unix_ms(row.expires_at), row.resource, row.lease_id])?)
             })
             .await?;
         if changed == 1 {
@@ -345,12 +410,7 @@ impl JournalStore for SqliteJournal {
     async fn release_lease(&self, lease: &Lease) -> Result<(), JournalError> {
         let row = lease.clone();
         let changed = self
-            .with(move |connection| {
-                Ok(connection.execute(
-                    "DELETE FROM journal_leases WHERE resource = ?1 AND lease_id = ?2",
-                    params![row.resource, row.lease_id],
-                )?)
-            })
+            .with(move |connection| release(connection, &row))
             .await?;
         if changed == 1 {
             Ok(())

@@ -526,3 +526,114 @@ async fn a_held_lease_is_renewed_until_released() {
         .unwrap()
         .is_some());
 }
+
+#[tokio::test]
+async fn a_first_delivery_is_recorded_claimed_in_one_write_and_a_redelivery_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let task = task("kv-claimed");
+    let (received, claimed) = journal.receive_claiming_run(&task, "w").await.unwrap();
+    assert!(claimed && received.first_time);
+    let stored = journal.get(&task.message_id).await.unwrap().unwrap();
+    assert_eq!(stored, received.entry);
+    assert_eq!(stored.state, TaskState::Running);
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.run_by.as_deref(), Some("w"));
+    let states: Vec<_> = stored.history.iter().map(|e| (e.from, e.to)).collect();
+    assert_eq!(
+        states,
+        [
+            (None, TaskState::Received),
+            (Some(TaskState::Received), TaskState::Running)
+        ]
+    );
+
+    // A redelivery finds the claimed entry and claims nothing; the run cannot be taken.
+    let (again, claimed) = journal.receive_claiming_run(&task, "v").await.unwrap();
+    assert!(!claimed && !again.first_time);
+    assert_eq!(again.entry, stored);
+    let err = journal.begin_run(&task.message_id, "v").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JournalError::IllegalTransition {
+                from: TaskState::Running,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_finished_with_its_leases_gives_them_back_in_the_same_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let task = task("kv-leased");
+    journal.receive_claiming_run(&task, "w").await.unwrap();
+    let ttl = Duration::from_secs(60);
+    let held = journal
+        .hold_lease("/subscriptions/s/kv-leased", "w", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = held.stop().await.unwrap();
+    // Stopped, not released: still held.
+    assert!(journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv-leased", "other", ttl)
+        .await
+        .unwrap()
+        .is_none());
+    let done = journal
+        .finish_releasing(
+            &task.message_id,
+            RunOutcome::Done {
+                result: json!({"ok": true}),
+                verification: json!({}),
+            },
+            None,
+            vec![lease.clone()],
+            "w",
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Done);
+    assert!(journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv-leased", "other", ttl)
+        .await
+        .unwrap()
+        .is_some());
+
+    // A refused finish (the task is done already) still gives its leases back.
+    let other = journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv-second", "w", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = journal
+        .finish_releasing(
+            &task.message_id,
+            RunOutcome::Done {
+                result: json!({}),
+                verification: json!({}),
+            },
+            None,
+            vec![other],
+            "w",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, JournalError::IllegalTransition { .. }),
+        "{err}"
+    );
+    assert!(journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv-second", "third", ttl)
+        .await
+        .unwrap()
+        .is_some());
+}

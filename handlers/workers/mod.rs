@@ -364,10 +364,25 @@ impl Worker {
         let (id, approved_delivery) = journal_id(&task);
         task.message_id = id.clone();
         let actor = self.actor(task.queue);
-        let received = self.journal.receive(&task, &actor).await?;
-        let entry = received.entry;
+        // A ready task this worker carries out with nothing to wait for: its first delivery is
+        // recorded already claimed for the run, one journal write where there would be two.
+        let runs_at_once = task.queue != Queue::Notification
+            && task.status != TaskStatus::PendingApproval
+            && task.run_after.is_empty()
+            && self.executor(&task).is_some();
+        let (entry, claimed) = if runs_at_once {
+            let (received, claimed) = self.journal.receive_claiming_run(&task, &actor).await?;
+            (received.entry, claimed)
+        } else {
+            (self.journal.receive(&task, &actor).await?.entry, false)
+        };
         if task.queue == Queue::Notification {
             return self.notify(&task, &actor).await;
+        }
+        if let (true, Some((executor, context))) = (claimed, self.executor(&task)) {
+            return self
+                .run_claimed(&task, &entry, &actor, executor, context)
+                .await;
         }
         match entry.state {
             TaskState::Received if task.status == TaskStatus::PendingApproval => {
@@ -436,6 +451,22 @@ impl Worker {
         if let Err(err) = self.journal.begin_run(id, actor).await {
             return already_moved_on(err, id);
         }
+        self.run_claimed(task, entry, actor, executor, context)
+            .await
+    }
+
+    /// The rest of [`Worker::run`] once the run is claimed in the journal (`entry` is the task's
+    /// entry before the claim, or the claimed entry itself when it was recorded claimed).
+    async fn run_claimed(
+        &self,
+        task: &Task,
+        entry: &JournalEntry,
+        actor: &str,
+        executor: Arc<dyn Executor>,
+        context: Arc<ExecutorContext>,
+    ) -> Result<Settlement, Error> {
+        let id = &task.message_id;
+        let dry_run = task.dry_run || self.dry_run;
         let context = self.context_for(task, &context).await?;
         let preview = match executor.preview(task, &context).await {
             Ok(preview) => preview,
@@ -518,11 +549,20 @@ impl Worker {
         }
         .await;
         let lost = leases.iter().any(|lease| lease.is_lost());
-        release(leases).await;
-        match outcome {
+        let outcome = match outcome {
             Ok((applied, verification)) if verification.passed() && !lost => {
+                // Done: the leases are given back in the same write that records it.
+                let mut held = Vec::new();
+                for lease in leases {
+                    match lease.stop().await {
+                        Ok(lease) => held.push(lease),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "lease release failed; it lapses by itself")
+                        }
+                    }
+                }
                 self.journal
-                    .finish_scheduling(
+                    .finish_releasing(
                         id,
                         RunOutcome::Done {
                             result: serde_json::to_value(&applied).unwrap_or(Value::Null),
@@ -530,12 +570,17 @@ impl Worker {
                                 .unwrap_or(Value::Null),
                         },
                         follow_ups::scheduled(task, &applied),
+                        held,
                         actor,
                     )
                     .await?;
                 self.announce_done(task).await;
-                Ok(Settlement::complete(format!("task {id} done and verified")))
+                return Ok(Settlement::complete(format!("task {id} done and verified")));
             }
+            other => other,
+        };
+        release(leases).await;
+        match outcome {
             Ok((_, verification)) if !verification.passed() => {
                 let failed: Vec<String> = verification
                     .failures()

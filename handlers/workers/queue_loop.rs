@@ -3,13 +3,13 @@
 //! `serve`, and one drain of every queue for `work --once`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{Settlement, Worker};
-use crate::adapters::{EmbeddedStore, ReceivedMessage};
+use crate::adapters::{EmbeddedStore, LockToken, ReceivedMessage};
 use crate::domain::Queue;
 use crate::error::Error;
 
@@ -19,6 +19,11 @@ pub const LOCK: Duration = Duration::from_secs(7 * 60);
 
 /// How many messages one receive takes.
 const BATCH: usize = 8;
+
+/// How long a processed message may wait for the batch's other messages before it is
+/// completed: completions are committed together (one fsync for the batch), but never kept
+/// waiting long under the lock.
+const COMPLETE_WITHIN: Duration = Duration::from_secs(30);
 
 /// The order a drain visits the queues in: containment first, so a decision request finds the
 /// changes of its pending tasks recorded; rotations before isolation, so a vault's firewall
@@ -81,9 +86,18 @@ impl EmbeddedWorkers {
             if batch.is_empty() {
                 return Ok(report);
             }
+            // Messages done with, completed together once the batch is through (or when the
+            // first has waited `COMPLETE_WITHIN`): each one's outcome is durable in the journal
+            // already, so a crash before the completion only redelivers what is recorded done.
+            let mut done = Completions::default();
             for message in batch {
-                report.add(self.settle(queue, message).await?);
+                let settled = self.settle(queue, message, &mut done).await;
+                if settled.is_err() || done.due() {
+                    done.flush(&self.store).await?;
+                }
+                report.add(settled?);
             }
+            done.flush(&self.store).await?;
         }
     }
 
@@ -128,7 +142,12 @@ impl EmbeddedWorkers {
         }
     }
 
-    async fn settle(&self, queue: Queue, received: ReceivedMessage) -> Result<DrainReport, Error> {
+    async fn settle(
+        &self,
+        queue: Queue,
+        received: ReceivedMessage,
+        done: &mut Completions,
+    ) -> Result<DrainReport, Error> {
         let mut report = DrainReport::default();
         let id = received.message.message_id.clone();
         let body: Value = serde_json::from_str(&received.message.body)
@@ -143,7 +162,7 @@ impl EmbeddedWorkers {
         );
         match settlement {
             Settlement::Complete { .. } => {
-                blocking(move || store.complete(&token)).await?;
+                done.add(token);
                 report.completed += 1;
             }
             Settlement::Retry { after, .. } => {
@@ -158,6 +177,35 @@ impl EmbeddedWorkers {
         }
         report.outcomes.push(line);
         Ok(report)
+    }
+}
+
+/// Lock tokens of processed messages waiting to be completed in one transaction.
+#[derive(Default)]
+struct Completions {
+    tokens: Vec<LockToken>,
+    since: Option<Instant>,
+}
+
+impl Completions {
+    fn add(&mut self, token: LockToken) {
+        self.since.get_or_insert_with(Instant::now);
+        self.tokens.push(token);
+    }
+
+    fn due(&self) -> bool {
+        self.since
+            .is_some_and(|since| since.elapsed() >= COMPLETE_WITHIN)
+    }
+
+    async fn flush(&mut self, store: &EmbeddedStore) -> Result<(), Error> {
+        self.since = None;
+        let tokens = std::mem::take(&mut self.tokens);
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let store = store.clone();
+        blocking(move || store.complete_all(&tokens)).await
     }
 }
 

@@ -155,9 +155,12 @@ mod tests {
             times.push(handle.await.unwrap());
         }
         times.sort();
-        for pair in times.windows(2) {
-            assert!(pair[1] - pair[0] >= Duration::from_millis(39), "{times:?}");
+        // The n-th turn is booked n intervals after the first, which is no earlier than
+        // `start`. A busy machine only wakes a caller later than its turn, never earlier, so
+        // this holds under load, where gaps between wake-ups can shrink.
+        for (turn, woke) in times.iter().enumerate() {
+            let earliest = Duration::from_millis(40) * turn as u32;
+            assert!(*woke - start >= earliest, "turn {turn}: {times:?}");
         }
-        assert!(times[3] - start >= Duration::from_millis(119));
     }
 }

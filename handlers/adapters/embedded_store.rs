@@ -887,12 +887,16 @@ impl EmbeddedStore {
             let now = now_ms();
             let mut lost = None;
             for token in tokens {
-                let completed = transaction
-                    .prepare_cached(
-                        "UPDATE messages SET completed_at = ?2, lock_token = NULL, locked_until = 0
-                         WHERE lock_token = ?1 AND locked_until > ?2",
-                    )?
-                    .execute(params![token.as_str(), now])?;
+                // By row (the token names it), like `complete`: there is no lock-token index.
+                let completed = match token.seq() {
+                    Some(seq) => transaction
+                        .prepare_cached(
+                            "UPDATE messages SET completed_at = ?3, lock_token = NULL, locked_until = 0
+                             WHERE seq = ?1 AND lock_token = ?2 AND locked_until > ?3",
+                        )?
+                        .execute(params![seq, token.as_str(), now])?,
+                    None => 0,
+                };
                 if completed == 0 && lost.is_none() {
                     lost = Some(token);
                 }

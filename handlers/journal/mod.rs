@@ -312,31 +312,11 @@ impl Journal {
     /// changes nothing.
     pub async fn receive(&self, task: &Task, actor: &str) -> Result<Received, JournalError> {
         let entry = JournalEntry::received(task, actor, OffsetDateTime::now_utc());
-        match self.store.create(&entry).await? {
-            Some(_) => {
-                log_transition(&entry, None, TaskState::Received, actor);
-                Ok(Received {
-                    entry,
-                    first_time: true,
-                })
-            }
-            None => {
-                let (stored, _) = self
-                    .store
-                    .load(&task.message_id)
-                    .await?
-                    .ok_or_else(|| JournalError::NotFound(task.message_id.clone()))?;
-                // A retried create whose first attempt landed finds this very entry.
-                let first_time = stored.write_id == entry.write_id;
-                if first_time {
-                    log_transition(&stored, None, TaskState::Received, actor);
-                }
-                Ok(Received {
-                    entry: stored,
-                    first_time,
-                })
-            }
+        let (entry, first_time) = self.create_or_load(entry).await?;
+        if first_time {
+            log_transition(&entry, None, TaskState::Received, actor);
         }
+        Ok(Received { entry, first_time })
     }
 
     /// [`Journal::receive`] for a task its worker runs at once: a first delivery is recorded
@@ -352,46 +332,42 @@ impl Journal {
         let now = OffsetDateTime::now_utc();
         let received = JournalEntry::received(task, actor, now);
         let entry = moved(
-            received.clone(),
+            received,
             &task.message_id,
             TaskState::Running,
             actor,
             &claim_run(self.run_timeout, actor.to_string()),
         )?;
-        if self.store.create(&entry).await?.is_some() {
+        let (entry, landed) = self.create_or_load(entry).await?;
+        if landed {
             log_transition(&entry, None, TaskState::Received, actor);
             log_transition(&entry, Some(TaskState::Received), TaskState::Running, actor);
-            return Ok((
-                Received {
-                    entry,
-                    first_time: true,
-                },
-                true,
-            ));
-        }
-        let (stored, _) = self
-            .store
-            .load(&task.message_id)
-            .await?
-            .ok_or_else(|| JournalError::NotFound(task.message_id.clone()))?;
-        // A retried create whose first attempt landed finds this very entry, claimed.
-        let landed = stored.write_id == entry.write_id;
-        if landed {
-            log_transition(&stored, None, TaskState::Received, actor);
-            log_transition(
-                &stored,
-                Some(TaskState::Received),
-                TaskState::Running,
-                actor,
-            );
         }
         Ok((
             Received {
-                entry: stored,
+                entry,
                 first_time: landed,
             },
             landed,
         ))
+    }
+
+    /// Creates `entry`, or loads the entry already there. The flag is true when the stored
+    /// entry is `entry`: created now, or by a retried create whose first attempt landed.
+    async fn create_or_load(
+        &self,
+        entry: JournalEntry,
+    ) -> Result<(JournalEntry, bool), JournalError> {
+        if self.store.create(&entry).await?.is_some() {
+            return Ok((entry, true));
+        }
+        let (stored, _) = self
+            .store
+            .load(&entry.message_id)
+            .await?
+            .ok_or_else(|| JournalError::NotFound(entry.message_id.clone()))?;
+        let landed = stored.write_id == entry.write_id;
+        Ok((stored, landed))
     }
 
     /// The entry of one task.

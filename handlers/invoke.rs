@@ -51,15 +51,7 @@ impl<M> InvokeRequest<M> {
     /// The value of an input binding, case-insensitively. When the payload holds exactly one
     /// binding under another name, that one (function.json may name it differently).
     pub fn binding(&self, name: &str) -> Option<&Value> {
-        self.data
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
-            .or_else(|| {
-                (self.data.len() == 1)
-                    .then(|| self.data.values().next())
-                    .flatten()
-            })
+        find_binding(&self.data, name)
     }
 
     /// The JSON value of an input binding: an object or array as it is, a JSON string holding
@@ -103,16 +95,26 @@ impl<'a> BorrowedInvokeRequest<'a> {
 
     /// The value of an input binding, found as [`InvokeRequest::binding`] finds it.
     pub fn binding(&self, name: &str) -> Option<&JsonTree<'a>> {
-        self.data
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
-            .or_else(|| {
-                (self.data.len() == 1)
-                    .then(|| self.data.values().next())
-                    .flatten()
-            })
+        find_binding(&self.data, name)
     }
+}
+
+/// The binding named `name`, case-insensitively; when the payload holds exactly one binding
+/// under another name, that one (function.json may name it differently).
+fn find_binding<'m, V: 'm>(
+    bindings: impl IntoIterator<Item = (&'m String, &'m V)>,
+    name: &str,
+) -> Option<&'m V> {
+    let mut seen = 0;
+    let mut only = None;
+    for (key, value) in bindings {
+        if key.eq_ignore_ascii_case(name) {
+            return Some(value);
+        }
+        seen += 1;
+        only = Some(value);
+    }
+    only.filter(|_| seen == 1)
 }
 
 /// A body as the host delivers it: JSON as is, or JSON text inside one or two JSON strings.

@@ -122,18 +122,9 @@ fn cpu_split() -> (f64, f64) {
         let path = thread.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
         let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        let Some(after) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
+        let Some(used) = stat_ticks(&stat) else {
             continue;
         };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let used = fields
-            .get(11)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            + fields
-                .get(12)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
         if comm.trim().starts_with(SIM_THREADS) {
             sim += used / ticks;
         } else {
@@ -148,17 +139,20 @@ fn cpu_split() -> (f64, f64) {
 
 fn process_cpu() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rfind(')').map(|at| &stat[at + 2..]).unwrap_or("");
+    stat_ticks(&stat).unwrap_or(0.0) / clock_ticks()
+}
+
+/// User + system time (clock ticks) of a `/proc/…/stat` line; `None` when it has no `)`.
+fn stat_ticks(stat: &str) -> Option<f64> {
+    let after = stat.rfind(')').map(|at| &stat[at + 2..])?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    (fields
-        .get(11)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
+    let field = |at: usize| {
+        fields
+            .get(at)
             .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0))
-        / clock_ticks()
+            .unwrap_or(0.0)
+    };
+    Some(field(11) + field(12))
 }
 
 fn clock_ticks() -> f64 {

@@ -6,17 +6,20 @@
 //! savepoint, so one failing write fails alone) and share its fsync. Every call still
 //! returns only once its own write is committed with `synchronous=FULL`.
 //!
-//! The file is opened with `locking_mode=EXCLUSIVE` before WAL is switched on, so SQLite keeps
-//! the WAL index in heap memory and never creates or maps a `-shm` file: a damaged or
-//! truncated index file cannot crash the process (SIGBUS), and no other process can change
-//! the store under us. One process owns a store file while it runs; other commands read it
-//! once that process has stopped.
+//! The file is opened through SQLite's `unix-excl` VFS: the first lock this process takes on it
+//! is a write lock on the whole lock range, held until the last connection closes, so no other
+//! process can read or change the store while it is open, and SQLite keeps the WAL index in
+//! heap memory, never in a memory-mapped `-shm` file: a damaged or truncated index file cannot
+//! crash the process (SIGBUS). Connections within the process share that lock and index, and a
+//! second `EmbeddedStore` on the same file in one process is refused too. One process owns a
+//! store file while it runs; other commands read it once that process has stopped.
 //!
-//! Checkpoints (copying the WAL back into the file) run on a thread of their own between
-//! commits, preferably when no write is waiting, instead of inside the commit that crosses
-//! SQLite's 1,000-page mark: no reply waits for a checkpoint its own commit started. A commit
-//! that arrives while one runs still waits for it (there is one connection). SQLite's own
-//! checkpoint stays as a backstop at a larger size.
+//! Checkpoints (copying the WAL back into the file) run on a thread of their own, on a second
+//! connection, beside the commits instead of inside the commit that crosses SQLite's 1,000-page
+//! mark: a write neither waits for the copy nor for the file's fsync. When writes kept coming
+//! while it copied, the thread copies the few pages they added once more with the writers held
+//! back, so the WAL can start over from its beginning and stays small under sustained load.
+//! SQLite's own checkpoint stays as a backstop at a larger size.
 //!
 //! Every transaction checks, with one `stat`, that the file at the configured path is still
 //! the file that is open (same device and inode). When the file or its folder was deleted or
@@ -24,13 +27,14 @@
 //! automatically as soon as the path can be created), so no reply claims a write that went
 //! to a file nobody can read any more.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -43,8 +47,15 @@ use crate::error::Error;
 /// stays as a tombstone), so SQLite's next rowid is already unique and ordered without
 /// AUTOINCREMENT's `sqlite_sequence` row, which was rewritten by every insert. The ledger is
 /// keyed by the alert id alone (WITHOUT ROWID: one B-tree, not a table and its key index).
-/// Stores created with the earlier schema (AUTOINCREMENT, a rowid ledger, a lock-token index)
-/// keep their tables; every statement below works on both.
+///
+/// A message id is unique on its queue. It is derived from its alert's id
+/// ([`crate::domain::MessageId::derive`]), the message's correlation id, so the unique key
+/// `(queue, correlation_id, message_id)` admits exactly the same rows as `(queue, message_id)`
+/// while it keeps one alert's tasks side by side in the index: an alert's write touches one
+/// index page per queue instead of one random page per task.
+///
+/// Stores created with the earlier schema (AUTOINCREMENT, a rowid ledger, a lock-token index,
+/// the `(queue, message_id)` key) keep their tables; every statement below works on both.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     seq                INTEGER PRIMARY KEY,
@@ -60,7 +71,7 @@ CREATE TABLE IF NOT EXISTS messages (
     delivery_count     INTEGER NOT NULL DEFAULT 0,
     dead_letter_reason TEXT,
     completed_at       INTEGER,
-    UNIQUE (queue, message_id)
+    UNIQUE (queue, correlation_id, message_id)
 );
 CREATE TABLE IF NOT EXISTS alerts (
     system_alert_id TEXT PRIMARY KEY,
@@ -105,6 +116,13 @@ const CHECKPOINT_ANYWAY: usize = 512;
 /// SQLite's own checkpoint (inside a commit), only reached when the thread cannot keep up or
 /// could not be started: 16 MB of WAL.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 4000;
+/// The VFS every connection to a store opens the file with: one process-wide lock on the
+/// file, the WAL index in heap memory shared by the process's connections.
+const VFS: &str = "unix-excl";
+/// The WAL size (frames) from which a checkpoint copies what was written during its own copy
+/// with the writers held back, so the WAL starts over; below it, the next checkpoint simply
+/// carries on. Each frame is a 4 KB page: 4 MB of WAL, SQLite's own default mark.
+const CATCH_UP_FRAMES: i64 = 1000;
 
 /// The next messages a receive may take, oldest first: walks `messages_pending` in `seq`
 /// order and stops at the limit (no sort of the whole backlog).
@@ -212,6 +230,14 @@ struct Inner {
     tokens: AtomicU64,
     /// Rows written since the last checkpoint (a write counts its rows plus one).
     since_checkpoint: AtomicUsize,
+    /// The file `db` has open, numbered by how many files were opened at the path (1 for the
+    /// first): read by the checkpoint thread without waiting for a commit.
+    open_file: Mutex<Option<(u64, FileIdentity)>>,
+    /// The checkpoint thread's connection, to the file of one generation of `db`. Closed with
+    /// the store, so the file is free for another process once the store is dropped.
+    checkpoint_db: Mutex<Option<Checkpointer>>,
+    /// The file's identity in the process-wide set of open stores; unregistered on drop.
+    registration: Registration,
     /// Wakes the checkpoint thread; `None` when it could not be started.
     checkpointer: Option<SyncSender<()>>,
     /// Checkpoints run so far, for diagnosis.
@@ -225,8 +251,18 @@ pub struct CheckpointStats {
     pub count: u64,
     /// WAL pages they copied back into the file.
     pub pages: u64,
-    /// The longest one, in microseconds (a commit arriving meanwhile waits up to this long).
+    /// The longest one, in microseconds (writes go on meanwhile).
     pub longest_us: u64,
+    /// Checkpoints that then copied the pages written meanwhile with the writers held back.
+    pub catch_ups: u64,
+    /// The longest such hold, in microseconds: the longest a commit waited for a checkpoint.
+    pub longest_hold_us: u64,
+}
+
+/// A connection of the checkpoint thread, and which of the store's files it is open on.
+struct Checkpointer {
+    generation: u64,
+    connection: Connection,
 }
 
 struct Db {
@@ -237,10 +273,54 @@ struct Db {
     outage_logged: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FileIdentity {
     device: u64,
     inode: u64,
+}
+
+impl FileIdentity {
+    /// Stands for "no file" where a generation number must be kept.
+    const LOST: FileIdentity = FileIdentity {
+        device: u64::MAX,
+        inode: u64::MAX,
+    };
+}
+
+/// The store files open in this process. SQLite's process-wide lock keeps other processes
+/// out, but a second connection in this process would share it: a second `EmbeddedStore` on
+/// one file is refused here instead (two stores would each group-commit and hand out lock
+/// tokens on their own).
+fn open_files() -> &'static Mutex<HashSet<FileIdentity>> {
+    static OPEN: OnceLock<Mutex<HashSet<FileIdentity>>> = OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+/// A file's place in [`open_files`], for as long as a store has it open.
+struct Registration(Mutex<Option<FileIdentity>>);
+
+impl Registration {
+    /// Registers `identity`; fails when a store in this process already has that file open.
+    fn claim(identity: FileIdentity) -> Option<FileIdentity> {
+        let mut open = open_files().lock().unwrap_or_else(|e| e.into_inner());
+        open.insert(identity).then_some(identity)
+    }
+
+    /// Gives the file up (closed, lost or replaced), and takes the next one.
+    fn replace(&self, identity: Option<FileIdentity>) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = open_files().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = held.take() {
+            open.remove(&old);
+        }
+        *held = identity;
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.replace(None);
+    }
 }
 
 /// One row for `messages`: (queue, message id, correlation id, subject, body).
@@ -375,9 +455,18 @@ fn connect(path: &Path) -> Result<(Connection, FileIdentity), String> {
         std::fs::create_dir_all(parent)
             .map_err(|err| format!("cannot create the store folder {}: {err}", parent.display()))?;
     }
-    let connection = Connection::open(path)
+    let connection = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), VFS)
         .map_err(|err| format!("cannot open the embedded store {}: {err}", path.display()))?;
-    prepare(&connection).map_err(|err| match &err {
+    // SQLite has created the file (empty when new); nothing is read or locked yet.
+    let identity = identity_of(path)
+        .map_err(|err| format!("cannot stat the embedded store {}: {err}", path.display()))?;
+    if Registration::claim(identity).is_none() {
+        return Err(format!(
+            "the embedded store {} is already open in this process",
+            path.display()
+        ));
+    }
+    let prepared = prepare(&connection).map_err(|err| match &err {
         rusqlite::Error::SqliteFailure(failure, _)
             if matches!(failure.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
         {
@@ -387,17 +476,40 @@ fn connect(path: &Path) -> Result<(Connection, FileIdentity), String> {
             )
         }
         _ => format!("cannot prepare the embedded store {}: {err}", path.display()),
-    })?;
-    let identity = identity_of(path)
-        .map_err(|err| format!("cannot stat the embedded store {}: {err}", path.display()))?;
+    });
+    if let Err(reason) = prepared {
+        open_files()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&identity);
+        return Err(reason);
+    }
     Ok((connection, identity))
+}
+
+/// The checkpoint thread's own connection to the file a store has open (`identity`): never
+/// creates a file, and fails when the file at the path is another one by now.
+fn connect_checkpointer(path: &Path, identity: FileIdentity) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags_and_vfs(path, flags, VFS)
+        .map_err(|err| format!("cannot open a checkpoint connection: {err}"))?;
+    let prepared = (|| {
+        connection.busy_timeout(Duration::from_secs(5))?;
+        // FULL: the checkpoint syncs the WAL before copying and the file before the WAL is reused.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "mmap_size", 0)
+    })();
+    prepared.map_err(|err| format!("cannot prepare a checkpoint connection: {err}"))?;
+    if identity_of(path).ok() != Some(identity) {
+        return Err("the store file was replaced".into());
+    }
+    Ok(connection)
 }
 
 fn prepare(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(Duration::from_secs(5))?;
-    // Before the first WAL access: the WAL index then lives in heap memory, never in a
-    // memory-mapped `-shm` file (https://sqlite.org/wal.html#noshm).
-    connection.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    // The `unix-excl` VFS takes its process-wide lock at the first access, before the WAL is
+    // opened: the WAL index then lives in heap memory, never in a memory-mapped `-shm` file.
     let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -413,8 +525,8 @@ fn prepare(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "temp_store", "MEMORY")?;
     connection.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     // One transaction for the whole schema (one sync on a new store, none on an existing
-    // one); EXCLUSIVE takes the lock now, so a second process fails at start-up, not
-    // mid-delivery.
+    // one). The lock is the process's from the first access above, so a second process fails
+    // at start-up, not mid-delivery.
     connection.execute_batch("BEGIN EXCLUSIVE")?;
     let created = create_schema(connection);
     match created {
@@ -468,6 +580,7 @@ impl EmbeddedStore {
     /// Opens the store at `path` with the given queue options.
     pub fn open_with(path: &Path, names: QueueNames, options: QueueOptions) -> Result<Self, Error> {
         let (connection, identity) = connect(path).map_err(Error::Config)?;
+        let registration = Registration(Mutex::new(Some(identity)));
         // One pending wake-up is enough: the thread checkpoints everything written so far.
         let (wake, woken) = sync_channel(1);
         let inner = Arc::new(Inner {
@@ -479,10 +592,13 @@ impl EmbeddedStore {
                 identity: Some(identity),
                 outage_logged: false,
             }),
+            open_file: Mutex::new(Some((1, identity))),
             group: Mutex::new(Group::default()),
             claims: Claims::default(),
             tokens: AtomicU64::new(0),
             since_checkpoint: AtomicUsize::new(0),
+            checkpoint_db: Mutex::new(None),
+            registration,
             checkpointer: Some(wake),
             checkpoints: Mutex::new(CheckpointStats::default()),
         });
@@ -504,11 +620,7 @@ impl EmbeddedStore {
 
     /// What the checkpoint thread has done since the store was opened.
     pub fn checkpoint_stats(&self) -> CheckpointStats {
-        self.inner
-            .checkpoints
-            .lock()
-            .map(|stats| *stats)
-            .unwrap_or_default()
+        self.inner.checkpoint_stats_now()
     }
 
     /// The file the store lives in.
@@ -557,9 +669,14 @@ impl EmbeddedStore {
                     "Embedded store reopened at its configured path; deliveries are accepted again. \
                      If the old file was deleted, its queued tasks and ledger entries are gone."
                 );
+                self.inner.registration.replace(Some(identity));
                 db.connection = Some(connection);
                 db.identity = Some(identity);
                 db.outage_logged = false;
+                if let Ok(mut open) = self.inner.open_file.lock() {
+                    let generation = open.map_or(0, |(generation, _)| generation);
+                    *open = Some((generation + 1, identity));
+                }
                 Ok(())
             }
             Err(reason) => {
@@ -587,6 +704,11 @@ impl EmbeddedStore {
         );
         db.connection = None;
         db.identity = None;
+        self.inner.registration.replace(None);
+        if let Ok(mut open) = self.inner.open_file.lock() {
+            // Keep the count: the next file opened at the path is a new generation.
+            *open = open.map(|(generation, _)| (generation, FileIdentity::LOST));
+        }
     }
 
     /// Enqueues tasks in one transaction; tasks whose message id is already on their queue are
@@ -1046,29 +1168,59 @@ fn checkpoint_loop(store: Weak<Inner>, woken: Receiver<()>) {
 }
 
 impl Inner {
-    /// A PASSIVE checkpoint (it never waits for anything) of everything in the WAL now.
+    /// A PASSIVE checkpoint (it never waits for anything) of everything in the WAL now, on the
+    /// thread's own connection while commits go on. When the WAL is past [`CATCH_UP_FRAMES`],
+    /// the pages written during that copy are copied too, with the writers held back: the next
+    /// write then starts the WAL over instead of growing it behind checkpoints that never quite
+    /// catch up.
     fn checkpoint(&self) {
+        self.checkpoint_then(|| ());
+    }
+
+    /// [`Inner::checkpoint`], running `meanwhile` between its copy beside the writers and the
+    /// decision to catch up (tests write there, as writers do during a real copy).
+    fn checkpoint_then(&self, meanwhile: impl FnOnce()) {
         if self.since_checkpoint.swap(0, Ordering::Relaxed) == 0 {
             return;
         }
-        let Ok(db) = self.db.lock() else {
+        let Ok(mut own) = self.checkpoint_db.lock() else {
             return;
         };
-        let Some(connection) = db.connection.as_ref() else {
+        let Some(generation) = self.checkpoint_connection(&mut own) else {
+            return;
+        };
+        let Some(checkpointer) = own.as_ref() else {
             return;
         };
         let started = Instant::now();
-        let copied = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(2)
-        });
-        drop(db);
-        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        match copied {
-            Ok(pages) => {
+        let mut outcome = wal_checkpoint(&checkpointer.connection);
+        let took = elapsed_us(started);
+        meanwhile();
+        let mut hold = None;
+        if let Ok((log, copied)) = outcome {
+            // A WAL this long gets copied to its end now: whatever was written during the copy
+            // above (often a few pages, often none) is copied with the writers held back.
+            if log >= CATCH_UP_FRAMES {
+                if let Ok(db) = self.db.lock() {
+                    if self.generation_open() == Some(generation) && db.connection.is_some() {
+                        let held = Instant::now();
+                        outcome = wal_checkpoint(&checkpointer.connection)
+                            .map(|(log, again)| (log, copied.max(again)));
+                        hold = Some(elapsed_us(held));
+                    }
+                }
+            }
+        }
+        match outcome {
+            Ok((_, pages)) => {
                 if let Ok(mut stats) = self.checkpoints.lock() {
                     stats.count += 1;
                     stats.pages += u64::try_from(pages).unwrap_or(0);
                     stats.longest_us = stats.longest_us.max(took);
+                    if let Some(hold) = hold {
+                        stats.catch_ups += 1;
+                        stats.longest_hold_us = stats.longest_hold_us.max(hold);
+                    }
                 }
             }
             Err(err) => {
@@ -1076,6 +1228,56 @@ impl Inner {
             }
         }
     }
+
+    /// Makes `own` a connection to the file the store has open now (opening one when the store
+    /// reopened its path since); the generation it belongs to, or `None` when the store has no
+    /// file open or no connection could be made (the next checkpoint tries again).
+    fn checkpoint_connection(&self, own: &mut Option<Checkpointer>) -> Option<u64> {
+        let (generation, identity) = (*self.open_file.lock().ok()?)?;
+        if identity == FileIdentity::LOST {
+            return None;
+        }
+        if own.as_ref().map(|c| c.generation) != Some(generation) {
+            *own = None;
+            match connect_checkpointer(&self.path, identity) {
+                Ok(connection) => {
+                    *own = Some(Checkpointer {
+                        generation,
+                        connection,
+                    })
+                }
+                Err(reason) => {
+                    tracing::warn!(store = %self.path.display(), reason = %reason, "No checkpoint connection to the embedded store; the next checkpoint tries again.");
+                    return None;
+                }
+            }
+        }
+        Some(generation)
+    }
+
+    fn checkpoint_stats_now(&self) -> CheckpointStats {
+        self.checkpoints
+            .lock()
+            .map(|stats| *stats)
+            .unwrap_or_default()
+    }
+
+    /// The generation of the file open now, if one is.
+    fn generation_open(&self) -> Option<u64> {
+        let open = (*self.open_file.lock().ok()?)?;
+        (open.1 != FileIdentity::LOST).then_some(open.0)
+    }
+}
+
+/// One `PRAGMA wal_checkpoint(PASSIVE)`: the WAL's frames and how many of them are copied.
+fn wal_checkpoint(connection: &Connection) -> rusqlite::Result<(i64, i64)> {
+    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    })
+}
+
+fn elapsed_us(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn dead_letter_row(connection: &Connection, seq: i64, reason: &str) -> Result<(), Error> {
@@ -1748,6 +1950,19 @@ mod tests {
             !names.iter().any(|name| name == "messages_by_lock"),
             "{names:?}"
         );
+        // The unique key leads with the queue and the alert: an alert's tasks sit together.
+        let key: Vec<String> = check
+            .prepare(
+                "SELECT ii.name FROM pragma_index_list('messages') AS il,
+                        pragma_index_info(il.name) AS ii
+                 WHERE il.origin = 'u' ORDER BY ii.seqno",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(key, ["queue", "correlation_id", "message_id"]);
     }
 
     #[test]
@@ -1783,8 +1998,73 @@ mod tests {
         std::fs::write(&shm, b"").unwrap();
         store.enqueue(&[task("b")]).unwrap();
         assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 2));
+        // Another process is kept out by SQLite's lock (tests/functions/end_to_end.rs); a
+        // second store in this process, which would share that lock, is refused by name.
         let err = EmbeddedStore::open(&path, QueueNames::default()).unwrap_err();
-        assert!(err.to_string().contains("held by another process"), "{err}");
+        assert!(
+            err.to_string().contains("already open in this process"),
+            "{err}"
+        );
+        drop(store);
+        EmbeddedStore::open(&path, QueueNames::default()).expect("free again once dropped");
+    }
+
+    /// The WAL's frames and how many are copied, asked on the store's own connection.
+    fn wal_state(store: &EmbeddedStore) -> (i64, i64) {
+        store
+            .with_connection(|connection| Ok(wal_checkpoint(connection)?))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_runs_beside_a_commit_instead_of_waiting_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("c.sqlite3"), QueueNames::default()).unwrap();
+        for n in 0..10 {
+            store.enqueue(&[task(&format!("t{n}"))]).unwrap();
+        }
+        // A commit under way holds the store's connection for as long as it takes.
+        let commit = store.inner.db.lock().unwrap();
+        let inner = store.inner.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        let checkpointing = std::thread::spawn(move || {
+            inner.checkpoint();
+            let _ = done.send(inner.checkpoint_stats_now());
+        });
+        let stats = finished.recv_timeout(Duration::from_secs(10));
+        drop(commit);
+        checkpointing.join().unwrap();
+        let stats = stats.expect("the checkpoint finished while the commit held the connection");
+        assert_eq!((stats.count, stats.catch_ups), (1, 0), "{stats:?}");
+        assert!(stats.pages > 0, "{stats:?}");
+    }
+
+    #[test]
+    fn a_long_wal_is_copied_to_its_end_so_the_next_write_starts_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("w.sqlite3"), QueueNames::default()).unwrap();
+        // One write of fat tasks: past CATCH_UP_FRAMES, but light enough that the store does
+        // not wake its checkpoint thread, so this test decides when checkpoints run.
+        let fat = "x".repeat(24_000);
+        let tasks: Vec<Task> = (0..200).map(|n| task(&format!("{fat}{n}"))).collect();
+        store.enqueue(&tasks).unwrap();
+        let writer = store.clone();
+        store.inner.checkpoint_then(|| {
+            // Written during the copy beside the writers: not in it.
+            writer.enqueue(&[task("meanwhile")]).unwrap();
+        });
+        let stats = store.checkpoint_stats();
+        assert_eq!((stats.count, stats.catch_ups), (1, 1), "{stats:?}");
+        // Everything is in the file now, so the next write starts the WAL from its beginning.
+        store.enqueue(&[task("after")]).unwrap();
+        let (frames, _) = wal_state(&store);
+        assert!(
+            frames < 50,
+            "the WAL started over: {frames} frames (a WAL behind its checkpoints grows instead)"
+        );
+        assert_eq!(store.counts().unwrap()[2], ("rotation".into(), 202));
     }
 
     #[test]

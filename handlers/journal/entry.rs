@@ -435,37 +435,47 @@ pub struct Lease {
 /// SHA-256 (hex) of a preview's canonical JSON (object keys sorted, no spaces), so the same
 /// change always hashes the same, whatever the key order it was built with.
 pub fn preview_hash(preview: &Value) -> String {
-    let mut canonical = String::new();
+    let mut canonical = Vec::with_capacity(1024);
     write_canonical(preview, &mut canonical);
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    hex::encode(Sha256::digest(&canonical))
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes `value` as compact JSON with every object's keys in byte order: keys and scalars
+/// spelled as `serde_json` writes them, straight into `out` (no string per key or scalar).
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (index, key) in keys.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            // Kept in key order already unless serde_json keeps insertion order.
+            if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
             }
-            out.push('}');
+            out.push(b'{');
+            for (index, (key, item)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_json(key, out);
+                out.push(b':');
+                write_canonical(item, out);
+            }
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
+}
+
+fn write_json(value: &(impl Serialize + ?Sized), out: &mut Vec<u8>) {
+    // Writing a string or a scalar `Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }

@@ -38,6 +38,15 @@ impl HeldLease {
         let Some(lease) = store.acquire_lease(resource, holder, ttl).await? else {
             return Ok(None);
         };
+        Ok(Some(HeldLease::hold(store, lease)))
+    }
+
+    /// Keeps renewing a lease already taken (by [`JournalStore::update_acquiring`], in the
+    /// write that took it) until it is released or stopped.
+    ///
+    /// [`JournalStore::update_acquiring`]: super::JournalStore::update_acquiring
+    pub fn hold(store: SharedJournalStore, lease: Lease) -> HeldLease {
+        let ttl = lease.ttl;
         let lease = Arc::new(Mutex::new(lease));
         let lost = Arc::new(AtomicBool::new(false));
         let (stop, mut stopped) = watch::channel(false);
@@ -64,13 +73,13 @@ impl HeldLease {
                 }
             }
         });
-        Ok(Some(HeldLease {
+        HeldLease {
             store,
             lease,
             lost,
             stop,
             renewer: Some(renewer),
-        }))
+        }
     }
 
     /// Whether a renewal failed: another holder may have the resource now, so the work must

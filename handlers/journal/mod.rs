@@ -170,6 +170,35 @@ pub trait JournalStore: Send + Sync {
         }
         Ok(updated)
     }
+    /// [`JournalStore::update`], then, when the entry is written, the leases on `resources`
+    /// for `holder` and `ttl`, in order, as [`JournalStore::acquire_lease`] takes them (SQLite:
+    /// in the same transaction). [`Leased::Busy`] names the first resource someone else holds;
+    /// none of the others is kept then. Nothing is taken when nothing is written.
+    async fn update_acquiring(
+        &self,
+        id: &MessageId,
+        update: EntryUpdate,
+        resources: &[String],
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<(Updated, Leased), JournalError> {
+        let updated = self.update(id, update).await?;
+        if let Updated::Conflict(_) = &updated {
+            return Ok((updated, Leased::Taken(Vec::new())));
+        }
+        let leased = acquire_each(self, resources, holder, ttl).await?;
+        Ok((updated, leased))
+    }
+    /// [`JournalStore::create`], then every entry of the entry's alert as
+    /// [`JournalStore::for_alert`] reads them (SQLite: in the same transaction).
+    async fn create_listing_alert(
+        &self,
+        entry: &JournalEntry,
+    ) -> Result<(Option<Version>, Vec<JournalEntry>), JournalError> {
+        let created = self.create(entry).await?;
+        let entries = self.for_alert(&entry.system_alert_id).await?;
+        Ok((created, entries))
+    }
     /// Every entry of an alert, oldest first.
     async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError>;
     /// The most recently changed entries, newest first.
@@ -205,6 +234,40 @@ async fn release_each<S: JournalStore + ?Sized>(store: &S, leases: &[Lease]) {
             tracing::warn!(resource = %lease.resource, error = %err, "lease release failed; it lapses by itself");
         }
     }
+}
+
+/// Takes the leases on `resources` one by one, in order; when one is held elsewhere (or the
+/// storage fails) those taken are given back.
+async fn acquire_each<S: JournalStore + ?Sized>(
+    store: &S,
+    resources: &[String],
+    holder: &str,
+    ttl: Duration,
+) -> Result<Leased, JournalError> {
+    let mut taken = Vec::new();
+    for resource in resources {
+        match store.acquire_lease(resource, holder, ttl).await {
+            Ok(Some(lease)) => taken.push(lease),
+            Ok(None) => {
+                release_each(store, &taken).await;
+                return Ok(Leased::Busy(resource.clone()));
+            }
+            Err(err) => {
+                release_each(store, &taken).await;
+                return Err(err);
+            }
+        }
+    }
+    Ok(Leased::Taken(taken))
+}
+
+/// The leases [`JournalStore::update_acquiring`] took.
+#[derive(Clone, Debug)]
+pub enum Leased {
+    /// Every lease asked for, in order.
+    Taken(Vec<Lease>),
+    /// This resource is held by someone else; no lease is held.
+    Busy(String),
 }
 
 /// How [`JournalStore::update`] changes an entry: the stored entry in, the entry to store in
@@ -329,6 +392,27 @@ impl Journal {
         task: &Task,
         actor: &str,
     ) -> Result<(Received, bool), JournalError> {
+        let (received, claimed, _) = self.receive_claiming(task, actor, false).await?;
+        Ok((received, claimed))
+    }
+
+    /// [`Journal::receive_claiming_run`], also reading every entry of the task's alert right
+    /// after the write, as [`Journal::for_alert`] would (SQLite: in the same transaction, one
+    /// trip instead of two).
+    pub async fn receive_claiming_run_listing_alert(
+        &self,
+        task: &Task,
+        actor: &str,
+    ) -> Result<(Received, bool, Vec<JournalEntry>), JournalError> {
+        self.receive_claiming(task, actor, true).await
+    }
+
+    async fn receive_claiming(
+        &self,
+        task: &Task,
+        actor: &str,
+        list_alert: bool,
+    ) -> Result<(Received, bool, Vec<JournalEntry>), JournalError> {
         let now = OffsetDateTime::now_utc();
         let received = JournalEntry::received(task, actor, now);
         let entry = moved(
@@ -338,7 +422,12 @@ impl Journal {
             actor,
             &claim_run(self.run_timeout, actor.to_string()),
         )?;
-        let (entry, landed) = self.create_or_load(entry).await?;
+        let (created, alert_entries) = if list_alert {
+            self.store.create_listing_alert(&entry).await?
+        } else {
+            (self.store.create(&entry).await?, Vec::new())
+        };
+        let (entry, landed) = self.created_or_loaded(entry, created).await?;
         if landed {
             log_transition(&entry, None, TaskState::Received, actor);
             log_transition(&entry, Some(TaskState::Received), TaskState::Running, actor);
@@ -349,6 +438,7 @@ impl Journal {
                 first_time: landed,
             },
             landed,
+            alert_entries,
         ))
     }
 
@@ -358,7 +448,18 @@ impl Journal {
         &self,
         entry: JournalEntry,
     ) -> Result<(JournalEntry, bool), JournalError> {
-        if self.store.create(&entry).await?.is_some() {
+        let created = self.store.create(&entry).await?;
+        self.created_or_loaded(entry, created).await
+    }
+
+    /// After [`JournalStore::create`] answered `created` for `entry`: `entry` when it was
+    /// created, else the entry already there (see [`Journal::create_or_load`]).
+    async fn created_or_loaded(
+        &self,
+        entry: JournalEntry,
+        created: Option<Version>,
+    ) -> Result<(JournalEntry, bool), JournalError> {
+        if created.is_some() {
             return Ok((entry, true));
         }
         let (stored, _) = self
@@ -485,12 +586,54 @@ impl Journal {
         prior_state: Value,
         preview: Value,
     ) -> Result<JournalEntry, JournalError> {
-        self.update_running(id, move |entry| {
-            entry.preview_hash = Some(preview_hash(&preview));
-            entry.preview = Some(preview.clone());
-            entry.prior_state = Some(prior_state.clone());
-        })
-        .await
+        self.update(id, prior_state_update(id, prior_state, preview))
+            .await
+    }
+
+    /// [`Journal::record_prior_state`] for a live change, taking the leases on `resources`
+    /// (held by `holder`, renewed every third of `ttl` until released) in the same write: the
+    /// prior state and the leases are durable together, before the change's first write.
+    /// `Err(resource)` as the second value: another run holds `resource`, and this caller
+    /// holds no lease (the prior state is recorded all the same).
+    pub async fn record_prior_state_leasing(
+        &self,
+        id: &MessageId,
+        prior_state: Value,
+        preview: Value,
+        resources: &[String],
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<(JournalEntry, Result<Vec<HeldLease>, String>), JournalError> {
+        let update = prior_state_update(id, prior_state, preview);
+        for _ in 0..CAS_ATTEMPTS {
+            let (updated, leased) = self
+                .store
+                .update_acquiring(id, update.clone(), resources, holder, ttl)
+                .await?;
+            let leased = match updated {
+                Updated::Written(entry) => (entry, leased),
+                Updated::Conflict(entry) => {
+                    if !self.landed(&entry).await? {
+                        continue;
+                    }
+                    // Written by a retried request whose answer was lost: its leases were not
+                    // taken with it.
+                    let leased = acquire_each(self.store.as_ref(), resources, holder, ttl).await?;
+                    (entry, leased)
+                }
+            };
+            return Ok(match leased {
+                (entry, Leased::Taken(leases)) => (
+                    entry,
+                    Ok(leases
+                        .into_iter()
+                        .map(|lease| HeldLease::hold(self.store.clone(), lease))
+                        .collect()),
+                ),
+                (entry, Leased::Busy(resource)) => (entry, Err(resource)),
+            });
+        }
+        Err(JournalError::Contended(id.clone()))
     }
 
     /// Ends a run: `done` with the result and the verification, or `failed` with the reason.
@@ -670,43 +813,8 @@ impl Journal {
             + Sync
             + 'static,
     ) -> Result<JournalEntry, JournalError> {
-        let id_owned = id.clone();
-        self.update(
-            id,
-            Arc::new(move |mut entry: JournalEntry| {
-                if entry.state != expected {
-                    return Err(JournalError::IllegalTransition {
-                        message_id: id_owned.clone(),
-                        from: entry.state,
-                        to,
-                    });
-                }
-                let now = OffsetDateTime::now_utc();
-                mutate(&mut entry, now)?;
-                entry.updated_at = now;
-                entry.write_id = uuid::Uuid::new_v4().to_string();
-                Ok(entry)
-            }),
-        )
-        .await
-    }
-
-    /// Applies `mutate` to a `running` entry without changing its state.
-    async fn update_running(
-        &self,
-        id: &MessageId,
-        mutate: impl Fn(&mut JournalEntry) + Send + Sync + 'static,
-    ) -> Result<JournalEntry, JournalError> {
-        self.update_in(
-            id,
-            TaskState::Running,
-            TaskState::Running,
-            move |entry, _| {
-                mutate(entry);
-                Ok(())
-            },
-        )
-        .await
+        self.update(id, in_state_update(id, expected, to, mutate))
+            .await
     }
 
     /// One read-modify-write through [`JournalStore::update`], re-read and re-decided after a
@@ -812,6 +920,50 @@ impl Journal {
         log_transition(&entry, from, to, actor);
         Ok(entry)
     }
+}
+
+/// The update that applies `mutate` to an entry in state `expected` without changing its
+/// state; an entry in any other state is refused as the transition to `to` it would have been.
+fn in_state_update(
+    id: &MessageId,
+    expected: TaskState,
+    to: TaskState,
+    mutate: impl Fn(&mut JournalEntry, OffsetDateTime) -> Result<(), JournalError>
+        + Send
+        + Sync
+        + 'static,
+) -> EntryUpdate {
+    let id = id.clone();
+    Arc::new(move |mut entry: JournalEntry| {
+        if entry.state != expected {
+            return Err(JournalError::IllegalTransition {
+                message_id: id.clone(),
+                from: entry.state,
+                to,
+            });
+        }
+        let now = OffsetDateTime::now_utc();
+        mutate(&mut entry, now)?;
+        entry.updated_at = now;
+        entry.write_id = uuid::Uuid::new_v4().to_string();
+        Ok(entry)
+    })
+}
+
+/// What [`Journal::record_prior_state`] changes in a `running` entry: the preview, its hash
+/// and the prior state.
+fn prior_state_update(id: &MessageId, prior_state: Value, preview: Value) -> EntryUpdate {
+    in_state_update(
+        id,
+        TaskState::Running,
+        TaskState::Running,
+        move |entry, _| {
+            entry.preview_hash = Some(preview_hash(&preview));
+            entry.preview = Some(preview.clone());
+            entry.prior_state = Some(prior_state.clone());
+            Ok(())
+        },
+    )
 }
 
 /// What [`Journal::begin_run`] changes in an entry it claims, refusing a run that may not

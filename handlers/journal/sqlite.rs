@@ -16,7 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
 use super::{
-    EntryUpdate, JournalEntry, JournalError, JournalStore, Lease, TaskState, Updated, Version,
+    EntryUpdate, JournalEntry, JournalError, JournalStore, Lease, Leased, TaskState, Updated,
+    Version,
 };
 use crate::domain::MessageId;
 
@@ -144,6 +145,33 @@ fn entries(
 const INSERT: &str = "INSERT INTO journal (message_id, system_alert_id, state, version, received_at, updated_at, entry, follow_up_due)
      VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7) ON CONFLICT (message_id) DO NOTHING";
 
+/// Stores a new entry (encoded as `json`); `None` when the task has one already.
+fn insert(
+    connection: &Connection,
+    entry: &JournalEntry,
+    json: &str,
+) -> Result<Option<Version>, JournalError> {
+    let inserted = connection.prepare_cached(INSERT)?.execute(params![
+        entry.message_id.as_str(),
+        entry.system_alert_id,
+        entry.state.as_str(),
+        stamp(entry.received_at),
+        stamp(entry.updated_at),
+        json,
+        entry.follow_up_due()
+    ])?;
+    Ok((inserted == 1).then(|| Version("1".into())))
+}
+
+/// Every entry of an alert, oldest first.
+fn alert_entries(connection: &Connection, alert: &str) -> Result<Vec<JournalEntry>, JournalError> {
+    entries(
+        connection,
+        "SELECT entry FROM journal WHERE system_alert_id = ?1 ORDER BY received_at, message_id",
+        [alert],
+    )
+}
+
 /// The entry of a task and its version.
 fn load(
     connection: &Connection,
@@ -177,6 +205,41 @@ fn replace(
             entry.message_id.as_str(),
             expected,
             entry.follow_up_due()
+        ])?;
+    Ok(changed == 1)
+}
+
+/// A new lease on `resource` for `holder`, lapsing `ttl` after `now`.
+fn new_lease(resource: &str, holder: &str, ttl: Duration, now: OffsetDateTime) -> Lease {
+    Lease {
+        resource: resource.to_string(),
+        lease_id: uuid::Uuid::new_v4().to_string(),
+        holder: holder.to_string(),
+        ttl,
+        expires_at: now + ttl,
+    }
+}
+
+/// Stores `lease`: inserted, or taking over a lapsed one (at `now`); a live lease is left
+/// alone. Whether it was stored.
+fn acquire(
+    connection: &Connection,
+    lease: &Lease,
+    now: OffsetDateTime,
+) -> Result<bool, JournalError> {
+    let changed = connection
+        .prepare_cached(
+            "INSERT INTO journal_leases (resource, lease_id, holder, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (resource) DO UPDATE SET lease_id = excluded.lease_id,
+                 holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
+             WHERE journal_leases.expires_at_ms <= ?5",
+        )?
+        .execute(params![
+            lease.resource,
+            lease.lease_id,
+            lease.holder,
+            unix_ms(lease.expires_at),
+            unix_ms(now)
         ])?;
     Ok(changed == 1)
 }
@@ -216,17 +279,23 @@ impl JournalStore for SqliteJournal {
     async fn create(&self, entry: &JournalEntry) -> Result<Option<Version>, JournalError> {
         let json = to_json(entry)?;
         let entry = entry.clone();
+        self.with(move |connection| insert(connection, &entry, &json))
+            .await
+    }
+
+    async fn create_listing_alert(
+        &self,
+        entry: &JournalEntry,
+    ) -> Result<(Option<Version>, Vec<JournalEntry>), JournalError> {
+        let json = to_json(entry)?;
+        let entry = entry.clone();
         self.with(move |connection| {
-            let inserted = connection.prepare_cached(INSERT)?.execute(params![
-                entry.message_id.as_str(),
-                entry.system_alert_id,
-                entry.state.as_str(),
-                stamp(entry.received_at),
-                stamp(entry.updated_at),
-                json,
-                entry.follow_up_due()
-            ])?;
-            Ok((inserted == 1).then(|| Version("1".into())))
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let created = insert(&transaction, &entry, &json)?;
+            let entries = alert_entries(&transaction, &entry.system_alert_id)?;
+            transaction.commit()?;
+            Ok((created, entries))
         })
         .await
     }
@@ -295,16 +364,61 @@ impl JournalStore for SqliteJournal {
         .await
     }
 
-    async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
-        let alert = system_alert_id.to_string();
+    async fn update_acquiring(
+        &self,
+        id: &MessageId,
+        update: EntryUpdate,
+        resources: &[String],
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<(Updated, Leased), JournalError> {
+        if ttl.is_zero() && !resources.is_empty() {
+            return Err(JournalError::InvalidLease(
+                "a lease needs a duration".into(),
+            ));
+        }
+        let id = id.clone();
+        let resources = resources.to_vec();
+        let holder = holder.to_string();
         self.with(move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT entry FROM journal WHERE system_alert_id = ?1 ORDER BY received_at, message_id",
-            )?;
-            let rows = statement.query_map([alert], |row| row.get::<_, String>(0))?;
-            rows.map(|row| from_json(&row?)).collect()
+            // One transaction, one sync: the entry and the leases land together or not at all.
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (entry, version) =
+                load(&transaction, &id)?.ok_or_else(|| JournalError::NotFound(id.clone()))?;
+            let entry = update(entry)?;
+            let json = to_json(&entry)?;
+            if !replace(&transaction, &entry, &json, version)? {
+                return Ok((Updated::Conflict(entry), Leased::Taken(Vec::new())));
+            }
+            let now = OffsetDateTime::now_utc();
+            let mut taken = Vec::with_capacity(resources.len());
+            let mut leased = None;
+            for resource in &resources {
+                let lease = new_lease(resource, &holder, ttl, now);
+                if !acquire(&transaction, &lease, now)? {
+                    // Held by another run: none of this write's leases is kept.
+                    for lease in &taken {
+                        release(&transaction, lease)?;
+                    }
+                    leased = Some(Leased::Busy(resource.clone()));
+                    break;
+                }
+                taken.push(lease);
+            }
+            transaction.commit()?;
+            Ok((
+                Updated::Written(entry),
+                leased.unwrap_or(Leased::Taken(taken)),
+            ))
         })
         .await
+    }
+
+    async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
+        let alert = system_alert_id.to_string();
+        self.with(move |connection| alert_entries(connection, &alert))
+            .await
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError> {
@@ -362,27 +476,9 @@ impl JournalStore for SqliteJournal {
             ));
         }
         let now = OffsetDateTime::now_utc();
-        let lease = Lease {
-            resource: resource.to_string(),
-            lease_id: uuid::Uuid::new_v4().to_string(),
-            holder: holder.to_string(),
-            ttl,
-            expires_at: now + ttl,
-        };
-        let row = lease.clone();
-        self.with(move |connection| {
-            // Insert, or take over a lapsed lease; a live one is left alone (0 rows changed).
-            let changed = connection
-                .prepare_cached(
-                    "INSERT INTO journal_leases (resource, lease_id, holder, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (resource) DO UPDATE SET lease_id = excluded.lease_id,
-                         holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
-                     WHERE journal_leases.expires_at_ms <= ?5",
-                )?
-                .execute(params![row.resource, row.lease_id, row.holder, unix_ms(row.expires_at), unix_ms(now)])?;
-            Ok((changed == 1).then_some(row))
-        })
-        .await
+        let lease = new_lease(resource, holder, ttl, now);
+        self.with(move |connection| Ok(acquire(connection, &lease, now)?.then_some(lease)))
+            .await
     }
 
     async fn renew_lease(&self, lease: &Lease) -> Result<Lease, JournalError> {

@@ -67,6 +67,57 @@ fn the_preview_hash_ignores_key_order_but_not_values() {
     assert_eq!(preview_hash(&a).len(), 64);
 }
 
+/// The canonical form as first written (a string per key and scalar): the hash of every
+/// preview recorded so far, which decision, Undo and Keep links are bound to.
+fn canonical_as_first_written(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical_as_first_written(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                canonical_as_first_written(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[test]
+fn the_preview_hash_is_the_one_links_were_bound_to() {
+    use sha2::Digest;
+    let preview = json!({
+        "task": {"message_id": "m-1", "reason": "quote \" backslash \\ tab \t é ✓ \u{1}", "n": -12, "f": 1.5e300, "t": true, "z": null},
+        "change": {"requests": [{"method": "PATCH", "body": {"properties": {"networkAcls": {"defaultAction": "Deny", "ipRules": []}}}}], "summary": "would PATCH"},
+        "prior_state": {"Zeta": 1, "alpha": [0.1, 2, "x"], "_": {}},
+        "leases": ["/subscriptions/s/kv"],
+        "subscriptions": [],
+    });
+    let mut canonical = String::new();
+    canonical_as_first_written(&preview, &mut canonical);
+    assert_eq!(
+        preview_hash(&preview),
+        hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+    );
+}
+
 #[tokio::test]
 async fn a_redelivery_finds_the_entry_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -636,4 +687,256 @@ async fn a_run_finished_with_its_leases_gives_them_back_in_the_same_write() {
         .await
         .unwrap()
         .is_some());
+}
+
+/// A SQLite journal that records which of the store's calls the journal made.
+struct Recording {
+    inner: SqliteJournal,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Recording {
+    fn open(dir: &tempfile::TempDir) -> Arc<Self> {
+        Arc::new(Recording {
+            inner: SqliteJournal::open(&dir.path().join("recorded.sqlite3")).unwrap(),
+            calls: Default::default(),
+        })
+    }
+
+    fn saw(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut self.calls.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl JournalStore for Recording {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+    async fn create(&self, entry: &JournalEntry) -> Result<Option<Version>, JournalError> {
+        self.saw("create");
+        self.inner.create(entry).await
+    }
+    async fn create_listing_alert(
+        &self,
+        entry: &JournalEntry,
+    ) -> Result<(Option<Version>, Vec<JournalEntry>), JournalError> {
+        self.saw("create_listing_alert");
+        self.inner.create_listing_alert(entry).await
+    }
+    async fn load(&self, id: &MessageId) -> Result<Option<(JournalEntry, Version)>, JournalError> {
+        self.saw("load");
+        self.inner.load(id).await
+    }
+    async fn replace(
+        &self,
+        entry: &JournalEntry,
+        expected: &Version,
+    ) -> Result<Option<Version>, JournalError> {
+        self.saw("replace");
+        self.inner.replace(entry, expected).await
+    }
+    async fn update(&self, id: &MessageId, update: EntryUpdate) -> Result<Updated, JournalError> {
+        self.saw("update");
+        self.inner.update(id, update).await
+    }
+    async fn update_releasing(
+        &self,
+        id: &MessageId,
+        update: EntryUpdate,
+        leases: &[Lease],
+    ) -> Result<Updated, JournalError> {
+        self.saw("update_releasing");
+        self.inner.update_releasing(id, update, leases).await
+    }
+    async fn update_acquiring(
+        &self,
+        id: &MessageId,
+        update: EntryUpdate,
+        resources: &[String],
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<(Updated, Leased), JournalError> {
+        self.saw("update_acquiring");
+        self.inner
+            .update_acquiring(id, update, resources, holder, ttl)
+            .await
+    }
+    async fn for_alert(&self, id: &str) -> Result<Vec<JournalEntry>, JournalError> {
+        self.saw("for_alert");
+        self.inner.for_alert(id).await
+    }
+    async fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, JournalError> {
+        self.saw("recent");
+        self.inner.recent(limit).await
+    }
+    async fn in_state(&self, state: TaskState) -> Result<Vec<JournalEntry>, JournalError> {
+        self.saw("in_state");
+        self.inner.in_state(state).await
+    }
+    async fn follow_ups_due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.saw("follow_ups_due");
+        self.inner.follow_ups_due(now, limit).await
+    }
+    async fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, JournalError> {
+        self.saw("acquire_lease");
+        self.inner.acquire_lease(resource, holder, ttl).await
+    }
+    async fn renew_lease(&self, lease: &Lease) -> Result<Lease, JournalError> {
+        self.saw("renew_lease");
+        self.inner.renew_lease(lease).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<(), JournalError> {
+        self.saw("release_lease");
+        self.inner.release_lease(lease).await
+    }
+}
+
+#[tokio::test]
+async fn a_live_run_records_its_prior_state_and_takes_its_leases_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::open(&dir);
+    let journal = Journal::new(store.clone());
+    let first = task("kv-prior");
+    journal.receive_claiming_run(&first, "w").await.unwrap();
+    store.take();
+    let ttl = Duration::from_secs(60);
+    let resources = vec![
+        "/subscriptions/s/kv-prior".to_string(),
+        "/subscriptions/s/kv-prior/secrets".to_string(),
+    ];
+    let (entry, leased) = journal
+        .record_prior_state_leasing(
+            &first.message_id,
+            json!({"defaultAction": "Allow"}),
+            json!({"change": {"summary": "deny"}}),
+            &resources,
+            "w",
+            ttl,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take(),
+        ["update_acquiring"],
+        "one store call: the entry and both leases in one transaction"
+    );
+    assert_eq!(entry.prior_state, Some(json!({"defaultAction": "Allow"})));
+    assert_eq!(
+        journal.get(&first.message_id).await.unwrap().unwrap(),
+        entry
+    );
+    let held = leased.expect("both leases are free");
+    assert_eq!(held.len(), 2);
+    for resource in &resources {
+        assert!(
+            journal
+                .store()
+                .acquire_lease(resource, "other", ttl)
+                .await
+                .unwrap()
+                .is_none(),
+            "{resource} is held"
+        );
+    }
+    for lease in held {
+        lease.release().await.unwrap();
+    }
+
+    // The second resource held elsewhere: the prior state is recorded all the same, and the
+    // first lease is not kept.
+    let other = task("kv-prior-busy");
+    journal.receive_claiming_run(&other, "w").await.unwrap();
+    let busy = journal
+        .store()
+        .acquire_lease(&resources[1], "someone", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let (entry, leased) = journal
+        .record_prior_state_leasing(
+            &other.message_id,
+            json!({"defaultAction": "Allow"}),
+            json!({"change": {"summary": "deny"}}),
+            &resources,
+            "w",
+            ttl,
+        )
+        .await
+        .unwrap();
+    assert_eq!(entry.prior_state, Some(json!({"defaultAction": "Allow"})));
+    assert_eq!(leased.err().as_deref(), Some(resources[1].as_str()));
+    assert!(journal
+        .store()
+        .acquire_lease(&resources[0], "third", ttl)
+        .await
+        .unwrap()
+        .is_some());
+    journal.store().release_lease(&busy).await.unwrap();
+
+    // Not running: refused, and no lease is taken.
+    let refused = journal
+        .record_prior_state_leasing(
+            &task("kv-prior-unknown").message_id,
+            json!({}),
+            json!({}),
+            &["/subscriptions/s/kv-free".to_string()],
+            "w",
+            ttl,
+        )
+        .await;
+    assert!(matches!(refused, Err(JournalError::NotFound(_))));
+    assert!(journal
+        .store()
+        .acquire_lease("/subscriptions/s/kv-free", "third", ttl)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_claimed_first_delivery_reads_its_alert_in_the_same_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::open(&dir);
+    let journal = Journal::new(store.clone());
+    let mut first = task("kv-listed-1");
+    first.status = TaskStatus::Ready;
+    journal.receive(&first, "w").await.unwrap();
+    let mut second = task("kv-listed-2");
+    second.status = TaskStatus::Ready;
+    store.take();
+    let (received, claimed, listed) = journal
+        .receive_claiming_run_listing_alert(&second, "w")
+        .await
+        .unwrap();
+    assert!(claimed && received.first_time);
+    assert_eq!(store.take(), ["create_listing_alert"]);
+    assert_eq!(
+        listed,
+        journal.for_alert("sys-1").await.unwrap(),
+        "what for_alert reads after the write"
+    );
+    assert_eq!(listed.len(), 2);
+
+    // A redelivery: not claimed, the entry loaded as it is.
+    let (again, claimed, listed) = journal
+        .receive_claiming_run_listing_alert(&second, "v")
+        .await
+        .unwrap();
+    assert!(!claimed && !again.first_time);
+    assert_eq!(again.entry, received.entry);
+    assert_eq!(listed.len(), 2);
 }

@@ -15,6 +15,7 @@ pub mod undo;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -30,7 +31,8 @@ use crate::executors::{
     Executor, ExecutorContext, ExecutorError, ExecutorErrorKind, ExecutorRegistry, Preview,
 };
 use crate::journal::{
-    preview_hash, HeldLease, Journal, JournalEntry, JournalError, RunOutcome, TaskState, Verdict,
+    preview_hash, HeldLease, Journal, JournalEntry, JournalError, Lease, RunOutcome, TaskState,
+    Verdict,
 };
 use crate::notify::{Delivery, Notifier, Sent, WebhookChannel};
 
@@ -113,6 +115,11 @@ impl From<Error> for Settlement {
 /// Decodes a message body into a task: the task's JSON, or a JSON string holding it (the
 /// Functions host hands Service Bus bodies over double-encoded).
 pub fn decode_task(body: &Value) -> Result<Task, String> {
+    if body.is_object() {
+        // The usual body: read in place, not copied first.
+        return Task::deserialize(body)
+            .map_err(|err| format!("the message body is not a task: {err}"));
+    }
     let mut value = body.clone();
     for _ in 0..3 {
         match value {
@@ -370,18 +377,30 @@ impl Worker {
             && task.status != TaskStatus::PendingApproval
             && task.run_after.is_empty()
             && self.executor(&task).is_some();
-        let (entry, claimed) = if runs_at_once {
+        let (entry, claimed, alert_entries) = if runs_at_once && reads_its_alert(&task) {
+            // The run reads the alert's other tasks first (`context_for`): read in the same
+            // trip as the write.
+            let (received, claimed, entries) = self
+                .journal
+                .receive_claiming_run_listing_alert(&task, &actor)
+                .await?;
+            (received.entry, claimed, Some(entries))
+        } else if runs_at_once {
             let (received, claimed) = self.journal.receive_claiming_run(&task, &actor).await?;
-            (received.entry, claimed)
+            (received.entry, claimed, None)
         } else {
-            (self.journal.receive(&task, &actor).await?.entry, false)
+            (
+                self.journal.receive(&task, &actor).await?.entry,
+                false,
+                None,
+            )
         };
         if task.queue == Queue::Notification {
             return self.notify(&task, &actor).await;
         }
         if let (true, Some((executor, context))) = (claimed, self.executor(&task)) {
             return self
-                .run_claimed(&task, &entry, &actor, executor, context)
+                .run_claimed(&task, &entry, &actor, executor, context, alert_entries)
                 .await;
         }
         match entry.state {
@@ -409,7 +428,7 @@ impl Worker {
         let preview = match self.executor(task) {
             // The exact change a person decides on: resolved and read now, writing nothing.
             Some((executor, context)) => {
-                let context = self.context_for(task, &context).await?;
+                let context = self.context_for(task, &context, None).await?;
                 match executor.preview(task, &context).await {
                     Ok(preview) => recorded_preview(task, &preview),
                     Err(err) => return Ok(self.preview_failed(task, err)),
@@ -451,12 +470,13 @@ impl Worker {
         if let Err(err) = self.journal.begin_run(id, actor).await {
             return already_moved_on(err, id);
         }
-        self.run_claimed(task, entry, actor, executor, context)
+        self.run_claimed(task, entry, actor, executor, context, None)
             .await
     }
 
     /// The rest of [`Worker::run`] once the run is claimed in the journal (`entry` is the task's
-    /// entry before the claim, or the claimed entry itself when it was recorded claimed).
+    /// entry before the claim, or the claimed entry itself when it was recorded claimed;
+    /// `alert_entries`, the alert's entries when they were read with the claim).
     async fn run_claimed(
         &self,
         task: &Task,
@@ -464,10 +484,11 @@ impl Worker {
         actor: &str,
         executor: Arc<dyn Executor>,
         context: Arc<ExecutorContext>,
+        alert_entries: Option<Vec<JournalEntry>>,
     ) -> Result<Settlement, Error> {
         let id = &task.message_id;
         let dry_run = task.dry_run || self.dry_run;
-        let context = self.context_for(task, &context).await?;
+        let context = self.context_for(task, &context, alert_entries).await?;
         let preview = match executor.preview(task, &context).await {
             Ok(preview) => preview,
             Err(err) => return self.fail(task, err, actor).await,
@@ -483,6 +504,26 @@ impl Worker {
                 return self.finish_failed(task, reason, false, None, actor).await;
             }
         }
+        let live = !dry_run && !preview.change.is_noop();
+        if live {
+            // A live change takes its leases in the write that records its prior state: one
+            // durable write before the change, where there were two. Another run holding a
+            // resource is told once the guard rails have passed, as before.
+            let (_, leased) = self
+                .journal
+                .record_prior_state_leasing(
+                    id,
+                    preview.prior_state.clone(),
+                    recorded_preview(task, &preview),
+                    &preview.leases,
+                    actor,
+                    self.lease_ttl,
+                )
+                .await?;
+            return self
+                .run_live(task, &preview, actor, executor, context, leased)
+                .await;
+        }
         self.journal
             .record_prior_state(
                 id,
@@ -490,61 +531,75 @@ impl Worker {
                 recorded_preview(task, &preview),
             )
             .await?;
-        if dry_run || preview.change.is_noop() {
-            let result = if dry_run {
-                json!({ "dry_run": true, "would": preview.change.summary, "requests": preview.change.requests })
-            } else {
-                json!({ "noop": true, "summary": preview.change.summary })
-            };
-            self.journal
-                .finish(
-                    id,
-                    RunOutcome::Done {
-                        result: result.clone(),
-                        verification: Value::Null,
-                    },
-                    actor,
-                )
-                .await?;
-            if dry_run {
-                self.announce_after(task, "dry_run", result).await;
-            }
-            return Ok(Settlement::complete(format!(
-                "task {id}: {} ({})",
-                if dry_run {
-                    "dry run, would"
-                } else {
-                    "nothing to change"
+        let result = if dry_run {
+            json!({ "dry_run": true, "would": preview.change.summary, "requests": preview.change.requests })
+        } else {
+            json!({ "noop": true, "summary": preview.change.summary })
+        };
+        self.journal
+            .finish(
+                id,
+                RunOutcome::Done {
+                    result: result.clone(),
+                    verification: Value::Null,
                 },
-                preview.change.summary
-            )));
+                actor,
+            )
+            .await?;
+        if dry_run {
+            self.announce_after(task, "dry_run", result).await;
         }
-        if let Some(refused) = self.guard_live_change(task, &preview, &context).await {
+        Ok(Settlement::complete(format!(
+            "task {id}: {} ({})",
+            if dry_run {
+                "dry run, would"
+            } else {
+                "nothing to change"
+            },
+            preview.change.summary
+        )))
+    }
+
+    /// The live change of a run whose prior state is recorded, with the leases taken in that
+    /// write (`Err`: the resource another run holds): the guard rails, then apply and verify
+    /// under the leases, and `done` (the leases given back in the same write) or `failed`.
+    async fn run_live(
+        &self,
+        task: &Task,
+        preview: &Preview,
+        actor: &str,
+        executor: Arc<dyn Executor>,
+        context: Arc<ExecutorContext>,
+        leased: Result<Vec<HeldLease>, String>,
+    ) -> Result<Settlement, Error> {
+        let id = &task.message_id;
+        if let Some(refused) = self.guard_live_change(task, preview, &context).await {
+            // Refused: the leases are given back in the write that records the failure.
+            let leases = leased.unwrap_or_default();
             return match refused {
-                Err(err) => self.fail(task, err, actor).await,
-                Ok(reason) => self.finish_failed(task, reason, false, None, actor).await,
+                Err(err) => {
+                    let (reason, retryable, after) = failure_of(&err);
+                    self.finish_failed_releasing(task, reason, retryable, after, leases, actor)
+                        .await
+                }
+                Ok(reason) => {
+                    self.finish_failed_releasing(task, reason, false, None, leases, actor)
+                        .await
+                }
             };
         }
-        let mut leases = Vec::new();
-        for resource in &preview.leases {
-            match self
-                .journal
-                .hold_lease(resource, actor, self.lease_ttl)
-                .await?
-            {
-                Some(lease) => leases.push(lease),
-                None => {
-                    release(leases).await;
-                    let reason = format!("{resource} is being changed by another run");
-                    return self
-                        .finish_failed(task, reason, true, Some(DEFAULT_RETRY_DELAY), actor)
-                        .await;
-                }
+        let leases = match leased {
+            Ok(leases) => leases,
+            Err(resource) => {
+                let reason = format!("{resource} is being changed by another run");
+                return self
+                    .finish_failed(task, reason, true, Some(DEFAULT_RETRY_DELAY), actor)
+                    .await;
             }
-        }
+        };
         let outcome = async {
-            let applied = executor.apply(task, &preview, &context).await?;
-            let verification = executor.verify(task, &preview, &applied, &context).await?;
+            let applied = executor.apply(task, preview, &context).await?;
+            let verification = executor.verify(task, preview, &applied, &context).await?;
             Ok::<_, ExecutorError>((applied, verification))
         }
         .await;
@@ -552,15 +607,7 @@ impl Worker {
         let outcome = match outcome {
             Ok((applied, verification)) if verification.passed() && !lost => {
                 // Done: the leases are given back in the same write that records it.
-                let mut held = Vec::new();
-                for lease in leases {
-                    match lease.stop().await {
-                        Ok(lease) => held.push(lease),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "lease release failed; it lapses by itself")
-                        }
-                    }
-                }
+                let held = stopped(leases).await;
                 self.journal
                     .finish_releasing(
                         id,
@@ -609,22 +656,28 @@ impl Worker {
 
     /// The context a task runs in: for a vault's firewall, whether the alert's rotations of
     /// that vault (or their follow-ups) are still due (the firewall then keeps the
-    /// responder's own egress open).
+    /// responder's own egress open). `alert_entries`: the alert's entries, when read already.
     async fn context_for(
         &self,
         task: &Task,
         context: &Arc<ExecutorContext>,
+        alert_entries: Option<Vec<JournalEntry>>,
     ) -> Result<Arc<ExecutorContext>, Error> {
-        if task.action != Action::EnableKeyVaultFirewall {
+        if !reads_its_alert(task) {
             return Ok(context.clone());
         }
         let Some(name) = task.key_vault_name() else {
             return Ok(context.clone());
         };
-        let rotation_pending = self
-            .journal
-            .for_alert(task.alert.system_alert_id.as_str())
-            .await?
+        let alert_entries = match alert_entries {
+            Some(entries) => entries,
+            None => {
+                self.journal
+                    .for_alert(task.alert.system_alert_id.as_str())
+                    .await?
+            }
+        };
+        let rotation_pending = alert_entries
             .into_iter()
             // A rotation still to run, or with a follow-up still due (disabling the old
             // versions after the grace window), needs the vault reachable.
@@ -779,16 +832,9 @@ impl Worker {
         err: ExecutorError,
         actor: &str,
     ) -> Result<Settlement, Error> {
-        let retryable = err.kind() == ExecutorErrorKind::Retryable;
-        let after = err.retry_after();
-        self.finish_failed(
-            task,
-            err.to_string(),
-            retryable,
-            after.or(Some(DEFAULT_RETRY_DELAY)),
-            actor,
-        )
-        .await
+        let (reason, retryable, after) = failure_of(&err);
+        self.finish_failed(task, reason, retryable, after, actor)
+            .await
     }
 
     /// Records a failed run; a retryable one gives the message back, a permanent one is
@@ -801,13 +847,30 @@ impl Worker {
         after: Option<Duration>,
         actor: &str,
     ) -> Result<Settlement, Error> {
+        self.finish_failed_releasing(task, reason, retryable, after, Vec::new(), actor)
+            .await
+    }
+
+    /// [`Worker::finish_failed`], giving `leases` back in the write that records the failure.
+    async fn finish_failed_releasing(
+        &self,
+        task: &Task,
+        reason: String,
+        retryable: bool,
+        after: Option<Duration>,
+        leases: Vec<HeldLease>,
+        actor: &str,
+    ) -> Result<Settlement, Error> {
+        let held = stopped(leases).await;
         self.journal
-            .finish(
+            .finish_releasing(
                 &task.message_id,
                 RunOutcome::Failed {
                     error: reason.clone(),
                     retryable,
                 },
+                None,
+                held,
                 actor,
             )
             .await?;
@@ -1042,6 +1105,12 @@ fn counts_against_budget(entry: &JournalEntry) -> bool {
     live && matches!(entry.state, TaskState::Done | TaskState::Undone)
 }
 
+/// Whether a task's run reads its alert's other entries first ([`Worker::context_for`]): a
+/// vault's firewall, to know whether the alert's rotations of that vault are still due.
+fn reads_its_alert(task: &Task) -> bool {
+    task.action == Action::EnableKeyVaultFirewall && task.key_vault_name().is_some()
+}
+
 /// Whether a rotation task no longer needs its vault reachable.
 fn rotation_settled(entry: &JournalEntry) -> bool {
     entry.state.is_final() || (entry.state == TaskState::Failed && entry.retryable != Some(true))
@@ -1094,6 +1163,32 @@ fn already_moved_on(err: JournalError, id: &MessageId) -> Result<Settlement, Err
         ))),
         other => Err(other.into()),
     }
+}
+
+/// A failed executor call as a run's failure: the reason, whether a retry may succeed, and
+/// when to retry.
+fn failure_of(err: &ExecutorError) -> (String, bool, Option<Duration>) {
+    let retryable = err.kind() == ExecutorErrorKind::Retryable;
+    (
+        err.to_string(),
+        retryable,
+        err.retry_after().or(Some(DEFAULT_RETRY_DELAY)),
+    )
+}
+
+/// Stops renewing `leases`, handing over those still held to be given back in a journal
+/// write; a lost one is logged (it lapses by itself).
+async fn stopped(leases: Vec<HeldLease>) -> Vec<Lease> {
+    let mut held = Vec::new();
+    for lease in leases {
+        match lease.stop().await {
+            Ok(lease) => held.push(lease),
+            Err(err) => {
+                tracing::warn!(error = %err, "lease release failed; it lapses by itself")
+            }
+        }
+    }
+    held
 }
 
 async fn release(leases: Vec<HeldLease>) {

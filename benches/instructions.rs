@@ -94,11 +94,14 @@ fn full_path(iterations: u64) {
     let queued: u64 = store.counts().expect("counts").iter().map(|(_, n)| n).sum();
     let checkpoints = store.checkpoint_stats();
     println!(
-        "{iterations} alerts through the full path, {queued} tasks queued, {} bytes replied per alert, {} checkpoints off the commit path ({} pages, longest {} µs)",
+        "{iterations} alerts through the full path, {queued} tasks queued, {} bytes replied per alert, {} checkpoints beside the commits ({} pages, longest {} µs), {} caught up with the writers held back (holds: mean {} µs, longest {} µs)",
         reply_bytes / iterations.max(1) as usize,
         checkpoints.count,
         checkpoints.pages,
-        checkpoints.longest_us
+        checkpoints.longest_us,
+        checkpoints.catch_ups,
+        checkpoints.hold_us / checkpoints.catch_ups.max(1),
+        checkpoints.longest_hold_us
     );
     drop(app);
     let _ = std::fs::remove_dir_all(&dir);

@@ -245,6 +245,26 @@ fn acquire(
 }
 
 /// Deletes a lease if it is still the one given; how many rows went (0 or 1).
+/// Reads the entry, applies `update` and writes it back at the version read, inside an
+/// IMMEDIATE transaction (its write lock taken first, so no other writer slips in between the
+/// read and the write; a deferred read would fail to upgrade if one did). `Err` holds the
+/// updated entry when the version moved on (not written).
+fn rewrite(
+    transaction: &Connection,
+    id: &MessageId,
+    update: &EntryUpdate,
+) -> Result<Result<JournalEntry, JournalEntry>, JournalError> {
+    let (entry, version) =
+        load(transaction, id)?.ok_or_else(|| JournalError::NotFound(id.clone()))?;
+    let entry = update(entry)?;
+    let json = to_json(&entry)?;
+    Ok(if replace(transaction, &entry, &json, version)? {
+        Ok(entry)
+    } else {
+        Err(entry)
+    })
+}
+
 fn release(connection: &Connection, lease: &Lease) -> Result<usize, JournalError> {
     Ok(connection
         .prepare_cached("DELETE FROM journal_leases WHERE resource = ?1 AND lease_id = ?2")?
@@ -341,17 +361,12 @@ impl JournalStore for SqliteJournal {
         let id = id.clone();
         let leases = leases.to_vec();
         self.with(move |connection| {
-            // IMMEDIATE: the write lock first, so no other writer can slip in between the
-            // read and the write (a deferred read would fail to upgrade if one did).
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (entry, version) =
-                load(&transaction, &id)?.ok_or_else(|| JournalError::NotFound(id.clone()))?;
-            let entry = update(entry)?;
-            let json = to_json(&entry)?;
-            if !replace(&transaction, &entry, &json, version)? {
-                return Ok(Updated::Conflict(entry));
-            }
+            let entry = match rewrite(&transaction, &id, &update)? {
+                Ok(entry) => entry,
+                Err(conflict) => return Ok(Updated::Conflict(conflict)),
+            };
             for lease in &leases {
                 // A lease lost since (lapsed and taken) is someone else's now: left alone.
                 if release(&transaction, lease)? == 0 {
@@ -384,13 +399,12 @@ impl JournalStore for SqliteJournal {
             // One transaction, one sync: the entry and the leases land together or not at all.
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (entry, version) =
-                load(&transaction, &id)?.ok_or_else(|| JournalError::NotFound(id.clone()))?;
-            let entry = update(entry)?;
-            let json = to_json(&entry)?;
-            if !replace(&transaction, &entry, &json, version)? {
-                return Ok((Updated::Conflict(entry), Leased::Taken(Vec::new())));
-            }
+            let entry = match rewrite(&transaction, &id, &update)? {
+                Ok(entry) => entry,
+                Err(conflict) => {
+                    return Ok((Updated::Conflict(conflict), Leased::Taken(Vec::new())))
+                }
+            };
             let now = OffsetDateTime::now_utc();
             let mut taken = Vec::with_capacity(resources.len());
             let mut leased = None;

@@ -18,6 +18,10 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+/// The server's allocator (handlers/main.rs), so the counts are those of the shipped binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The fixed alert: Event Grid schema, REST camelCase shape, Key Vault (the commonest path).
 pub const FIXTURE: &str = "keyvault-KV_UserAnomaly-egrest.json";
 

@@ -17,7 +17,8 @@
 #
 # Environment:
 #   PACKAGE_GLIBC=2.28       the glibc baseline: the build targets it and the check enforces it
-#   PACKAGE_SKIP_BUILD=1     reuse target/x86_64-unknown-linux-gnu/release/<bin> (CI caching)
+#   PACKAGE_SKIP_BUILD=1     reuse <target dir>/x86_64-unknown-linux-gnu/release/<bin> (CI caching)
+#   CARGO_TARGET_DIR         cargo's target directory (default target/), as cargo reads it
 #   PACKAGE_EXTRA_PATHS="a b" extra repo-relative files/dirs to add (e.g. a policy file)
 #   SOURCE_DATE_EPOCH        timestamp for zip entries (default: last commit time), for
 #                            reproducible archives.
@@ -53,7 +54,7 @@ if [[ "${PACKAGE_SKIP_BUILD:-0}" != "1" ]]; then
   cargo zigbuild --release --locked --target "${target}.${glibc}" --bin "${bin_name}"
 fi
 
-binary="target/${target}/release/${bin_name}"
+binary="${CARGO_TARGET_DIR:-target}/${target}/release/${bin_name}"
 if [[ ! -x "${binary}" ]]; then
   echo "package: ${binary} not found (build failed or PACKAGE_SKIP_BUILD without a build)" >&2
   exit 1

@@ -244,7 +244,6 @@ fn acquire(
     Ok(changed == 1)
 }
 
-/// Deletes a lease if it is still the one given; how many rows went (0 or 1).
 /// Reads the entry, applies `update` and writes it back at the version read, inside an
 /// IMMEDIATE transaction (its write lock taken first, so no other writer slips in between the
 /// read and the write; a deferred read would fail to upgrade if one did). `Err` holds the
@@ -265,6 +264,7 @@ fn rewrite(
     })
 }
 
+/// Deletes a lease if it is still the one given; how many rows went (0 or 1).
 fn release(connection: &Connection, lease: &Lease) -> Result<usize, JournalError> {
     Ok(connection
         .prepare_cached("DELETE FROM journal_leases WHERE resource = ?1 AND lease_id = ?2")?

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod domain;
+pub mod encode;
 pub mod error;
 pub mod executors;
 pub mod functions;

@@ -727,23 +727,21 @@ impl EmbeddedStore {
         self.write(Write::Enqueue(encoded.rows))
     }
 
-    /// Serialises tasks into the rows their queues hold (each task once, with one buffer
-    /// sized for the whole plan's bodies).
+    /// Serialises tasks into the rows their queues hold: each task once, straight into the
+    /// text its row keeps ([`crate::encode`], the bytes serde_json would write).
     pub fn encode(&self, tasks: &[Task]) -> Result<EncodedTasks, Error> {
         let mut rows = Vec::with_capacity(tasks.len());
-        let mut buffer = Vec::with_capacity(4096);
+        // Room for a typical body (2–3 KB), so it is written without growing.
+        let mut capacity = 4096;
         for task in tasks {
-            buffer.clear();
-            serde_json::to_writer(&mut buffer, task).map_err(|err| {
+            let mut body = String::with_capacity(capacity);
+            crate::encode::write(&mut body, task).map_err(|err| {
                 Error::Permanent(format!(
                     "task {} cannot be serialised: {err}",
                     task.message_id
                 ))
             })?;
-            // serde_json writes valid UTF-8.
-            let body = String::from_utf8(buffer.clone()).map_err(|err| {
-                Error::permanent(format!("task {} is not UTF-8: {err}", task.message_id))
-            })?;
+            capacity = capacity.max(body.len());
             rows.push((
                 self.inner.names.name(task.queue).to_string(),
                 task.message_id.as_str().to_string(),

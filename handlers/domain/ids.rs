@@ -146,6 +146,20 @@ text_id!(
 // ---------------------------------------------------------------------------------------------
 // Azure Resource Manager ids
 
+/// Whether `text` holds whitespace, a control character, or one of `"'<>?#`, which no ARM id
+/// has. Byte by byte while the text is ASCII (the rule's ASCII part is "at most a space, DEL,
+/// or one of those six"); the characters' own tests when it is not.
+fn has_character_no_id_has(text: &str) -> bool {
+    let forbidden = |c: char| {
+        c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '?' | '#')
+    };
+    if !text.is_ascii() {
+        return text.chars().any(forbidden);
+    }
+    text.bytes()
+        .any(|b| b <= b' ' || b == 0x7f || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'?' | b'#'))
+}
+
 /// A parsed Azure Resource Manager id: `/subscriptions/{s}[/resourceGroups/{rg}]
 /// [/providers/{Namespace}/{type}/{name}[/{type}/{name}]…]`, or a tenant-level
 /// `/providers/{Namespace}/{type}/{name}…` id. Segment names match case-insensitively.
@@ -171,20 +185,18 @@ impl AzureResourceId {
                 "does not start with /subscriptions/ or /providers/",
             ));
         }
-        if trimmed.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '?' | '#')
-        }) {
+        if has_character_no_id_has(trimmed) {
             return Err(IdError::new(
                 KIND,
                 text,
                 "holds a character no resource id has",
             ));
         }
-        // Offsets of each segment in `trimmed`.
-        let mut segments: Vec<(usize, usize)> = Vec::new();
+        // Offsets of each segment in `trimmed` ('/' is one byte: its offsets are boundaries).
+        let mut segments: Vec<(usize, usize)> = Vec::with_capacity(16);
         let mut start = 1;
-        for (index, c) in trimmed.char_indices().skip(1) {
-            if c == '/' {
+        for (index, byte) in trimmed.bytes().enumerate().skip(1) {
+            if byte == b'/' {
                 segments.push((start, index));
                 start = index + 1;
             }
@@ -924,6 +936,30 @@ mod tests {
         assert!(assignment.is_type("Microsoft.Authorization/roleAssignments"));
         assert!(SubscriptionScope::parse("/subscriptions/s").is_ok());
         assert!(SubscriptionScope::parse("/subscriptions/s/resourceGroups/g").is_err());
+    }
+
+    #[test]
+    fn the_characters_refused_in_an_id_are_those_of_the_rule_for_every_ascii_and_some_others() {
+        let rule = |c: char| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '?' | '#')
+        };
+        let others = [
+            'é', '\u{85}', '\u{a0}', '\u{2028}', '\u{3000}', '\u{9f}', '€',
+        ];
+        // Every character but the separator, inside a segment of a valid id.
+        for c in (0u8..0x80)
+            .map(char::from)
+            .filter(|c| *c != '/')
+            .chain(others)
+        {
+            let text = format!("/subscriptions/s/resourceGroups/g{c}x");
+            assert_eq!(
+                AzureResourceId::parse(&text).is_err(),
+                rule(c),
+                "{:?} in an id",
+                c
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The task contract: `docs/task.schema.json` is what the types generate, and every task any
-//! fixture plans (under every example policy) validates against it and reads back unchanged.
+//! fixture plans (under every example policy) validates against it, reads back unchanged, and
+//! is sent as exactly the text serde_json would write.
 //!
 //! Regenerate with `UPDATE_TASK_SCHEMA=1 cargo test --test playbooks schema`.
 
@@ -46,6 +47,14 @@ fn every_planned_task_of_every_corpus_validates_and_reads_back_unchanged() {
                     let context = format!(
                         "{policy_name}/{corpus}/{fixture}: {} on {}",
                         task.action, task.target
+                    );
+                    // The bodies the store and the publisher send are written by the
+                    // encoder: byte for byte serde_json's text of the task.
+                    let body = defender_responder::encode::to_string(task).expect("encodable");
+                    assert_eq!(
+                        body,
+                        serde_json::to_string(task).expect("serialisable"),
+                        "{context}: the encoder's body differs from serde_json's"
                     );
                     let json = serde_json::to_value(task).expect("serialisable");
                     let errors: Vec<String> = validator

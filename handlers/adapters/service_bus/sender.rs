@@ -113,12 +113,14 @@ pub fn build_message(task: &Task, settings: &ServiceBusSettings) -> Result<AmqpM
 }
 
 pub(super) fn prepare(task: &Task, settings: &ServiceBusSettings) -> Result<Prepared, Error> {
-    let body = serde_json::to_vec(task).map_err(|e| {
-        Error::permanent(format!(
-            "task {} cannot be serialised: {e}",
-            task.message_id.as_str()
-        ))
-    })?;
+    let body = crate::encode::to_string(task)
+        .map_err(|e| {
+            Error::permanent(format!(
+                "task {} cannot be serialised: {e}",
+                task.message_id.as_str()
+            ))
+        })?
+        .into_bytes();
     let message_id = task.message_id.as_str().to_string();
     if body.len() > settings.max_message_bytes {
         return Err(Error::permanent(format!(

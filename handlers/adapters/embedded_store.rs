@@ -731,17 +731,16 @@ impl EmbeddedStore {
     /// text its row keeps ([`crate::encode`], the bytes serde_json would write).
     pub fn encode(&self, tasks: &[Task]) -> Result<EncodedTasks, Error> {
         let mut rows = Vec::with_capacity(tasks.len());
-        // Room for a typical body (2–3 KB), so it is written without growing.
-        let mut capacity = 4096;
         for task in tasks {
-            let mut body = String::with_capacity(capacity);
+            // Room for a typical body (2–3 KB), so it is written without growing; a larger
+            // one grows as it is written, without making the next ones larger.
+            let mut body = String::with_capacity(4096);
             crate::encode::write(&mut body, task).map_err(|err| {
                 Error::Permanent(format!(
                     "task {} cannot be serialised: {err}",
                     task.message_id
                 ))
             })?;
-            capacity = capacity.max(body.len());
             rows.push((
                 self.inner.names.name(task.queue).to_string(),
                 task.message_id.as_str().to_string(),

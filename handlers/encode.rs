@@ -62,11 +62,9 @@ pub fn write_str(out: &mut String, text: &str) {
             at += 8;
             continue;
         }
-        // The lowest flagged byte is exact (false flags only ever sit above a true one).
+        // The lowest flagged byte is exact (false flags only ever sit above a true one), so it
+        // is a byte of the text: the padding past its end is never flagged.
         let escaped = at + (mask.trailing_zeros() / 8) as usize;
-        if escaped >= bytes.len() {
-            break;
-        }
         out.push_str(&text[run..escaped]);
         push_escape(out, bytes[escaped]);
         run = escaped + 1;
@@ -160,6 +158,14 @@ impl<'a> Compound<'a> {
         }
     }
 
+    /// The object `{"variant":…}` a tuple or struct variant is wrapped in, opened up to its
+    /// value's own `open`.
+    fn variant(out: &'a mut String, variant: &str, open: &str, close: &'static str) -> Self {
+        out.push('{');
+        write_str(out, variant);
+        Compound::open(out, open, close)
+    }
+
     fn separate(&mut self) {
         if !self.first {
             self.out.push(',');
@@ -220,11 +226,19 @@ impl<'a> Compound<'a> {
     }
 
     fn close(self) -> Result<(), EncodeError> {
-        if !self.raw {
-            self.out.push_str(self.close);
-        }
+        self.out.push_str(self.close);
         Ok(())
     }
+}
+
+/// `Serializer` methods that write an integer as serde_json does (itoa's digits).
+macro_rules! integers {
+    ($($method:ident: $integer:ty),* $(,)?) => {$(
+        fn $method(self, value: $integer) -> Result<(), EncodeError> {
+            write_integer(self.out, value);
+            Ok(())
+        }
+    )*};
 }
 
 impl<'a> ser::Serializer for Writer<'a> {
@@ -243,54 +257,10 @@ impl<'a> ser::Serializer for Writer<'a> {
         Ok(())
     }
 
-    fn serialize_i8(self, value: i8) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_i16(self, value: i16) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_i32(self, value: i32) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_i64(self, value: i64) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_i128(self, value: i128) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_u8(self, value: u8) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_u16(self, value: u16) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_u32(self, value: u32) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_u64(self, value: u64) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
-    }
-
-    fn serialize_u128(self, value: u128) -> Result<(), EncodeError> {
-        write_integer(self.out, value);
-        Ok(())
+    integers! {
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_u128: u128,
     }
 
     fn serialize_f32(self, value: f32) -> Result<(), EncodeError> {
@@ -393,9 +363,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, EncodeError> {
-        self.out.push('{');
-        write_str(self.out, variant);
-        Ok(Compound::open(self.out, ":[", "]}"))
+        Ok(Compound::variant(self.out, variant, ":[", "]}"))
     }
 
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, EncodeError> {
@@ -422,63 +390,58 @@ impl<'a> ser::Serializer for Writer<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, EncodeError> {
-        self.out.push('{');
-        write_str(self.out, variant);
-        Ok(Compound::open(self.out, ":{", "}}"))
+        Ok(Compound::variant(self.out, variant, ":{", "}}"))
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
+/// The compound traits whose items are values in order: arrays, and a tuple variant's array.
+macro_rules! elements {
+    ($($compound:ident::$method:ident),* $(,)?) => {$(
+        impl ser::$compound for Compound<'_> {
+            type Ok = ();
+            type Error = EncodeError;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<(), EncodeError> {
-        self.close()
-    }
+            fn end(self) -> Result<(), EncodeError> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.element(value)
-    }
+/// The compound traits whose items are named fields: structs and a struct variant's object.
+macro_rules! fields {
+    ($($compound:ident),* $(,)?) => {$(
+        impl ser::$compound for Compound<'_> {
+            type Ok = ();
+            type Error = EncodeError;
 
-    fn end(self) -> Result<(), EncodeError> {
-        self.close()
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), EncodeError> {
+                self.field(key, value)
+            }
+
+            fn end(self) -> Result<(), EncodeError> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), EncodeError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), EncodeError> {
-        self.close()
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -490,40 +453,6 @@ impl ser::SerializeMap for Compound<'_> {
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
         self.value(value)
-    }
-
-    fn end(self) -> Result<(), EncodeError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), EncodeError> {
-        self.field(key, value)
-    }
-
-    fn end(self) -> Result<(), EncodeError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), EncodeError> {
-        self.field(key, value)
     }
 
     fn end(self) -> Result<(), EncodeError> {

@@ -1230,7 +1230,9 @@ impl Inner {
                 took = elapsed_us(started);
                 if !started_over {
                     if let Ok(db) = self.db.lock() {
-                        if self.generation_open() == Some(generation) && db.connection.is_some() {
+                        if self.file_open().map(|open| open.0) == Some(generation)
+                            && db.connection.is_some()
+                        {
                             let held = Instant::now();
                             outcome = wal_checkpoint(&checkpointer.connection);
                             let pages = outcome.as_ref().map_or(0, |(_, now)| now - last);
@@ -1264,10 +1266,7 @@ impl Inner {
     /// reopened its path since); the generation it belongs to, or `None` when the store has no
     /// file open or no connection could be made (the next checkpoint tries again).
     fn checkpoint_connection(&self, own: &mut Option<Checkpointer>) -> Option<u64> {
-        let (generation, identity) = (*self.open_file.lock().ok()?)?;
-        if identity == FileIdentity::LOST {
-            return None;
-        }
+        let (generation, identity) = self.file_open()?;
         if own.as_ref().map(|c| c.generation) != Some(generation) {
             *own = None;
             match connect_checkpointer(&self.path, identity) {
@@ -1293,10 +1292,10 @@ impl Inner {
             .unwrap_or_default()
     }
 
-    /// The generation of the file open now, if one is.
-    fn generation_open(&self) -> Option<u64> {
+    /// The file open now and its generation, if one is (a lost file is none).
+    fn file_open(&self) -> Option<(u64, FileIdentity)> {
         let open = (*self.open_file.lock().ok()?)?;
-        (open.1 != FileIdentity::LOST).then_some(open.0)
+        (open.1 != FileIdentity::LOST).then_some(open)
     }
 }
 

@@ -209,6 +209,16 @@ fn replace(
     Ok(changed == 1)
 }
 
+/// A lease that lapses the moment it is taken protects nothing: refused by name.
+fn lease_duration(ttl: Duration) -> Result<(), JournalError> {
+    if ttl.is_zero() {
+        return Err(JournalError::InvalidLease(
+            "a lease needs a duration".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A new lease on `resource` for `holder`, lapsing `ttl` after `now`.
 fn new_lease(resource: &str, holder: &str, ttl: Duration, now: OffsetDateTime) -> Lease {
     Lease {
@@ -387,10 +397,8 @@ impl JournalStore for SqliteJournal {
         holder: &str,
         ttl: Duration,
     ) -> Result<(Updated, Leased), JournalError> {
-        if ttl.is_zero() && !resources.is_empty() {
-            return Err(JournalError::InvalidLease(
-                "a lease needs a duration".into(),
-            ));
+        if !resources.is_empty() {
+            lease_duration(ttl)?;
         }
         let id = id.clone();
         let resources = resources.to_vec();
@@ -484,11 +492,7 @@ impl JournalStore for SqliteJournal {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, JournalError> {
-        if ttl.is_zero() {
-            return Err(JournalError::InvalidLease(
-                "a lease needs a duration".into(),
-            ));
-        }
+        lease_duration(ttl)?;
         let now = OffsetDateTime::now_utc();
         let lease = new_lease(resource, holder, ttl, now);
         self.with(move |connection| Ok(acquire(connection, &lease, now)?.then_some(lease)))

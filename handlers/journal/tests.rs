@@ -442,6 +442,57 @@ async fn a_lease_is_exclusive_until_released_or_lapsed() {
     ));
 }
 
+#[tokio::test]
+async fn a_lease_of_no_duration_is_refused_by_name_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteJournal::open(&dir.path().join("journal.sqlite3")).unwrap());
+    let journal = Journal::new(store.clone());
+    let err = store
+        .acquire_lease("/subscriptions/s/kv", "a", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, JournalError::InvalidLease(reason) if reason == "a lease needs a duration"),
+        "{err}"
+    );
+    let first = task("kv-no-duration");
+    journal.receive_claiming_run(&first, "w").await.unwrap();
+    let before = journal.get(&first.message_id).await.unwrap().unwrap();
+    let err = journal
+        .record_prior_state_leasing(
+            &first.message_id,
+            json!({"defaultAction": "Allow"}),
+            json!({"change": {"summary": "deny"}}),
+            &["/subscriptions/s/kv".to_string()],
+            "w",
+            Duration::ZERO,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, JournalError::InvalidLease(reason) if reason == "a lease needs a duration"),
+        "{err}"
+    );
+    assert_eq!(
+        journal.get(&first.message_id).await.unwrap().unwrap(),
+        before,
+        "no prior state is recorded for a run that cannot hold its resources"
+    );
+    // No resources to hold: no duration is needed.
+    let (_, leased) = journal
+        .record_prior_state_leasing(
+            &first.message_id,
+            json!({"defaultAction": "Allow"}),
+            json!({"change": {"summary": "deny"}}),
+            &[],
+            "w",
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert!(leased.expect("nothing to hold").is_empty());
+}
+
 #[test]
 fn journal_errors_map_onto_retryable_and_permanent() {
     let id = MessageId::derive("a", Action::ContactOwner, "b");

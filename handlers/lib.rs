@@ -22,6 +22,7 @@ pub mod policy;
 pub mod server;
 pub mod services;
 pub mod state;
+pub mod tls;
 pub mod workers;
 
 use axum::extract::{DefaultBodyLimit, State};

@@ -40,6 +40,7 @@ pub fn credential(
             client_id.map(str::to_string),
         ))
     } else {
+        crate::tls::install_crypto_provider();
         match azure_identity::DeveloperToolsCredential::new(None) {
             Ok(credential) => credential,
             Err(err) => Arc::new(Unavailable(format!("developer tools credential: {err}"))),

@@ -68,10 +68,8 @@ impl fmt::Debug for ServiceBusPublisher {
 impl ServiceBusPublisher {
     /// A publisher that connects on its first `publish`.
     pub fn new(settings: ServiceBusSettings) -> Self {
-        // rustls has two crypto providers compiled in (ring for fe2o3's amqps, aws-lc-rs through
-        // azure_core's reqwest); fe2o3 asks for the process default, so choose one. An error only
-        // means one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // fe2o3's amqps asks rustls for the process default provider.
+        crate::tls::install_crypto_provider();
         let auth = Auth::from_settings(&settings);
         ServiceBusPublisher {
             settings: Arc::new(settings),

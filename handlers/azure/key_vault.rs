@@ -151,6 +151,7 @@ impl fmt::Debug for KeyVaultConnector {
 impl KeyVaultConnector {
     /// Clients on the default transport, reaching each vault at the host its URIs name.
     pub fn new(credential: Arc<dyn TokenCredential>) -> Self {
+        crate::tls::install_crypto_provider();
         KeyVaultConnector {
             credential,
             transport: None,

@@ -140,6 +140,7 @@ impl BlobJournal {
         credential: Arc<dyn TokenCredential>,
         client_options: Option<ClientOptions>,
     ) -> Result<Self, JournalError> {
+        crate::tls::install_crypto_provider();
         let url = settings.container_url()?;
         let options = BlobContainerClientOptions {
             client_options: client_options.unwrap_or_default(),
@@ -608,6 +609,7 @@ pub(crate) fn storage_credential(
     on_platform: bool,
     client_id: Option<String>,
 ) -> Result<Arc<dyn TokenCredential>, JournalError> {
+    crate::tls::install_crypto_provider();
     if on_platform || client_id.is_some() {
         let options = azure_identity::ManagedIdentityCredentialOptions {
             user_assigned_id: client_id.map(azure_identity::UserAssignedId::ClientId),

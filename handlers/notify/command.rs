@@ -69,6 +69,7 @@ fn env(name: &str) -> Option<String> {
 /// The credential for Graph and ARM: the managed identity on Azure (or when
 /// `AZURE_CLIENT_ID` names a user-assigned one), the developer tools' sign-in elsewhere.
 fn credential() -> anyhow::Result<Arc<dyn TokenCredential>> {
+    crate::tls::install_crypto_provider();
     if env("IDENTITY_ENDPOINT").is_some() || env("AZURE_CLIENT_ID").is_some() {
         let options = azure_identity::ManagedIdentityCredentialOptions {
             user_assigned_id: env("AZURE_CLIENT_ID").map(azure_identity::UserAssignedId::ClientId),

@@ -89,6 +89,7 @@ impl TokenCredential for EntraShapedCredential {
 pub(crate) fn azurite_client_options() -> ClientOptions {
     let azurite = azurite();
     let pem = std::fs::read(&azurite.cert).unwrap();
+    defender_responder::tls::install_crypto_provider();
     let client = reqwest_for_azure_core::Client::builder()
         .add_root_certificate(reqwest_for_azure_core::Certificate::from_pem(&pem).unwrap())
         .no_gzip()

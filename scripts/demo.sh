@@ -78,7 +78,7 @@ build() {
   else
     say "Building the release binary (cargo build --release)"
     echo "   The first build downloads and compiles about 230 crates with optimisations (the"
-    echo "   AMQP and Azure clients, SQLite, the HTTP stack): about 8 minutes on 2 cores, over 20"
+    echo "   AMQP and Azure clients, SQLite, the HTTP stack): about 6 minutes on 2 cores, over 20"
     echo "   when other work keeps them busy. Later runs reuse target/ and take seconds."
     echo "   cargo's progress follows."
   fi

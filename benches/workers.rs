@@ -37,6 +37,11 @@ use defender_responder::workers::queue_loop::EmbeddedWorkers;
 use defender_responder::workers::Worker;
 use serde_json::Value;
 
+/// The server's allocator (handlers/main.rs): the workers run inside that binary, so the CPU per
+/// task is measured with the allocator they ship with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SUBSCRIPTION: &str = "4a9d62b4-c70d-4263-9280-1c7fce8ab0e7";
 const RESPONDER_OID: &str = "5b0c9f2e-1d7a-4e3b-8c6f-2a9e4d1b7c30";
 const SIM_THREADS: &str = "azure-sim";

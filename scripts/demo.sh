@@ -15,6 +15,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The demo runs on the embedded default: a Service Bus setting inherited from the shell (as the
+# test and bench scripts set for a local broker) would send the tasks to that broker, where no
+# in-process worker takes them, and the demo would wait for a decision request that never comes.
+for name in $(compgen -e | grep '^ServiceBusConnection' || true); do
+  echo "demo: ignoring $name from the environment (the demo uses the embedded default)"
+  unset "$name"
+done
+
 # DEMO_BINARY: an already built binary to use instead (skips the release build).
 binary=${DEMO_BINARY:-target/release/defender-responder}
 alerts=tests/fixtures/alerts

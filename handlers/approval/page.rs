@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{DecisionView, LinkKind, Refusal};
-use crate::journal::JournalEntry;
+use crate::journal::{JournalEntry, RawJson};
 use crate::workers::undo::UndoReport;
 
 /// Escapes text for HTML element content and attribute values.
@@ -60,7 +60,12 @@ fn task_facts(entry: &JournalEntry) -> String {
     out
 }
 
-fn pretty(value: Option<&serde_json::Value>) -> String {
+fn pretty(value: Option<&RawJson>) -> String {
+    pretty_value(value.map(RawJson::to_value).as_ref())
+}
+
+/// [`pretty`] for a part of a recorded document.
+fn pretty_value(value: Option<&serde_json::Value>) -> String {
     value
         .and_then(|v| serde_json::to_string_pretty(v).ok())
         .unwrap_or_else(|| "(none recorded)".into())
@@ -90,8 +95,8 @@ pub(super) fn decision_page(view: &DecisionView, form_action: &str) -> String {
             );
         }
         LinkKind::Undo | LinkKind::Confirm => {
-            let summary = entry
-                .preview
+            let preview = entry.preview.as_ref().map(RawJson::to_value);
+            let summary = preview
                 .as_ref()
                 .and_then(|p| p.get("summary"))
                 .and_then(|s| s.as_str())
@@ -100,12 +105,11 @@ pub(super) fn decision_page(view: &DecisionView, form_action: &str) -> String {
                 body,
                 "<h2>The change that was made</h2><p>{}</p><pre>{}</pre><p>Change hash <code>{}</code></p>",
                 escape(summary),
-                escape(&pretty(
-                    entry
-                        .preview
+                escape(&pretty_value(
+                    preview
                         .as_ref()
                         .and_then(|p| p.get("change"))
-                        .or(entry.preview.as_ref())
+                        .or(preview.as_ref())
                 )),
                 escape(&view.link.preview_hash)
             );

@@ -135,7 +135,7 @@ async fn expired_altered_and_outdated_links_are_refused_with_their_reason() {
     let new_preview =
         json!({"method": "PATCH", "body": {"defaultAction": "Deny", "bypass": "None"}});
     entry.preview_hash = Some(crate::journal::preview_hash(&new_preview));
-    entry.preview = Some(new_preview);
+    entry.preview = Some(new_preview.into());
     store.replace(&entry, &version).await.unwrap().unwrap();
     let err = desk.decide(&approve, None, now).await.unwrap_err();
     assert!(matches!(err, Refusal::ChangeDiffers { .. }), "{err}");

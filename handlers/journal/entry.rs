@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -226,22 +227,22 @@ pub struct JournalEntry {
     pub decision: Option<Decision>,
     /// The exact requests the task would send (or sent), as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preview: Option<Value>,
+    pub preview: Option<RawJson>,
     /// SHA-256 (hex) of the preview's canonical JSON; decision links are bound to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_hash: Option<String>,
     /// The state of the target before the change, saved before the first write (for undo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prior_state: Option<Value>,
+    pub prior_state: Option<RawJson>,
     /// What the executor or channel answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
+    pub result: Option<RawJson>,
     /// What the verifying read found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<Value>,
+    pub verification: Option<RawJson>,
     /// What the undo answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub undo_result: Option<Value>,
+    pub undo_result: Option<RawJson>,
     /// A person's word that a done containment stays: no containment expiry undoes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<Confirmation>,
@@ -404,6 +405,51 @@ impl JournalEntry {
             escalation: None,
             write_id: uuid::Uuid::new_v4().to_string(),
         }
+    }
+}
+
+/// A JSON document the journal keeps as its compact text (a preview, a prior state, a
+/// result): an entry is read and rewritten several times per task, and carrying these as text
+/// spares decoding them into `Value` trees and encoding them again each time. Readers that
+/// look inside decode it with [`RawJson::to_value`]. Two are equal when their JSON is equal,
+/// whatever the spacing or key order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// The compact text of `value`.
+    pub fn from_value(value: &Value) -> Self {
+        // A `Value` always encodes: its map keys are strings and its numbers finite.
+        Self(serde_json::value::to_raw_value(value).expect("a JSON value encodes"))
+    }
+
+    /// The document as a `Value` tree.
+    pub fn to_value(&self) -> Value {
+        // The text was checked as JSON when it was decoded or encoded.
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    /// The document decoded into `T` (only the parts `T` names are built).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The document's JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl From<Value> for RawJson {
+    fn from(value: Value) -> Self {
+        Self::from_value(&value)
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() || self.to_value() == other.to_value()
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) use blob::storage_credential;
 pub use blob::{BlobJournal, BlobJournalSettings};
 pub use entry::{
     preview_hash, Confirmation, Decision, Escalation, FollowUpClaim, HistoryEvent, JournalEntry,
-    Lease, ScheduledFollowUp, TaskState, UndoAttempt, Verdict, Version,
+    Lease, RawJson, ScheduledFollowUp, TaskState, UndoAttempt, Verdict, Version,
 };
 pub use follow_ups::FollowUpOutcome;
 pub use lease::HeldLease;
@@ -512,6 +512,7 @@ impl Journal {
         actor: &str,
     ) -> Result<JournalEntry, JournalError> {
         let hash = preview_hash(&preview);
+        let preview = RawJson::from_value(&preview);
         self.transition(id, TaskState::PendingApproval, actor, move |entry, _| {
             entry.preview = Some(preview.clone());
             entry.preview_hash = Some(hash.clone());
@@ -674,19 +675,27 @@ impl Journal {
             RunOutcome::Done { .. } => TaskState::Done,
             RunOutcome::Failed { .. } => TaskState::Failed,
         };
+        // Encoded once, however many times a conflict makes the update run.
+        let outcome = match outcome {
+            RunOutcome::Done {
+                result,
+                verification,
+            } => Ok((
+                RawJson::from_value(&result),
+                RawJson::from_value(&verification),
+            )),
+            RunOutcome::Failed { error, retryable } => Err((error, retryable)),
+        };
         let finish = move |entry: &mut JournalEntry, _| {
             match &outcome {
-                RunOutcome::Done {
-                    result,
-                    verification,
-                } => {
+                Ok((result, verification)) => {
                     entry.result = Some(result.clone());
                     entry.verification = Some(verification.clone());
                     entry.error = None;
                     entry.retryable = None;
                     entry.follow_up = follow_up.clone();
                 }
-                RunOutcome::Failed { error, retryable } => {
+                Err((error, retryable)) => {
                     entry.error = Some(error.clone());
                     entry.retryable = Some(*retryable);
                 }
@@ -704,9 +713,9 @@ impl Journal {
         note: &str,
         actor: &str,
     ) -> Result<JournalEntry, JournalError> {
-        let note = note.to_string();
+        let result = RawJson::from_value(&serde_json::json!({ "note": note }));
         self.transition(id, TaskState::NotAutomated, actor, move |entry, _| {
-            entry.result = Some(serde_json::json!({ "note": note.clone() }));
+            entry.result = Some(result.clone());
             Ok(())
         })
         .await
@@ -719,6 +728,7 @@ impl Journal {
         result: Value,
         actor: &str,
     ) -> Result<JournalEntry, JournalError> {
+        let result = RawJson::from_value(&result);
         self.transition(id, TaskState::Undone, actor, move |entry, _| {
             entry.undo_result = Some(result.clone());
             if let Some(undo) = &mut entry.undo {
@@ -953,12 +963,15 @@ fn in_state_update(
 /// What [`Journal::record_prior_state`] changes in a `running` entry: the preview, its hash
 /// and the prior state.
 fn prior_state_update(id: &MessageId, prior_state: Value, preview: Value) -> EntryUpdate {
+    let hash = preview_hash(&preview);
+    let preview = RawJson::from_value(&preview);
+    let prior_state = RawJson::from_value(&prior_state);
     in_state_update(
         id,
         TaskState::Running,
         TaskState::Running,
         move |entry, _| {
-            entry.preview_hash = Some(preview_hash(&preview));
+            entry.preview_hash = Some(hash.clone());
             entry.preview = Some(preview.clone());
             entry.prior_state = Some(prior_state.clone());
             Ok(())

@@ -21,7 +21,10 @@ fn unix_stamp(seconds: i64) -> String {
 
 /// Entries as JSON (an array, pretty-printed).
 pub fn render_json(entries: &[JournalEntry]) -> String {
-    serde_json::to_string_pretty(entries).unwrap_or_else(|_| "[]".to_string())
+    // Through a `Value` tree, so the documents kept as compact text are indented too.
+    serde_json::to_value(entries)
+        .and_then(|entries| serde_json::to_string_pretty(&entries))
+        .unwrap_or_else(|_| "[]".to_string())
 }
 
 /// Entries as a table, one line per task, then each task's history indented under it when

@@ -67,6 +67,47 @@ fn the_preview_hash_ignores_key_order_but_not_values() {
     assert_eq!(preview_hash(&a).len(), 64);
 }
 
+/// The documents an entry carries as text are stored as the JSON they are, not as strings
+/// holding JSON: entries written before and after read the same, and a reader of the store
+/// (or of `journal show --json`) sees objects.
+#[tokio::test]
+async fn an_entrys_documents_are_stored_as_json_and_read_back_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let task = task("kv-raw");
+    journal.receive_claiming_run(&task, "w").await.unwrap();
+    let prior = json!({"networkAcls": {"defaultAction": "Allow", "ipRules": []}, "n": 1.5});
+    let preview = json!({"summary": "deny", "change": {"requests": [{"method": "PATCH"}]}});
+    journal
+        .record_prior_state(&task.message_id, prior.clone(), preview.clone())
+        .await
+        .unwrap();
+    let (stored, _) = journal
+        .store()
+        .load(&task.message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let as_stored = serde_json::to_value(&stored).unwrap();
+    assert_eq!(as_stored["prior_state"], prior);
+    assert_eq!(as_stored["preview"], preview);
+    // Decoding the stored JSON of an entry from a `Value` (as an API client does) works too.
+    let decoded: JournalEntry = serde_json::from_value(as_stored).unwrap();
+    assert_eq!(decoded, stored);
+    assert_eq!(stored.prior_state.as_ref().unwrap().to_value(), prior);
+    // `journal show --json` indents them like the rest of the entry.
+    let shown = render_json(std::slice::from_ref(&stored));
+    assert!(shown.contains("\"defaultAction\": \"Allow\""), "{shown}");
+
+    // Equal documents are equal whatever their spacing or key order; different ones are not.
+    let spaced: RawJson = serde_json::from_str(
+        r#"{ "n" : 1.5, "networkAcls": {"ipRules": [], "defaultAction": "Allow"} }"#,
+    )
+    .unwrap();
+    assert_eq!(stored.prior_state, Some(spaced));
+    assert_ne!(stored.prior_state, Some(RawJson::from(json!({"n": 2}))));
+}
+
 /// The canonical form as first written (a string per key and scalar): the hash of every
 /// preview recorded so far, which decision, Undo and Keep links are bound to.
 fn canonical_as_first_written(value: &serde_json::Value, out: &mut String) {
@@ -165,7 +206,10 @@ async fn a_redelivery_finds_the_entry_and_changes_nothing() {
         [TaskState::Received, TaskState::Running, TaskState::Done]
     );
     assert_eq!(entry.attempts, 1);
-    assert_eq!(entry.verification, Some(json!({"defaultAction": "Deny"})));
+    assert_eq!(
+        entry.verification,
+        Some(RawJson::from(json!({"defaultAction": "Deny"})))
+    );
 }
 
 #[test]
@@ -885,7 +929,10 @@ async fn a_live_run_records_its_prior_state_and_takes_its_leases_in_one_write() 
         ["update_acquiring"],
         "one store call: the entry and both leases in one transaction"
     );
-    assert_eq!(entry.prior_state, Some(json!({"defaultAction": "Allow"})));
+    assert_eq!(
+        entry.prior_state,
+        Some(RawJson::from(json!({"defaultAction": "Allow"})))
+    );
     assert_eq!(
         journal.get(&first.message_id).await.unwrap().unwrap(),
         entry
@@ -928,7 +975,10 @@ async fn a_live_run_records_its_prior_state_and_takes_its_leases_in_one_write() 
         )
         .await
         .unwrap();
-    assert_eq!(entry.prior_state, Some(json!({"defaultAction": "Allow"})));
+    assert_eq!(
+        entry.prior_state,
+        Some(RawJson::from(json!({"defaultAction": "Allow"})))
+    );
     assert_eq!(leased.err().as_deref(), Some(resources[1].as_str()));
     assert!(journal
         .store()

@@ -8,7 +8,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::domain::{Action, AlertRef, MessageId, Queue, Task, TaskStatus};
-use crate::journal::{JournalEntry, TaskState, Verdict};
+use crate::journal::{JournalEntry, RawJson, TaskState, Verdict};
 
 /// What a notification says about one of the alert's notification tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -121,7 +121,8 @@ impl RelatedTask {
         let state = match entry.state {
             TaskState::PendingApproval => RelatedState::Pending(links),
             TaskState::Done => {
-                let result = entry.result.as_ref();
+                let result = entry.result.as_ref().map(RawJson::to_value);
+                let result = result.as_ref();
                 let text = |key: &str| {
                     result
                         .and_then(|r| r.get(key))

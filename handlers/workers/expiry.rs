@@ -34,7 +34,7 @@ impl Worker {
 /// something and that no person confirmed expire.
 pub fn expires_at(entry: &JournalEntry, expiry: Option<Duration>) -> Option<OffsetDateTime> {
     let expiry = expiry?;
-    let result = entry.result.as_ref()?;
+    let result = entry.result.as_ref()?.to_value();
     let wrote = result
         .get("sent")
         .and_then(|sent| sent.as_array())

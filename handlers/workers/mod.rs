@@ -31,8 +31,8 @@ use crate::executors::{
     Executor, ExecutorContext, ExecutorError, ExecutorErrorKind, ExecutorRegistry, Preview,
 };
 use crate::journal::{
-    preview_hash, HeldLease, Journal, JournalEntry, JournalError, Lease, RunOutcome, TaskState,
-    Verdict,
+    preview_hash, HeldLease, Journal, JournalEntry, JournalError, Lease, RawJson, RunOutcome,
+    TaskState, Verdict,
 };
 use crate::notify::{Delivery, Notifier, Sent, WebhookChannel};
 
@@ -493,7 +493,8 @@ impl Worker {
             Ok(preview) => preview,
             Err(err) => return self.fail(task, err, actor).await,
         };
-        if let Some(decided) = entry.preview.as_ref().and_then(|p| p.get("change")) {
+        let recorded = entry.preview.as_ref().map(RawJson::to_value);
+        if let Some(decided) = recorded.as_ref().and_then(|p| p.get("change")) {
             let now = serde_json::to_value(&preview.change).unwrap_or(Value::Null);
             if entry.decision.is_some() && !decided.is_null() && *decided != now {
                 let reason = format!(
@@ -1097,11 +1098,17 @@ pub fn recorded_preview(task: &Task, preview: &Preview) -> Value {
 /// Whether an isolation entry's change counts against the blast-radius budget: a live change
 /// that was attempted (done, failed after its writes began, or undone since).
 fn counts_against_budget(entry: &JournalEntry) -> bool {
+    /// The two keys of a result that say nothing was written.
+    #[derive(Deserialize)]
+    struct Wrote {
+        dry_run: Option<serde::de::IgnoredAny>,
+        noop: Option<serde::de::IgnoredAny>,
+    }
     let live = !entry.dry_run
-        && entry
-            .result
-            .as_ref()
-            .is_none_or(|r| r.get("dry_run").is_none() && r.get("noop").is_none());
+        && entry.result.as_ref().is_none_or(|r| {
+            r.decode::<Wrote>()
+                .is_ok_and(|w| w.dry_run.is_none() && w.noop.is_none())
+        });
     live && matches!(entry.state, TaskState::Done | TaskState::Undone)
 }
 
@@ -1118,22 +1125,28 @@ fn rotation_settled(entry: &JournalEntry) -> bool {
 
 /// The task a pending entry recorded in its preview.
 pub fn task_of(entry: &JournalEntry) -> Result<Task, Error> {
-    let task = entry
-        .preview
-        .as_ref()
-        .and_then(|preview| preview.get("task"))
-        .ok_or_else(|| {
-            Error::Permanent(format!(
-                "task {} has no recorded task to carry out",
-                entry.message_id
-            ))
-        })?;
-    serde_json::from_value(task.clone()).map_err(|err| {
+    /// The part of a recorded preview that holds the task.
+    #[derive(Deserialize)]
+    struct Recorded {
+        task: Option<Task>,
+    }
+    let missing = || {
         Error::Permanent(format!(
-            "task {}: the recorded task cannot be read: {err}",
+            "task {} has no recorded task to carry out",
             entry.message_id
         ))
-    })
+    };
+    let preview = entry.preview.as_ref().ok_or_else(missing)?;
+    preview
+        .decode::<Recorded>()
+        .map_err(|err| {
+            Error::Permanent(format!(
+                "task {}: the recorded task cannot be read: {err}",
+                entry.message_id
+            ))
+        })?
+        .task
+        .ok_or_else(missing)
 }
 
 /// The change a pending task asks a person to decide on: the task exactly as published (what,

@@ -13,7 +13,7 @@ use crate::domain::{Action, MessageId, Queue, Task};
 use crate::executors::{
     Applied, Change, Executor, ExecutorContext, Preview, SentRequest, Verification,
 };
-use crate::journal::{JournalEntry, JournalError, TaskState};
+use crate::journal::{JournalEntry, JournalError, RawJson, TaskState};
 
 /// What an undo did: the change it reverted, what it wrote back, what it read back, and what
 /// it could not restore. Recorded as the entry's `undo_result`.
@@ -103,14 +103,21 @@ fn undoable(entry: &JournalEntry) -> Result<(Task, Preview, Applied), UndoError>
     if entry.queue == Queue::Notification {
         return refuse("a notification changes nothing to undo".into());
     }
-    let result = entry.result.as_ref().unwrap_or(&Value::Null);
+    let result = entry
+        .result
+        .as_ref()
+        .map(RawJson::to_value)
+        .unwrap_or(Value::Null);
     if result.get("dry_run") == Some(&Value::Bool(true)) || entry.dry_run {
         return refuse("was a dry run: nothing was changed, so there is nothing to undo".into());
     }
     if result.get("noop") == Some(&Value::Bool(true)) {
         return refuse("changed nothing (the target was already in the contained state)".into());
     }
-    let (Some(recorded), Some(prior_state)) = (&entry.preview, &entry.prior_state) else {
+    let (Some(recorded), Some(prior_state)) = (
+        entry.preview.as_ref().map(RawJson::to_value),
+        entry.prior_state.as_ref().map(RawJson::to_value),
+    ) else {
         return refuse("the journal holds no recorded change and prior state for it".into());
     };
     let task = super::task_of(entry).map_err(|err| UndoError::Refused(err.to_string()))?;
@@ -133,7 +140,7 @@ fn undoable(entry: &JournalEntry) -> Result<(Task, Preview, Applied), UndoError>
     }
     let preview = Preview {
         change,
-        prior_state: prior_state.clone(),
+        prior_state,
         leases,
         subscriptions,
     };
@@ -313,7 +320,7 @@ impl Worker {
         };
         let expires_at = super::expiry::expires_at(&entry, self.containment_expiry);
         let mut detail = json!({
-            "summary": entry.preview.as_ref().and_then(|p| p.get("summary")).cloned().unwrap_or(Value::Null),
+            "summary": entry.preview.as_ref().and_then(|p| p.to_value().get_mut("summary").map(Value::take)).unwrap_or(Value::Null),
             "undo_command": format!("defender-responder undo {}", entry.message_id),
         });
         if let Some(at) = expires_at {

@@ -204,7 +204,7 @@ async fn the_undo_command_restores_the_exact_prior_state_and_a_second_undo_does_
     assert_eq!(firewall(&f.world, PAYMENTS_VAULT), before);
     let entry = f.journal.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(entry.state, TaskState::Undone);
-    assert_eq!(entry.undo_result.unwrap()["prior_state"], before);
+    assert_eq!(entry.undo_result.unwrap().to_value()["prior_state"], before);
 
     f.world.sim.clear_requests();
     let again = undo_outcome(&worker, id, "alice", Format::Table).await;

@@ -122,7 +122,10 @@ async fn a_live_task_is_authenticated_applied_once_and_marks_the_alert_in_progre
 
     let recorded = entry(&rig.journal, &task).await;
     assert_eq!(recorded.state, TaskState::Done);
-    let preview = recorded.preview.expect("the preview is journaled");
+    let preview = recorded
+        .preview
+        .expect("the preview is journaled")
+        .to_value();
     assert_eq!(preview["task"]["message_id"], task.message_id.as_str());
     assert_eq!(
         preview["prior_state"]["networkAcls"]["defaultAction"],
@@ -231,8 +234,9 @@ async fn a_dry_run_reads_and_records_the_change_but_writes_nothing() {
     );
     let recorded = entry(&rig.journal, &task).await;
     assert_eq!(recorded.state, TaskState::Done);
-    assert_eq!(recorded.result.unwrap()["dry_run"], true);
-    let requests = &recorded.preview.unwrap()["change"]["requests"];
+    assert_eq!(recorded.result.unwrap().to_value()["dry_run"], true);
+    let preview = recorded.preview.unwrap().to_value();
+    let requests = &preview["change"]["requests"];
     assert_eq!(requests[0]["method"], "PATCH", "{requests}");
 }
 

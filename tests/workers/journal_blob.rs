@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use defender_responder::journal::{
-    FollowUpOutcome, Journal, JournalError, JournalStore, RunOutcome, ScheduledFollowUp, TaskState,
-    Verdict,
+    FollowUpOutcome, Journal, JournalError, JournalStore, RawJson, RunOutcome, ScheduledFollowUp,
+    TaskState, Verdict,
 };
 use serde_json::json;
 
@@ -88,7 +88,7 @@ async fn a_redelivery_sees_done_and_nothing_runs_twice() {
         .record_prior_state(
             &task.message_id,
             json!({"networkAcls": {"defaultAction": "Allow"}}),
-            pending.preview.clone().unwrap(),
+            pending.preview.as_ref().unwrap().to_value(),
         )
         .await
         .unwrap();
@@ -123,7 +123,9 @@ async fn a_redelivery_sees_done_and_nothing_runs_twice() {
     let entry = again.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(
         entry.prior_state,
-        Some(json!({"networkAcls": {"defaultAction": "Allow"}}))
+        Some(RawJson::from(
+            json!({"networkAcls": {"defaultAction": "Allow"}})
+        ))
     );
     assert_eq!(entry.decision.unwrap().by, "owner@contoso.com");
     let states: Vec<_> = entry.history.iter().map(|e| e.to.as_str()).collect();
@@ -296,13 +298,16 @@ async fn two_instances_racing_to_undo_give_exactly_one_winner_and_the_change_sur
         task,
         "the task as carried out"
     );
-    let recorded = entry.preview.clone().unwrap();
+    let recorded = entry.preview.as_ref().unwrap().to_value();
     assert_eq!(recorded["leases"], json!(preview.leases));
     assert_eq!(
         recorded["change"],
         serde_json::to_value(&preview.change).unwrap()
     );
-    assert_eq!(entry.prior_state, Some(preview.prior_state.clone()));
+    assert_eq!(
+        entry.prior_state,
+        Some(RawJson::from_value(&preview.prior_state))
+    );
 
     let (ra, rb) = tokio::join!(
         tokio::spawn({

@@ -68,7 +68,7 @@ async fn a_503_is_retried_and_every_attempt_verifies_with_the_reference_library(
     }
     let entry = journal.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(entry.state, TaskState::Done);
-    assert_eq!(entry.result.unwrap()["attempts"], 2);
+    assert_eq!(entry.result.unwrap().to_value()["attempts"], 2);
 }
 
 #[tokio::test]

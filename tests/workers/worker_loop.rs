@@ -17,7 +17,7 @@ use defender_responder::executors::{
     Applied, Change, Executor, ExecutorContext, ExecutorError, ExecutorRegistry, PlannedRequest,
     Preview, Undone, Verification, WriteMethod,
 };
-use defender_responder::journal::{Journal, SqliteJournal, TaskState};
+use defender_responder::journal::{Journal, RawJson, SqliteJournal, TaskState};
 use defender_responder::notify::{WebhookChannel, WebhookSecret, WebhookSettings};
 use defender_responder::pipeline::Pipeline;
 use defender_responder::policy::Policy;
@@ -204,7 +204,9 @@ async fn a_ready_task_runs_once_and_a_redelivery_runs_nothing_again() {
     assert_eq!(entry.state, TaskState::Done);
     assert_eq!(
         entry.prior_state,
-        Some(json!({"networkAcls": {"defaultAction": "Allow"}}))
+        Some(RawJson::from(
+            json!({"networkAcls": {"defaultAction": "Allow"}})
+        ))
     );
     let states: Vec<TaskState> = entry.history.iter().map(|event| event.to).collect();
     assert_eq!(
@@ -356,13 +358,13 @@ async fn a_dry_run_journals_the_exact_change_and_writes_nothing() {
     assert_eq!(script.applied.load(Ordering::SeqCst), 0);
     let entry = f.journal.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(entry.state, TaskState::Done);
-    assert_eq!(entry.result.as_ref().unwrap()["dry_run"], true);
+    assert_eq!(entry.result.as_ref().unwrap().to_value()["dry_run"], true);
     assert_eq!(
-        entry.preview.as_ref().unwrap()["change"]["requests"][0]["method"],
+        entry.preview.as_ref().unwrap().to_value()["change"]["requests"][0]["method"],
         "PATCH"
     );
     assert_eq!(
-        entry.preview.as_ref().unwrap()["task"]["message_id"],
+        entry.preview.as_ref().unwrap().to_value()["task"]["message_id"],
         task.message_id.as_str()
     );
     // The global setting makes a live task a dry run too.
@@ -388,7 +390,7 @@ async fn an_action_without_an_executor_is_recorded_as_not_automated() {
     );
     let entry = f.journal.get(&task.message_id).await.unwrap().unwrap();
     assert_eq!(entry.state, TaskState::NotAutomated);
-    assert!(entry.result.unwrap()["note"]
+    assert!(entry.result.unwrap().to_value()["note"]
         .as_str()
         .unwrap()
         .contains("a person must do it"));

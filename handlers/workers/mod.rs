@@ -493,10 +493,15 @@ impl Worker {
             Ok(preview) => preview,
             Err(err) => return self.fail(task, err, actor).await,
         };
-        let recorded = entry.preview.as_ref().map(RawJson::to_value);
+        // Only a decided task is bound to the change it recorded; no other run reads it.
+        let recorded = entry
+            .decision
+            .as_ref()
+            .and(entry.preview.as_ref())
+            .map(RawJson::to_value);
         if let Some(decided) = recorded.as_ref().and_then(|p| p.get("change")) {
             let now = serde_json::to_value(&preview.change).unwrap_or(Value::Null);
-            if entry.decision.is_some() && !decided.is_null() && *decided != now {
+            if !decided.is_null() && *decided != now {
                 let reason = format!(
                     "the target changed since the approved preview; nothing was changed (approved: {}, now: {})",
                     preview_hash(decided),

@@ -1,19 +1,21 @@
 //! The isolation worker with the real executors against the simulator: the alert read back
 //! from Defender before the first write, a forged alert refused, a redelivery running nothing
-//! twice, the blast-radius trip to notify-only, and a dry run that writes nothing.
+//! twice, the blast-radius trip to notify-only, a dry run that writes nothing, and an approved
+//! change refused when its target changed after the decision.
 
 use std::sync::Arc;
 
 use defender_responder::adapters::{EmbeddedStore, QueueNames, SharedPublisher};
+use defender_responder::azure::arm::api_version;
 use defender_responder::config::azure::IsolationSettings;
 use defender_responder::domain::ids::{Guid, KeyVaultId};
 use defender_responder::domain::parameters::{FirewallBypass, FirewallDefault, Parameters};
-use defender_responder::domain::task::Task;
+use defender_responder::domain::task::{Task, TaskStatus};
 use defender_responder::domain::Queue;
 use defender_responder::executors::ExecutorRegistry;
-use defender_responder::journal::{Journal, JournalEntry, SqliteJournal, TaskState};
-use defender_responder::workers::{Settlement, Worker};
-use serde_json::Value;
+use defender_responder::journal::{Journal, JournalEntry, SqliteJournal, TaskState, Verdict};
+use defender_responder::workers::{Settlement, Worker, APPROVED_SUFFIX};
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -23,6 +25,7 @@ struct Rig {
     world: World,
     worker: Worker,
     journal: Journal,
+    store: EmbeddedStore,
     _dir: tempfile::TempDir,
 }
 
@@ -39,7 +42,7 @@ async fn rig(blast_radius_per_hour: u32) -> Rig {
     let journal = Journal::new(Arc::new(
         SqliteJournal::open(&dir.path().join("journal.sqlite3")).unwrap(),
     ));
-    let publisher: SharedPublisher = Arc::new(store);
+    let publisher: SharedPublisher = Arc::new(store.clone());
     let worker = Worker::new(journal.clone(), publisher)
         .with_executors(ExecutorRegistry::standard(), world.ctx.clone())
         .with_instance("isolation-test");
@@ -47,6 +50,7 @@ async fn rig(blast_radius_per_hour: u32) -> Rig {
         world,
         worker,
         journal,
+        store,
         _dir: dir,
     }
 }
@@ -288,5 +292,74 @@ async fn a_firewall_waits_for_its_vaults_rotations_then_closes() {
     assert!(
         matches!(&done, Settlement::Complete { note } if note.contains("done and verified")),
         "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_approved_change_is_refused_when_its_target_changed_after_the_decision() {
+    let rig = rig(20).await;
+    let mut pending = firewall_on(PAYMENTS_VAULT);
+    pending.status = TaskStatus::PendingApproval;
+
+    let waiting = rig.worker.process(Queue::Isolation, &body(&pending)).await;
+    assert!(
+        matches!(&waiting, Settlement::Complete { note } if note.contains("waits for a decision")),
+        "{waiting:?}"
+    );
+    let recorded = entry(&rig.journal, &pending).await;
+    assert_eq!(recorded.state, TaskState::PendingApproval);
+    let approved_hash = recorded
+        .preview_hash
+        .clone()
+        .expect("the preview is hashed");
+    let decided = rig
+        .journal
+        .decide(
+            &pending.message_id,
+            Verdict::Approve,
+            Some(&approved_hash),
+            "owner@contoso.com",
+        )
+        .await
+        .unwrap();
+    rig.worker.enqueue_approved(&decided).await.unwrap();
+
+    // After the decision, someone turns the vault's public access off: the PATCH the worker
+    // would send now is not the one the person approved.
+    rig.world
+        .ctx
+        .clients
+        .arm
+        .patch(
+            PAYMENTS_VAULT,
+            api_version::KEY_VAULT,
+            &json!({"properties": {"publicNetworkAccess": "Disabled"}}),
+        )
+        .await
+        .unwrap();
+    rig.world.sim.clear_requests();
+
+    // The copy the decision put back on the queue.
+    let approved: Value = rig
+        .store
+        .peek(Queue::Isolation, 10)
+        .unwrap()
+        .into_iter()
+        .find(|message| message.message_id.ends_with(APPROVED_SUFFIX))
+        .map(|message| serde_json::from_str(&message.body).unwrap())
+        .expect("the approved copy is queued");
+    let settlement = rig.worker.process(Queue::Isolation, &approved).await;
+    assert!(
+        matches!(&settlement, Settlement::Complete { .. }),
+        "a refusal is permanent, not retried: {settlement:?}"
+    );
+    assert_eq!(vault_writes(&rig.world, PAYMENTS_VAULT), 0);
+    let refused = entry(&rig.journal, &pending).await;
+    assert_eq!(refused.state, TaskState::Failed);
+    assert_eq!(refused.retryable, Some(false));
+    let error = refused.error.unwrap_or_default();
+    assert!(
+        error.contains("the target changed since the approved preview; nothing was changed"),
+        "{error}"
     );
 }

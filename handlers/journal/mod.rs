@@ -199,6 +199,22 @@ pub trait JournalStore: Send + Sync {
         let entries = self.for_alert(&entry.system_alert_id).await?;
         Ok((created, entries))
     }
+    /// [`JournalStore::create`] (then [`JournalStore::create_listing_alert`]'s listing when
+    /// `list_alert`) of a run's entry recorded already claimed. The run's next write always
+    /// comes before it changes anything outside the journal, and a run lost with this write
+    /// has changed nothing, so the store may let this write become durable with that next one
+    /// (SQLite: committed without a sync of its own). The default is `create` /
+    /// `create_listing_alert`.
+    async fn create_claimed(
+        &self,
+        entry: &JournalEntry,
+        list_alert: bool,
+    ) -> Result<(Option<Version>, Vec<JournalEntry>), JournalError> {
+        if list_alert {
+            return self.create_listing_alert(entry).await;
+        }
+        Ok((self.create(entry).await?, Vec::new()))
+    }
     /// Every entry of an alert, oldest first.
     async fn for_alert(&self, system_alert_id: &str) -> Result<Vec<JournalEntry>, JournalError>;
     /// The most recently changed entries, newest first.
@@ -387,6 +403,10 @@ impl Journal {
     /// write, as [`Journal::begin_run`] right after [`Journal::receive`] would leave it. A
     /// redelivery finds the entry as it is, not claimed: the caller goes on as after
     /// [`Journal::receive`]. The second value tells whether the run is claimed.
+    ///
+    /// The write may become durable only with the entry's next write
+    /// ([`JournalStore::create_claimed`]): the caller changes nothing outside the journal
+    /// before that write (a preview reads; the prior state is recorded before the change).
     pub async fn receive_claiming_run(
         &self,
         task: &Task,
@@ -422,11 +442,7 @@ impl Journal {
             actor,
             &claim_run(self.run_timeout, actor.to_string()),
         )?;
-        let (created, alert_entries) = if list_alert {
-            self.store.create_listing_alert(&entry).await?
-        } else {
-            (self.store.create(&entry).await?, Vec::new())
-        };
+        let (created, alert_entries) = self.store.create_claimed(&entry, list_alert).await?;
         let (entry, landed) = self.created_or_loaded(entry, created).await?;
         if landed {
             log_transition(&entry, None, TaskState::Received, actor);

@@ -4,6 +4,11 @@
 //! Several processes may open the same file: every compare-and-set is one statement, and
 //! SQLite serialises writers, so exactly one of two racing writers matches the version.
 //!
+//! Every commit is synced (`synchronous=FULL`) except a claimed run's first write
+//! ([`JournalStore::create_claimed`]): that one is committed without a sync of its own, and the
+//! sync of the run's next commit, which always comes before the run changes anything outside
+//! the journal, makes it durable with that commit (WAL frames are appended in order to one file).
+//!
 //! The sweeper's queries use indexes, never a scan of recent rows: `journal_by_state` finds
 //! the entries in a state, `journal_by_follow_up` (on the `follow_up_due` column, the Unix
 //! second a scheduled follow-up is due, `NULL` when none waits) finds the due follow-ups.
@@ -47,7 +52,17 @@ CREATE TABLE IF NOT EXISTS journal_leases (
 #[derive(Clone)]
 pub struct SqliteJournal {
     path: PathBuf,
-    connection: Arc<Mutex<Connection>>,
+    connection: Arc<Mutex<Db>>,
+}
+
+/// The connection, and whether it may still be set to commit without a sync (a claimed
+/// create whose restoring of `synchronous=FULL` failed): no other work runs on it until the
+/// setting is restored.
+struct Db {
+    connection: Connection,
+    unsynced: bool,
+    /// How many writes ran unsynced (for tests).
+    unsynced_writes: u64,
 }
 
 impl std::fmt::Debug for SqliteJournal {
@@ -86,7 +101,11 @@ impl SqliteJournal {
         }
         Ok(SqliteJournal {
             path: path.to_path_buf(),
-            connection: Arc::new(Mutex::new(connection)),
+            connection: Arc::new(Mutex::new(Db {
+                connection,
+                unsynced: false,
+                unsynced_writes: 0,
+            })),
         })
     }
 
@@ -95,20 +114,94 @@ impl SqliteJournal {
         &self.path
     }
 
-    /// Runs `work` on the connection off the async worker threads.
+    /// Runs `work` on the connection off the async worker threads, every commit synced.
     async fn with<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, JournalError> + Send + 'static,
     ) -> Result<T, JournalError> {
+        self.on_connection(false, work).await
+    }
+
+    /// [`SqliteJournal::with`], `work`'s commits not synced by themselves when `unsynced`
+    /// (`synchronous=NORMAL`: durable with the next synced commit). The connection is back to
+    /// `synchronous=FULL` before any other work runs on it.
+    pub(super) async fn on_connection<T: Send + 'static>(
+        &self,
+        unsynced: bool,
+        work: impl FnOnce(&mut Connection) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
-            let mut connection = connection
+            let mut db = connection
                 .lock()
                 .map_err(|_| JournalError::Storage("the journal connection is poisoned".into()))?;
-            work(&mut connection)
+            if db.unsynced {
+                db.connection
+                    .pragma_update(None, "synchronous", "FULL")
+                    .map_err(|err| {
+                        JournalError::Storage(format!(
+                            "cannot make the journal's commits synced again: {err}"
+                        ))
+                    })?;
+                db.unsynced = false;
+            }
+            if !unsynced {
+                return work(&mut db.connection);
+            }
+            db.unsynced = true;
+            db.unsynced_writes += 1;
+            db.connection.pragma_update(None, "synchronous", "NORMAL")?;
+            let result = work(&mut db.connection);
+            if db
+                .connection
+                .pragma_update(None, "synchronous", "FULL")
+                .is_ok()
+            {
+                db.unsynced = false;
+            }
+            result
         })
         .await
         .map_err(|err| JournalError::Storage(format!("journal worker: {err}")))?
+    }
+
+    /// Creates `entry` and, when `list_alert`, reads every entry of its alert in the same
+    /// transaction (`unsynced`: see [`SqliteJournal::on_connection`]).
+    async fn create_entry(
+        &self,
+        entry: &JournalEntry,
+        list_alert: bool,
+        unsynced: bool,
+    ) -> Result<(Option<Version>, Vec<JournalEntry>), JournalError> {
+        let json = to_json(entry)?;
+        let entry = entry.clone();
+        self.on_connection(unsynced, move |connection| {
+            if !list_alert {
+                return Ok((insert(connection, &entry, &json)?, Vec::new()));
+            }
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let created = insert(&transaction, &entry, &json)?;
+            let entries = alert_entries(&transaction, &entry.system_alert_id)?;
+            transaction.commit()?;
+            Ok((created, entries))
+        })
+        .await
+    }
+
+    /// How many writes ran unsynced, for tests.
+    #[cfg(test)]
+    pub(super) fn unsynced_writes(&self) -> u64 {
+        self.connection.lock().unwrap().unsynced_writes
+    }
+
+    /// The connection's `synchronous` setting now (2: FULL), for tests.
+    #[cfg(test)]
+    pub(super) fn synchronous(&self) -> i64 {
+        let db = self.connection.lock().unwrap();
+        db.connection
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap()
     }
 }
 
@@ -307,27 +400,22 @@ impl JournalStore for SqliteJournal {
     }
 
     async fn create(&self, entry: &JournalEntry) -> Result<Option<Version>, JournalError> {
-        let json = to_json(entry)?;
-        let entry = entry.clone();
-        self.with(move |connection| insert(connection, &entry, &json))
-            .await
+        Ok(self.create_entry(entry, false, false).await?.0)
     }
 
     async fn create_listing_alert(
         &self,
         entry: &JournalEntry,
     ) -> Result<(Option<Version>, Vec<JournalEntry>), JournalError> {
-        let json = to_json(entry)?;
-        let entry = entry.clone();
-        self.with(move |connection| {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let created = insert(&transaction, &entry, &json)?;
-            let entries = alert_entries(&transaction, &entry.system_alert_id)?;
-            transaction.commit()?;
-            Ok((created, entries))
-        })
-        .await
+        self.create_entry(entry, true, false).await
+    }
+
+    async fn create_claimed(
+        &self,
+        entry: &JournalEntry,
+        list_alert: bool,
+    ) -> Result<(Option<Version>, Vec<JournalEntry>), JournalError> {
+        self.create_entry(entry, list_alert, true).await
     }
 
     async fn load(&self, id: &MessageId) -> Result<Option<(JournalEntry, Version)>, JournalError> {

@@ -160,6 +160,59 @@ fn the_preview_hash_is_the_one_links_were_bound_to() {
 }
 
 #[tokio::test]
+async fn a_claimed_runs_first_write_is_not_synced_by_itself_and_every_other_commit_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteJournal::open(&dir.path().join("journal.sqlite3")).unwrap();
+    let runs = Journal::new(Arc::new(sqlite.clone()));
+    assert_eq!(sqlite.synchronous(), 2, "FULL from the start");
+    let during = sqlite
+        .on_connection(true, |connection| {
+            Ok(connection.query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0))?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(during, 1, "NORMAL: durable with the next synced commit");
+    assert_eq!(sqlite.synchronous(), 2);
+
+    for (target, listing) in [("kv-claimed", false), ("kv-claimed-listing", true)] {
+        let mut ready = task(target);
+        ready.status = TaskStatus::Ready;
+        let (received, claimed) = if listing {
+            let (received, claimed, entries) = runs
+                .receive_claiming_run_listing_alert(&ready, "worker")
+                .await
+                .unwrap();
+            assert!(entries.iter().any(|e| e.message_id == ready.message_id));
+            (received, claimed)
+        } else {
+            runs.receive_claiming_run(&ready, "worker").await.unwrap()
+        };
+        assert!(claimed && received.first_time);
+        assert_eq!(received.entry.state, TaskState::Running);
+        assert_eq!(
+            sqlite.synchronous(),
+            2,
+            "{target}: the run's next write is synced again"
+        );
+    }
+    assert_eq!(
+        sqlite.unsynced_writes(),
+        3,
+        "both claimed writes ran unsynced"
+    );
+    runs.receive(&task("kv-pending"), "worker").await.unwrap();
+    assert_eq!(sqlite.unsynced_writes(), 3, "any other write is synced");
+    // Reopened, the claimed entries are there.
+    drop(runs);
+    drop(sqlite);
+    let reopened = journal(&dir);
+    let mut ready = task("kv-claimed");
+    ready.status = TaskStatus::Ready;
+    let entry = reopened.get(&ready.message_id).await.unwrap().unwrap();
+    assert_eq!(entry.state, TaskState::Running);
+}
+
+#[tokio::test]
 async fn a_redelivery_finds_the_entry_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let journal = journal(&dir);

@@ -87,6 +87,14 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // The publisher is the run's choice, never the shell's: an inherited
+        // `ServiceBusConnection` (scripts/bench.sh exports one for the broker rows) would make
+        // every row publish to the broker while labelled as the embedded store.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ServiceBusConnection") {
+                command.env_remove(name);
+            }
+        }
         for (name, value) in envs {
             command.env(name, value);
         }
@@ -487,6 +495,11 @@ async fn run() {
     );
     if let Err(problem) = sanity(&server, &object_feed, 20).await {
         panic!("{problem}");
+    }
+    // The rows below are the embedded store's: refuse to label another publisher's numbers so.
+    let publisher = server.publisher.lock().expect("publisher").clone();
+    if let Some(other) = publisher.filter(|name| name != "embedded") {
+        panic!("the full-path server publishes with `{other}`, not the embedded store");
     }
     let first_base = ids.load(std::sync::atomic::Ordering::Relaxed);
     let (object_sat, cpu, share) = saturate(&server, &object_feed, seconds, concurrency).await;

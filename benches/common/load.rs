@@ -32,6 +32,8 @@ pub(crate) struct Stats {
     pub(crate) latencies: Vec<u64>,
     /// Requests not sent because the deadline passed (open loop falling behind).
     pub(crate) unsent: u64,
+    /// Requests sent (or waiting for a connection) but not answered by the deadline.
+    pub(crate) unanswered: u64,
     /// Most connections open at once.
     pub(crate) connections: usize,
 }
@@ -284,20 +286,28 @@ async fn wait_until(due: Instant) {
 
 /// Open loop: requests scheduled at a fixed `rate` for `duration`; each latency runs from the
 /// scheduled send time (no coordinated omission). Connections are reused from a pool and
-/// opened on demand when all are busy.
+/// opened on demand when all are busy, up to `max_connections` (like the Functions host's own
+/// bounded pool to its handler); a request due while all of them are busy waits for one, and
+/// that wait counts in its latency. Without the bound, a server falling behind would be sent
+/// a new connection per late request until its listen backlog overflows, and the run would
+/// measure the kernel's SYN retransmissions (1 s, 3 s) instead of the server's queue.
 pub(crate) async fn open_loop(
     addr: SocketAddr,
     feed: &Feed,
     rate: f64,
     duration: Duration,
+    max_connections: usize,
 ) -> Stats {
+    let max_connections = max_connections.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let pool: Arc<Mutex<Vec<Conn>>> = Arc::new(Mutex::new(Vec::new()));
-    for _ in 0..16 {
+    let warm = max_connections.min(16);
+    for _ in 0..warm {
         if let Ok(conn) = Conn::connect(addr).await {
             pool.lock().expect("pool").push(conn);
         }
     }
-    let opened = Arc::new(AtomicUsize::new(16));
+    let opened = Arc::new(AtomicUsize::new(warm));
     let total_requests = (rate * duration.as_secs_f64()).round() as u64;
     let started = Instant::now() + Duration::from_millis(5);
     let hard_deadline = started + duration + Duration::from_secs(5);
@@ -311,10 +321,18 @@ pub(crate) async fn open_loop(
             unsent = total_requests - k;
             break;
         }
-        let conn = pool.lock().expect("pool").pop();
-        let (pool, results, feed, opened) =
-            (pool.clone(), results.clone(), feed.clone(), opened.clone());
+        let (pool, results, feed, opened, slots) = (
+            pool.clone(),
+            results.clone(),
+            feed.clone(),
+            opened.clone(),
+            slots.clone(),
+        );
         tasks.push(tokio::spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return;
+            };
+            let conn = pool.lock().expect("pool").pop();
             let conn = match conn {
                 Some(conn) => Some(conn),
                 None => {
@@ -335,13 +353,20 @@ pub(crate) async fn open_loop(
             }
         }));
     }
+    let mut unanswered = 0;
     for task in tasks {
-        let _ = tokio::time::timeout_at(hard_deadline.into(), task).await;
+        if tokio::time::timeout_at(hard_deadline.into(), task)
+            .await
+            .is_err()
+        {
+            unanswered += 1;
+        }
     }
     let elapsed = started.elapsed();
     let mut stats = std::mem::take(&mut *results.lock().expect("results"));
     stats.elapsed = elapsed;
     stats.unsent = unsent;
+    stats.unanswered = unanswered;
     stats.connections = opened.load(Ordering::Relaxed);
     stats
 }

@@ -75,10 +75,25 @@ struct Server {
     publisher: Arc<Mutex<Option<String>>>,
     /// Time from spawn to the first successful readiness probe.
     ready_after: Duration,
+    /// Whether it logged that its Service Bus start-up check passed (readiness never waits for it).
+    broker_connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Server {
+    /// A server the run cannot do without: one that does not get ready ends the benchmark.
     fn spawn(program: &str, args: &[&str], port: u16, envs: &[(&str, String)]) -> Server {
+        Server::try_spawn(program, args, port, envs)
+            .unwrap_or_else(|reason| panic!("{program} {args:?}: {reason}"))
+    }
+
+    /// A server that may fail to start (the broker row: a broker without AMQP 1.0); the error
+    /// names why: its readiness answer, or its exit status and last warning or error line.
+    fn try_spawn(
+        program: &str,
+        args: &[&str],
+        port: u16,
+        envs: &[(&str, String)],
+    ) -> Result<Server, String> {
         let mut command = Command::new("taskset");
         command
             .args(["-c", "0", program])
@@ -102,13 +117,24 @@ impl Server {
         let started = Instant::now();
         let mut child = command.spawn().expect("spawn server");
         let publisher = Arc::new(Mutex::new(None));
+        let last_line = Arc::new(Mutex::new(String::new()));
         // Drain the logs as the Functions host would (a pipe read continuously).
         let stdout = child.stdout.take().expect("stdout");
         let seen = publisher.clone();
+        let last = last_line.clone();
+        let broker_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connected = broker_connected.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                // The info lines (one per alert) are never the reason a start failed.
+                if line.contains(" ERROR ") || line.contains(" WARN ") {
+                    remember_line(&last, &line);
+                }
+                if line.contains("Service Bus connected") {
+                    connected.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 if let Some(at) = line.find("publisher=") {
                     let value: String = line[at + 10..]
                         .trim_start_matches('"')
@@ -121,18 +147,73 @@ impl Server {
             }
         });
         let stderr = child.stderr.take().expect("stderr");
+        let last = last_line.clone();
         std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = std::io::copy(&mut BufReader::new(stderr), &mut sink);
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                remember_line(&last, &line);
+                line.clear();
+            }
         });
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let ready_after = wait_ready(addr, started);
-        Server {
+        let mut server = Server {
             child,
             addr,
             publisher,
-            ready_after,
+            ready_after: Duration::ZERO,
+            broker_connected,
+        };
+        match wait_ready(&mut server.child, addr, started) {
+            Ok(ready_after) => {
+                server.ready_after = ready_after;
+                Ok(server)
+            }
+            Err(reason) => {
+                drop(server);
+                // The log readers finish once the pipes close.
+                std::thread::sleep(Duration::from_millis(50));
+                let last = last_line.lock().expect("last line").clone();
+                // Its own answer says why better than its log does.
+                Err(if last.is_empty() || reason.contains("answered") {
+                    reason
+                } else {
+                    format!("{reason}; it logged: {last}")
+                })
+            }
         }
+    }
+
+    /// The publisher its start-up line names. That line is written before the server listens,
+    /// but the thread reading the pipe may not have reached it yet: wait for it, up to 2 s.
+    fn publisher(&self) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let seen = self.publisher.lock().expect("publisher").clone();
+            if seen.is_some() || Instant::now() >= deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits up to 10 s for the Service Bus start-up check to pass; the error is the server's
+    /// own readiness answer (a missing queue, a refused password).
+    fn wait_broker_connected(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self
+                .broker_connected
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(match probe_once(self.addr) {
+            Some(answer) => format!("no broker connection after 10 s; GET / answered {answer}"),
+            None => "no broker connection after 10 s".into(),
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -188,24 +269,60 @@ fn clock_ticks() -> f64 {
     })
 }
 
-/// Polls `GET /` (blocking, every 100 µs) until it answers 200; bounded at 10 s.
-fn wait_ready(addr: SocketAddr, started: Instant) -> Duration {
-    let probe = requests::probe();
-    while started.elapsed() < Duration::from_secs(10) {
-        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
-            use std::io::Read;
-            if stream.write_all(&probe).is_ok() {
-                let mut buffer = [0u8; 512];
-                if let Ok(n) = stream.read(&mut buffer) {
-                    if n >= 12 && &buffer[9..12] == b"200" {
-                        return started.elapsed();
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_micros(100));
+/// Keeps a server's last non-empty log line, for the reason a start failed.
+fn remember_line(last: &Mutex<String>, line: &str) {
+    let line = line.trim();
+    if !line.is_empty() {
+        *last.lock().expect("last line") = line.chars().take(300).collect();
     }
-    panic!("server on {addr} not ready after 10 s");
+}
+
+/// Polls `GET /` (blocking, every 100 µs) until it answers 200; bounded at 10 s, and over as
+/// soon as the process exits. A server that answers "not ready" is asked every 5 ms, and its
+/// last answer is the reason given when it never gets ready.
+fn wait_ready(child: &mut Child, addr: SocketAddr, started: Instant) -> Result<Duration, String> {
+    let mut last_answer = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited before it was ready ({status})"));
+        }
+        let mut pause = Duration::from_micros(100);
+        if let Some(answer) = probe_once(addr) {
+            if answer.starts_with("200") {
+                return Ok(started.elapsed());
+            }
+            last_answer = Some(answer);
+            pause = Duration::from_millis(5);
+        }
+        std::thread::sleep(pause);
+    }
+    Err(match last_answer {
+        Some(answer) => format!("not ready on {addr} after 10 s; GET / answered {answer}"),
+        None => format!("not ready on {addr} after 10 s"),
+    })
+}
+
+/// One `GET /` on a new connection: the answer's status and the start of its body, or nothing
+/// when no answer came.
+fn probe_once(addr: SocketAddr) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(&requests::probe()).ok()?;
+    let mut buffer = [0u8; 2048];
+    let n = stream.read(&mut buffer).ok()?;
+    (n >= 12).then(|| summarize_answer(&buffer[..n]))
+}
+
+/// An HTTP answer as its status code and the start of its body.
+fn summarize_answer(answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(answer);
+    let status = text.get(9..12).unwrap_or("???");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim())
+        .unwrap_or("");
+    format!("{status} {}", body.chars().take(300).collect::<String>())
 }
 
 /// One row of the results table.
@@ -511,9 +628,12 @@ async fn run() {
         panic!("{problem}");
     }
     // The rows below are the embedded store's: refuse to label another publisher's numbers so.
-    let publisher = server.publisher.lock().expect("publisher").clone();
-    if let Some(other) = publisher.filter(|name| name != "embedded") {
-        panic!("the full-path server publishes with `{other}`, not the embedded store");
+    match server.publisher().as_deref() {
+        Some("embedded") => {}
+        Some(other) => {
+            panic!("the full-path server publishes with `{other}`, not the embedded store")
+        }
+        None => panic!("the full-path server logged no `publisher=` start-up line within 2 s"),
     }
     let first_base = ids.load(std::sync::atomic::Ordering::Relaxed);
     let (object_sat, cpu, share) = saturate(&server, &object_feed, seconds, concurrency).await;
@@ -624,7 +744,7 @@ async fn run() {
     let mut broker_raw = "n/a (ServiceBusConnection not set)".to_string();
     if let Some(url) = &broker {
         let dir = store_dir(&base, "broker");
-        let server = Server::spawn(
+        let started = Server::try_spawn(
             program,
             &["serve"],
             free_port(),
@@ -636,32 +756,40 @@ async fn run() {
                 ("ServiceBusConnection", url.clone()),
             ],
         );
-        std::thread::sleep(Duration::from_millis(200));
-        let publisher = server
-            .publisher
-            .lock()
-            .expect("publisher")
-            .clone()
-            .unwrap_or_default();
-        if publisher.is_empty() || publisher == "embedded" {
-            rows.push(Row {
-                name: "full path, object, publishing to the AMQP broker".into(),
-                stats: None,
-                cpu_us_per_event: f64::NAN,
-                cpu_share: f64::NAN,
-                note: "n/a (publisher not built)".into(),
-            });
-        } else {
-            let (stats, cpu, share) = saturate(&server, &object_feed, seconds, concurrency).await;
-            rows.push(Row {
-                name: format!("full path, object, publishing to the AMQP broker ({publisher})"),
-                stats: Some(stats),
-                cpu_us_per_event: cpu,
-                cpu_share: share,
-                note: String::new(),
-            });
+        let not_measured = |note: String| Row {
+            name: "full path, object, publishing to the AMQP broker".into(),
+            stats: None,
+            cpu_us_per_event: f64::NAN,
+            cpu_share: f64::NAN,
+            note,
+        };
+        match started {
+            // A broker that refuses the server (no AMQP 1.0, say) costs this row, not the table.
+            Err(reason) => rows.push(not_measured(format!(
+                "n/a (server did not start: {reason})"
+            ))),
+            Ok(server) => {
+                let publisher = server.publisher().unwrap_or_default();
+                if publisher.is_empty() || publisher == "embedded" {
+                    rows.push(not_measured("n/a (publisher not built)".into()));
+                } else if let Err(reason) = server.wait_broker_connected() {
+                    rows.push(not_measured(format!("n/a ({reason})")));
+                } else {
+                    let (stats, cpu, share) =
+                        saturate(&server, &object_feed, seconds, concurrency).await;
+                    rows.push(Row {
+                        name: format!(
+                            "full path, object, publishing to the AMQP broker ({publisher})"
+                        ),
+                        stats: Some(stats),
+                        cpu_us_per_event: cpu,
+                        cpu_share: share,
+                        note: String::new(),
+                    });
+                }
+                server.stop();
+            }
         }
-        server.stop();
         let _ = std::fs::remove_dir_all(&dir);
         broker_raw = broker_raw_rate(url);
     }

@@ -15,8 +15,18 @@ echo "== machine: $(nproc) cores,$(grep -m1 'model name' /proc/cpuinfo | cut -d:
 echo "== $(rustc --version)"
 cargo bench -j "${BENCH_JOBS:-1}" --no-run --bench full_path --bench decode_plan --bench instructions --bench workers 2>&1 | grep -v '^ *Executable' || true
 
+# The broker rows need AMQP 1.0, not just a listener: RabbitMQ without its rabbitmq_amqp1_0 plugin
+# answers the 1.0 header with its 0-9-1 one, and the server (rightly) refuses to start on it.
+amqp10_header_reply() {
+    timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672 && printf "AMQP\x03\x01\x00\x00" >&3 && head -c 8 <&3' 2>/dev/null \
+        | od -An -tx1 | tr -d ' \n'
+}
 if [ "${BENCH_BROKER:-1}" = 1 ] && [ -z "${ServiceBusConnection:-}" ] && (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
-    export ServiceBusConnection="amqp://guest:guest@127.0.0.1:5672"
+    if [ "$(amqp10_header_reply)" = 414d515003010000 ]; then
+        export ServiceBusConnection="amqp://guest:guest@127.0.0.1:5672"
+    else
+        echo "== broker rows skipped: 127.0.0.1:5672 does not speak AMQP 1.0 (RabbitMQ: sudo scripts/ensure-broker.sh enables its plugin and declares the queues)"
+    fi
 fi
 echo "== load before: $(uptime)"
 cargo bench --bench full_path 2>/dev/null

@@ -4,7 +4,7 @@
 # Knobs: BENCH_SECONDS (per run, default 3), BENCH_ALERTS (default 400), BENCH_CONCURRENCY
 # (default 16), BENCH_STORE_DIR (default the temp folder), BENCH_JOBS (build jobs, default 1),
 # BENCH_MICRO=0 / BENCH_INSTRUCTIONS=0 / BENCH_WORKERS=0 to skip parts, ServiceBusConnection
-# (defaults to the local RabbitMQ when one listens on 127.0.0.1:5672; BENCH_BROKER=0 to skip
+# (defaults to the local RabbitMQ when it speaks AMQP 1.0 on 127.0.0.1:5672; BENCH_BROKER=0 to skip
 # it). The worker benchmark's knobs: BENCH_WORKER_TASKS (1000), BENCH_WORKER_SCALE (1: ARM's
 # real write bucket, ~3 minutes; 10 runs the same shape ten times faster).
 set -euo pipefail
@@ -16,7 +16,7 @@ echo "== $(rustc --version)"
 cargo bench -j "${BENCH_JOBS:-1}" --no-run --bench full_path --bench decode_plan --bench instructions --bench workers 2>&1 | grep -v '^ *Executable' || true
 
 # The broker rows need AMQP 1.0, not just a listener: RabbitMQ without its rabbitmq_amqp1_0 plugin
-# answers the 1.0 header with its 0-9-1 one, and the server (rightly) refuses to start on it.
+# answers the 1.0 header with its 0-9-1 one, and the server never gets ready against it.
 amqp10_header_reply() {
     timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672 && printf "AMQP\x03\x01\x00\x00" >&3 && head -c 8 <&3' 2>/dev/null \
         | od -An -tx1 | tr -d ' \n'

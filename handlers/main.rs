@@ -160,8 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
     // Bind first: the host polls the port from the moment it starts the process.
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
+    let listener = defender_responder::server::bind(address)
         .with_context(|| format!("cannot listen on {address}"))?;
     // The embedded store holds the local queues (and, locally, the ledger); the file is held
     // exclusively while serving.

@@ -6,12 +6,14 @@
 //! first byte, or when no request comes within the idle timeout of the last response. Request
 //! bodies carry their own deadline (the body timeout, from the end of the header): a body that
 //! has not fully arrived by then fails to read, and the functions answer 408. Past the
-//! connection cap, new connections wait in the listen backlog until one closes, so the process
+//! connection cap, new connections wait in the listen backlog (`LISTEN_BACKLOG`, not the
+//! standard library's 128, which is below the cap) until one closes, so the process
 //! never runs out of file descriptors for the store and the broker; while any wait, idle
 //! kept-alive connections are closed to make room, so waiting is bounded by the requests in
 //! flight, not by the idle timeout.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tower::ServiceExt;
 
@@ -37,6 +39,25 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
 pub struct BodyTimeout(pub Duration);
+
+/// How many connections the kernel holds for the server before it accepts them: those past the
+/// connection cap wait here. A connection that finds the backlog full is dropped, and its
+/// client only tries again a second later; the standard library's 128 would do that to a burst
+/// of the host's connections well before the cap is reached. The kernel caps it at somaxconn.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `address` with `LISTEN_BACKLOG` (and `SO_REUSEADDR`, as the standard library sets
+/// it); must run inside the tokio runtime.
+pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Serves `router` on `listener` under `limits` until `shutdown` completes, then lets open
 /// connections finish (bounded) and returns.

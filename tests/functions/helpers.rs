@@ -217,7 +217,8 @@ pub(crate) struct LiveServer {
 
 impl LiveServer {
     pub(crate) async fn start(state: AppState, limits: Limits) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Bound as `serve` binds, with the server's own listen backlog.
+        let listener = defender_responder::server::bind(([127, 0, 0, 1], 0).into()).unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(defender_responder::server::serve(

@@ -138,6 +138,47 @@ async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
 }
 
 #[tokio::test]
+async fn a_burst_past_the_cap_and_past_the_standard_backlog_waits_and_is_served() {
+    let app = TestApp::new();
+    let limits = Limits {
+        max_connections: 4,
+        ..Limits::default()
+    };
+    let server = LiveServer::start(app.state.clone(), limits).await;
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        let mut holder = TcpStream::connect(server.address).await.unwrap();
+        holder
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
+            .await
+            .unwrap();
+        holders.push(holder);
+    }
+    // Every slot is busy, so these wait in the kernel's accept queue. With the standard
+    // library's backlog of 128 the kernel drops the SYNs past it, and the client retries only
+    // after a second: a handshake that takes that long is a connection the backlog refused.
+    let mut waiting = Vec::new();
+    for i in 0..300 {
+        let connected = tokio::time::timeout(
+            Duration::from_millis(700),
+            TcpStream::connect(server.address),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("connection {i} past the cap found the listen backlog full"));
+        waiting.push(connected.unwrap());
+    }
+    // The last of the burst is served once the others leave.
+    let mut last = waiting.pop().unwrap();
+    drop(waiting);
+    drop(holders);
+    last.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_until_closed(&mut last).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[tokio::test]
 async fn idle_kept_alive_connections_give_their_slots_to_waiting_ones() {
     let app = TestApp::new();
     let limits = Limits {

@@ -103,6 +103,21 @@ async fn an_idle_keep_alive_connection_is_closed_after_its_reply() {
     assert_eq!(read_until_closed(&mut silent).await, "");
 }
 
+/// `count` connections stopped mid-header: busy, not idle, for the whole (10 s) header timeout,
+/// so each holds a slot.
+async fn hold_mid_header(server: &LiveServer, count: usize) -> Vec<TcpStream> {
+    let mut holders = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut holder = TcpStream::connect(server.address).await.unwrap();
+        holder
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
+            .await
+            .unwrap();
+        holders.push(holder);
+    }
+    holders
+}
+
 #[tokio::test]
 async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
     let app = TestApp::new();
@@ -111,16 +126,7 @@ async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
         ..Limits::default()
     };
     let server = LiveServer::start(app.state.clone(), limits).await;
-    let mut holders = Vec::new();
-    for _ in 0..4 {
-        // Mid-header: busy, not idle, for the whole (10 s) header timeout.
-        let mut holder = TcpStream::connect(server.address).await.unwrap();
-        holder
-            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
-            .await
-            .unwrap();
-        holders.push(holder);
-    }
+    let mut holders = hold_mid_header(&server, 4).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let client = reqwest::Client::new();
     let waiting = tokio::spawn({
@@ -145,15 +151,7 @@ async fn a_burst_past_the_cap_and_past_the_standard_backlog_waits_and_is_served(
         ..Limits::default()
     };
     let server = LiveServer::start(app.state.clone(), limits).await;
-    let mut holders = Vec::new();
-    for _ in 0..4 {
-        let mut holder = TcpStream::connect(server.address).await.unwrap();
-        holder
-            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
-            .await
-            .unwrap();
-        holders.push(holder);
-    }
+    let holders = hold_mid_header(&server, 4).await;
     // Every slot is busy, so these wait in the kernel's accept queue. With the standard
     // library's backlog of 128 the kernel drops the SYNs past it, and the client retries only
     // after a second: a handshake that takes that long is a connection the backlog refused.

@@ -23,14 +23,15 @@ for name in $(compgen -e | grep '^ServiceBusConnection' || true); do
   unset "$name"
 done
 
-# DEMO_BINARY: an already built binary to use instead (skips the release build).
-binary=${DEMO_BINARY:-target/release/defender-responder}
+# DEMO_BINARY / DEMO_SIM_BINARY: already built binaries to use instead (skip the release build).
+# Otherwise both are found where cargo puts them (locate_binaries).
+binary=""
 alerts=tests/fixtures/alerts
 work=""
 handler=""
 url=""
 simulator=""
-sim_binary=${DEMO_SIM_BINARY:-target/release/azure-sim}
+sim_binary=""
 receiver=""
 receiver_url=""
 webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -79,6 +80,17 @@ require() {
   fi
 }
 
+# cargo's target directory is not always target/: CARGO_TARGET_DIR or a config's
+# build.target-dir moves it, and the binaries with it.
+locate_binaries() {
+  local target_dir=""
+  if [ -z "${DEMO_BINARY:-}" ] || [ -z "${DEMO_SIM_BINARY:-}" ]; then
+    target_dir=$(scripts/cargo-target-dir)
+  fi
+  binary=${DEMO_BINARY:-$target_dir/release/defender-responder}
+  sim_binary=${DEMO_SIM_BINARY:-$target_dir/release/azure-sim}
+}
+
 build() {
   if [ -n "${DEMO_BINARY:-}" ]; then return 0; fi
   if [ -x "$binary" ]; then
@@ -87,7 +99,7 @@ build() {
     say "Building the release binary (cargo build --release)"
     echo "   The first build downloads and compiles about 230 crates with optimisations (the"
     echo "   AMQP and Azure clients, SQLite, the HTTP stack): about 6 minutes on 2 cores, over 20"
-    echo "   when other work keeps them busy. Later runs reuse target/ and take seconds."
+    echo "   when other work keeps them busy. Later runs reuse cargo's target directory and take seconds."
     echo "   cargo's progress follows."
   fi
   cargo build --release --locked --bin defender-responder
@@ -486,6 +498,7 @@ undo_firewall() {
 main() {
   trap cleanup EXIT
   require
+  locate_binaries
   build
   start_simulator
   start_receiver

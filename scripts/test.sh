@@ -209,7 +209,7 @@ suite_corpus() {
     skip corpus 1 corpus "the corpus checker $checker is not there (set CHECK_CORPUS=PATH to run it)"
     return 0
   fi
-  "$checker" target/debug/defender-responder tests/fixtures/alerts
+  "$checker" "$(scripts/cargo-target-dir)/debug/defender-responder" tests/fixtures/alerts
 }
 
 main() {
